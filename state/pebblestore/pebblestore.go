@@ -1,0 +1,177 @@
+// Package pebblestore implements state.Store on top of Pebble. It is the only
+// package of this module that imports Pebble.
+package pebblestore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/pheromone-go/pheromone/state"
+)
+
+// Options tune the store. The zero value gives the defaults documented on
+// each field.
+type Options struct {
+	// CacheBytes is the block cache size. Default 64 MiB: random reads of
+	// window panes are several times faster with a cache well above Pebble's
+	// 8 MiB default.
+	CacheBytes int64
+	// InMemory keeps everything in memory (tests and benchmarks only).
+	InMemory bool
+}
+
+// Store is a state.Store backed by one Pebble database.
+type Store struct {
+	db    *pebble.DB
+	cache *pebble.Cache
+}
+
+var _ state.Store = (*Store)(nil)
+
+// Open opens or creates the database in dir.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	opts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		MaxConcurrentCompactions:    func() int { return 2 },
+		Logger:                      quietLogger{},
+	}
+	opts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].BlockSize = 32 << 10
+		opts.Levels[i].TargetFileSize = 8 << 20 << i
+	}
+	if o.InMemory {
+		opts.FS = vfs.NewMem()
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	return &Store{db: db, cache: cache}, nil
+}
+
+// Get implements state.Reader.
+func (s *Store) Get(key []byte) ([]byte, error) { return get(s.db, key) }
+
+// Scan implements state.Reader.
+func (s *Store) Scan(prefix []byte, fn func(k, v []byte) error) error {
+	return scan(s.db, prefix, fn)
+}
+
+type pebbleReader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func get(r pebbleReader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, state.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: get: %w", err)
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+func scan(r pebbleReader, prefix []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("state: scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return fmt.Errorf("state: scan: %w", err)
+	}
+	return it.Close()
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// or nil when there is none.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// NewBatch implements state.Store.
+func (s *Store) NewBatch() state.Batch { return &batch{b: s.db.NewBatch()} }
+
+// Snapshot implements state.Store.
+func (s *Store) Snapshot() state.Snapshot { return &snapshot{s: s.db.NewSnapshot()} }
+
+// Close flushes and closes the database.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	s.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("state: close: %w", err)
+	}
+	return nil
+}
+
+// DiskBytes reports the size of the database's files.
+func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+type batch struct{ b *pebble.Batch }
+
+func (b *batch) Set(k, v []byte) { _ = b.b.Set(k, v, nil) }
+func (b *batch) Delete(k []byte) { _ = b.b.Delete(k, nil) }
+func (b *batch) Len() int        { return int(b.b.Count()) }
+func (b *batch) Commit(sync bool) error {
+	o := pebble.NoSync
+	if sync {
+		o = pebble.Sync
+	}
+	if err := b.b.Commit(o); err != nil {
+		b.b.Close()
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	return b.b.Close()
+}
+func (b *batch) Close() error { return b.b.Close() }
+
+type snapshot struct{ s *pebble.Snapshot }
+
+func (s *snapshot) Get(key []byte) ([]byte, error) { return get(s.s, key) }
+func (s *snapshot) Scan(prefix []byte, fn func(k, v []byte) error) error {
+	return scan(s.s, prefix, fn)
+}
+func (s *snapshot) Close() error { return s.s.Close() }
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	fmt.Printf("pebble: "+format+"\n", args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

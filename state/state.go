@@ -1,0 +1,52 @@
+// Package state defines the small key-value contract the engine keeps its
+// buckets, trigger state and source offsets in. Implementations live in
+// sub-packages (pebblestore); the engine only sees these interfaces.
+//
+// The package is a leaf: it imports nothing else from this module.
+package state
+
+import "errors"
+
+// ErrNotFound is returned by Get when the key does not exist.
+var ErrNotFound = errors.New("state: not found")
+
+// Reader reads committed state.
+type Reader interface {
+	// Get returns a copy of the value stored under key, or ErrNotFound.
+	Get(key []byte) ([]byte, error)
+	// Scan calls fn for every key with the given prefix in ascending order.
+	// k and v are valid only during the call; copy them to keep them.
+	// Returning an error from fn stops the scan and returns that error.
+	Scan(prefix []byte, fn func(k, v []byte) error) error
+}
+
+// Batch collects writes that become visible together, atomically, on Commit.
+// A Batch is not safe for concurrent use. Set and Delete copy their arguments.
+type Batch interface {
+	Set(key, value []byte)
+	Delete(key []byte)
+	// Len reports how many operations the batch holds.
+	Len() int
+	// Commit applies the batch atomically. With sync set, Commit returns only
+	// after the batch is durable on disk. A batch cannot be reused after Commit
+	// or Close.
+	Commit(sync bool) error
+	// Close releases the batch without applying it.
+	Close() error
+}
+
+// Store is a durable ordered key-value store.
+// All methods are safe for concurrent use.
+type Store interface {
+	Reader
+	NewBatch() Batch
+	// Snapshot returns a consistent read view; Close it when done.
+	Snapshot() Snapshot
+	Close() error
+}
+
+// Snapshot is a point-in-time Reader.
+type Snapshot interface {
+	Reader
+	Close() error
+}

@@ -1,0 +1,152 @@
+package triggers
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The scripts under testdata drive one trigger through puts, clock advances
+// and restarts. Each command is followed by "----" and the firings (or state)
+// it must produce. Commands:
+//
+//	new primitive=P [count=N] [window=D]   builds trigger "t" (next seq 0)
+//	put n=N                                 puts N objects at the current time
+//	advance by=D                            moves the clock and calls Tick
+//	clock by=D                              moves the clock without a Tick
+//	restart                                 marshals state and rebuilds the trigger
+//	state                                   prints low, pending and next tick
+//
+// Times print as offsets from the script's epoch (1970-01-01).
+func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
+	}
+}
+
+type scriptEnv struct {
+	spec Spec
+	tr   Trigger
+	now  time.Time
+	next uint64
+}
+
+func runScript(t *testing.T, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &scriptEnv{now: time.Unix(0, 0).UTC()}
+	lines := strings.Split(string(raw), "\n")
+	for i := 0; i < len(lines); i++ {
+		cmd := strings.TrimSpace(lines[i])
+		if cmd == "" || strings.HasPrefix(cmd, "#") {
+			continue
+		}
+		lineNo := i + 1
+		i++
+		if i >= len(lines) || strings.TrimSpace(lines[i]) != "----" {
+			t.Fatalf("%s:%d: command without ---- separator", path, lineNo)
+		}
+		var want []string
+		for i+1 < len(lines) && strings.TrimSpace(lines[i+1]) != "" {
+			i++
+			want = append(want, strings.TrimSpace(lines[i]))
+		}
+		got := env.run(t, cmd)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:%d: %s\n got:\n%s\nwant:\n%s", path, lineNo, cmd,
+				strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+func (e *scriptEnv) run(t *testing.T, cmd string) []string {
+	t.Helper()
+	fields := strings.Fields(cmd)
+	args := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, _ := strings.Cut(f, "=")
+		args[k] = v
+	}
+	dur := func(k string) time.Duration {
+		d, err := time.ParseDuration(args[k])
+		if err != nil {
+			t.Fatalf("%s: %s: %v", cmd, k, err)
+		}
+		return d
+	}
+	switch fields[0] {
+	case "new":
+		e.spec = Spec{Name: "t", Primitive: args["primitive"]}
+		if args["count"] != "" {
+			e.spec.Count, _ = strconv.Atoi(args["count"])
+		}
+		if args["window"] != "" {
+			e.spec.Window = dur("window")
+		}
+		if args["at"] != "" {
+			e.now = time.Unix(0, 0).UTC().Add(dur("at"))
+		}
+		tr, err := New(e.spec, e.next)
+		if err != nil {
+			return []string{"error: " + err.Error()}
+		}
+		e.tr = tr
+		return nil
+	case "put":
+		n, _ := strconv.Atoi(args["n"])
+		objs := Objects{First: e.next, Len: n}
+		e.next += uint64(n)
+		return format(e.tr.Put(objs, e.now, nil))
+	case "advance":
+		e.now = e.now.Add(dur("by"))
+		return format(e.tr.Tick(e.now, nil))
+	case "clock":
+		e.now = e.now.Add(dur("by"))
+		return nil
+	case "restart":
+		st := e.tr.MarshalState()
+		tr, err := New(e.spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.UnmarshalState(st, e.next); err != nil {
+			return []string{"error: " + err.Error()}
+		}
+		e.tr = tr
+		return nil
+	case "state":
+		nt := "none"
+		if tk := e.tr.NextTick(); !tk.IsZero() {
+			nt = tk.Sub(time.Unix(0, 0)).String()
+		}
+		return []string{fmt.Sprintf("low=%d pending=%d next_tick=%s", e.tr.Low(), e.tr.Pending(), nt)}
+	}
+	t.Fatalf("unknown command %q", cmd)
+	return nil
+}
+
+func format(fs []Firing) []string {
+	var out []string
+	epoch := time.Unix(0, 0)
+	for _, f := range fs {
+		s := "fire " + f.Trigger
+		if !f.Window.IsZero() {
+			s += fmt.Sprintf(" window=[%s,%s)", f.Window.Start.Sub(epoch), f.Window.End.Sub(epoch))
+		}
+		for _, sp := range f.Objects {
+			s += fmt.Sprintf(" [%d,%d)", sp.From, sp.To)
+		}
+		out = append(out, s)
+	}
+	return out
+}

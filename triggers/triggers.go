@@ -1,0 +1,142 @@
+// Package triggers holds Pheromone's data-trigger primitives. A Trigger
+// watches the objects put into one bucket partition and decides when, and
+// with which objects, its target function fires.
+//
+// Triggers work on object metadata only (sequence number, key, session,
+// event time); the payloads stay in the bucket. A firing names the objects it
+// consumes as sequence spans, so the engine can hand the function exactly
+// those rows and delete them once every trigger of the bucket consumed them.
+//
+// A Trigger instance belongs to one (bucket, partition) and is driven by the
+// partition's single owning goroutine: implementations need no locking and
+// must not start goroutines. All state a trigger needs to resume after a
+// restart is returned by MarshalState, which the engine writes in the same
+// state batch as the source offsets that produced it.
+//
+// The package is a leaf: it imports nothing else from this module.
+package triggers
+
+import (
+	"fmt"
+	"time"
+)
+
+// Span is the half-open range [From, To) of object sequence numbers.
+type Span struct{ From, To uint64 }
+
+// Len is the number of objects in the span.
+func (s Span) Len() int { return int(s.To - s.From) }
+
+// Window is the time range a firing covers; the zero Window means none.
+type Window struct{ Start, End time.Time }
+
+// IsZero reports whether the firing has no window.
+func (w Window) IsZero() bool { return w.Start.IsZero() && w.End.IsZero() }
+
+// Firing is one invocation decided by a trigger: the trigger, the session it
+// belongs to, the window (for time triggers) and the objects it consumes.
+type Firing struct {
+	Trigger string
+	Session string
+	Window  Window
+	Objects []Span
+}
+
+// Count is the number of objects the firing passes.
+func (f Firing) Count() int {
+	n := 0
+	for _, s := range f.Objects {
+		n += s.Len()
+	}
+	return n
+}
+
+// Objects describes a run of objects just put into a bucket partition. Their
+// sequence numbers are First, First+1, ... First+Len-1. The per-object slices
+// are either nil (the bucket does not have that attribute) or of length Len;
+// they are only valid during the Put call.
+type Objects struct {
+	First      uint64
+	Len        int
+	Keys       [][]byte
+	Sessions   []string
+	EventTimes []int64 // unix milliseconds
+}
+
+// Trigger is one primitive attached to one bucket partition.
+type Trigger interface {
+	// Name is the trigger's name from the app file.
+	Name() string
+	// Put observes newly put objects at processing time now and appends the
+	// firings they cause to out.
+	Put(objs Objects, now time.Time, out []Firing) []Firing
+	// Tick fires what is due at processing time now (timers), appending to out.
+	Tick(now time.Time, out []Firing) []Firing
+	// NextTick is when Tick next has something to do; the zero time means
+	// no timer is pending.
+	NextTick() time.Time
+	// Low is the smallest sequence number the trigger may still pass to a
+	// firing; objects below it are no longer needed by this trigger.
+	Low() uint64
+	// Pending is how many objects wait for a firing.
+	Pending() int
+	// MarshalState returns the trigger's durable state.
+	MarshalState() []byte
+	// UnmarshalState restores state returned by MarshalState. next is the
+	// bucket's next sequence number, used when there is no saved state.
+	UnmarshalState(b []byte, next uint64) error
+}
+
+// Primitive names, as written in the app file.
+const (
+	Immediate   = "immediate"
+	ByBatchSize = "by_batch_size"
+	ByTime      = "by_time"
+)
+
+// Spec configures one trigger.
+type Spec struct {
+	Name      string
+	Primitive string
+	// Count is the batch size of by_batch_size.
+	Count int
+	// Window is the window length of by_time.
+	Window time.Duration
+}
+
+// Validate reports the first problem with the spec.
+func (s Spec) Validate() error {
+	switch s.Primitive {
+	case Immediate:
+	case ByBatchSize:
+		if s.Count <= 0 {
+			return fmt.Errorf("triggers: %s: count must be > 0", s.Primitive)
+		}
+	case ByTime:
+		if s.Window <= 0 {
+			return fmt.Errorf("triggers: %s: window must be > 0", s.Primitive)
+		}
+	default:
+		return fmt.Errorf("triggers: unknown primitive %q", s.Primitive)
+	}
+	return nil
+}
+
+// Known reports whether p names a primitive this package implements.
+func Known(p string) bool { return p == Immediate || p == ByBatchSize || p == ByTime }
+
+// New builds a trigger for one bucket partition whose next sequence number
+// is next.
+func New(s Spec, next uint64) (Trigger, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	switch s.Primitive {
+	case Immediate:
+		return &immediate{name: s.Name, low: next}, nil
+	case ByBatchSize:
+		return &byBatchSize{name: s.Name, n: uint64(s.Count), start: next, next: next}, nil
+	default:
+		return &byTime{name: s.Name, size: s.Window, next: next}, nil
+	}
+}
