@@ -1,0 +1,274 @@
+// Package app reads and validates the app file: one YAML document that
+// declares an app's sources, buckets, triggers, functions and sinks.
+//
+// Parse decodes the file; Validate reports every problem at once, each with
+// its YAML path, and on success fills in the derived facts the engine needs
+// (defaults, parsed durations, the Arrow schema of every bucket and the
+// topological order of buckets). docs/app-format.md documents the format.
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"go.yaml.in/yaml/v3"
+)
+
+// App is the app file. Field comments give the defaults Validate fills in.
+type App struct {
+	// Name of the app; prefixes the consumer group, the dead-letter topic
+	// (<name>.dlq) and every state key.
+	Name      string     `yaml:"app"`
+	Kafka     Kafka      `yaml:"kafka"`
+	Sources   []Source   `yaml:"sources"`
+	Buckets   []Bucket   `yaml:"buckets"`
+	Triggers  []Trigger  `yaml:"triggers"`
+	Functions []Function `yaml:"functions"`
+	Sinks     []Sink     `yaml:"sinks"`
+
+	// Derived by Validate.
+	bucketIdx   map[string]int
+	functionIdx map[string]int
+	sinkIdx     map[string]int
+}
+
+// Kafka says where the brokers are. With no brokers, `pheromone run` starts
+// the embedded broker.
+type Kafka struct {
+	Brokers []string `yaml:"brokers"`
+	// Group is the consumer group; default "pheromone-<app>".
+	Group string `yaml:"group"`
+	// DLQTopic receives bad records and failed invocations; default "<app>.dlq".
+	DLQTopic string `yaml:"dlq_topic"`
+}
+
+// Column is one typed column of a source schema.
+type Column struct {
+	Name string `yaml:"name"`
+	// Type is one of string, int64, float64, bool, timestamp (milliseconds
+	// since the epoch in JSON, or an RFC 3339 string), bytes.
+	Type string `yaml:"type"`
+}
+
+// Source reads a Kafka topic into a bucket.
+type Source struct {
+	Name string `yaml:"name"`
+	// Kind is kafka (default) or generator (built-in test data written to
+	// Topic by the node itself).
+	Kind  string `yaml:"kind"`
+	Topic string `yaml:"topic"`
+	// Format is json (default) or raw (columns key and value, both bytes).
+	Format string   `yaml:"format"`
+	Schema []Column `yaml:"schema"`
+	// Key is the column whose value is the object key; default: the Kafka
+	// record key is not used and objects have no key.
+	Key string `yaml:"key"`
+	// EventTime is an optional timestamp or int64 column.
+	EventTime string `yaml:"event_time"`
+	Bucket    string `yaml:"bucket"`
+	// Partitions is used when the node creates the topic; default 4.
+	Partitions int `yaml:"partitions"`
+	// MaxRecordBytes larger records go to the dead-letter topic; default 1 MiB.
+	MaxRecordBytes int        `yaml:"max_record_bytes"`
+	Generator      *Generator `yaml:"generator"`
+}
+
+// Generator configures a generator source.
+type Generator struct {
+	// Profile is the kind of data; only clickstream exists.
+	Profile string `yaml:"profile"`
+	// Rate is records per second; required, > 0.
+	Rate int `yaml:"rate"`
+	// Seed makes the data repeatable; default 1.
+	Seed int64 `yaml:"seed"`
+	// Limit stops after this many records; 0 means run forever.
+	Limit int64 `yaml:"limit"`
+}
+
+// Bucket is a named, partitioned store of objects.
+type Bucket struct {
+	Name string `yaml:"name"`
+	// Key is the column objects are keyed by (informational in this version).
+	Key string `yaml:"key"`
+	// MaxObjects bounds the objects held per partition; default 1,000,000.
+	MaxObjects int64 `yaml:"max_objects"`
+	// MaxBytes bounds the bytes held per partition; default 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Trigger attaches a primitive to a bucket and names the function it fires.
+type Trigger struct {
+	Name      string `yaml:"name"`
+	Bucket    string `yaml:"bucket"`
+	Primitive string `yaml:"primitive"`
+	Function  string `yaml:"function"`
+	// Count is the batch size of by_batch_size.
+	Count int `yaml:"count"`
+	// Window is the window length of by_time, a Go duration ("10s").
+	Window string `yaml:"window"`
+
+	window time.Duration
+}
+
+// WindowDuration is the parsed Window (valid after Validate).
+func (t *Trigger) WindowDuration() time.Duration { return t.window }
+
+// Function is a built-in function with its parameters.
+type Function struct {
+	Name string `yaml:"name"`
+	// Kind is filter, project, aggregate or emit.
+	Kind string `yaml:"kind"`
+	// Expr is the boolean expression of a filter.
+	Expr string `yaml:"expr"`
+	// Columns are the output columns of a project.
+	Columns []ProjectColumn `yaml:"columns"`
+	// GroupBy and Aggregates configure an aggregate.
+	GroupBy    []string    `yaml:"group_by"`
+	Aggregates []Aggregate `yaml:"aggregates"`
+	// Outputs are bucket or sink names; every output gets the function's
+	// whole result.
+	Outputs []string `yaml:"outputs"`
+	// Retries is how often a failed invocation is retried before its inputs
+	// go to the dead-letter topic; default 3.
+	Retries int `yaml:"retries"`
+
+	inSchema, outSchema *arrow.Schema
+}
+
+// ProjectColumn is one output column of a project: a column kept as is
+// (name), renamed (name + from) or computed (name + expr).
+type ProjectColumn struct {
+	Name string `yaml:"name"`
+	From string `yaml:"from"`
+	Expr string `yaml:"expr"`
+}
+
+// Aggregate is one aggregate column.
+type Aggregate struct {
+	Name string `yaml:"name"`
+	// Op is count, sum, min, max or avg.
+	Op     string `yaml:"op"`
+	Column string `yaml:"column"`
+}
+
+// Sink writes a function's output to a Kafka topic.
+type Sink struct {
+	Name  string `yaml:"name"`
+	Topic string `yaml:"topic"`
+	// Format is json (default).
+	Format string `yaml:"format"`
+	// Key is the column used as the Kafka record key; default none.
+	Key string `yaml:"key"`
+	// Partitions is used when the node creates the topic; default 4.
+	Partitions int `yaml:"partitions"`
+}
+
+// Problem is one thing wrong with an app file.
+type Problem struct {
+	Path string // YAML path, like triggers[2].window
+	Msg  string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Msg
+	}
+	return p.Path + ": " + p.Msg
+}
+
+// Problems is every problem found in an app file.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "app: %d problem(s):", len(ps))
+	for _, p := range ps {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Load reads, parses and validates the app file at path.
+func Load(path string) (*App, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	a, err := Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Parse decodes an app file without validating it. Unknown fields are errors.
+func Parse(raw []byte) (*App, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var a App
+	if err := dec.Decode(&a); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var ps Problems
+			for _, e := range te.Errors {
+				ps = append(ps, Problem{Msg: strings.TrimPrefix(e, "yaml: ")})
+			}
+			return nil, ps
+		}
+		return nil, Problems{{Msg: "not a valid app file: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	return &a, nil
+}
+
+// Bucket returns the bucket named name, or nil.
+func (a *App) Bucket(name string) *Bucket {
+	if i, ok := a.bucketIdx[name]; ok {
+		return &a.Buckets[i]
+	}
+	return nil
+}
+
+// Function returns the function named name, or nil.
+func (a *App) Function(name string) *Function {
+	if i, ok := a.functionIdx[name]; ok {
+		return &a.Functions[i]
+	}
+	return nil
+}
+
+// Sink returns the sink named name, or nil.
+func (a *App) Sink(name string) *Sink {
+	if i, ok := a.sinkIdx[name]; ok {
+		return &a.Sinks[i]
+	}
+	return nil
+}
+
+// InputSchema is the schema of the batches the function receives (valid
+// after Validate).
+func (f *Function) InputSchema() *arrow.Schema { return f.inSchema }
+
+// OutputSchema is the schema of the batches the function emits.
+func (f *Function) OutputSchema() *arrow.Schema { return f.outSchema }
+
+// Topics lists every topic the app reads or writes, with the partition
+// count to create it with.
+func (a *App) Topics() map[string]int {
+	out := map[string]int{a.Kafka.DLQTopic: 1}
+	for _, s := range a.Sources {
+		out[s.Topic] = s.Partitions
+	}
+	for _, s := range a.Sinks {
+		out[s.Topic] = s.Partitions
+	}
+	return out
+}

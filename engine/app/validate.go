@@ -1,0 +1,753 @@
+package app
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/expr"
+)
+
+// Defaults applied by Validate.
+const (
+	DefaultPartitions     = 4
+	DefaultMaxRecordBytes = 1 << 20
+	DefaultMaxObjects     = 1_000_000
+	DefaultMaxBytes       = 256 << 20
+	DefaultRetries        = 3
+)
+
+// Column names added by an aggregate fired by a time window.
+const (
+	WindowStartColumn = "window_start"
+	WindowEndColumn   = "window_end"
+)
+
+type checker struct{ ps Problems }
+
+func (c *checker) add(path, format string, args ...any) {
+	c.ps = append(c.ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate fills in defaults and reports every problem of the app file with
+// its YAML path. It returns nil or a Problems value.
+func (a *App) Validate() error {
+	c := &checker{}
+	if a.Name == "" {
+		c.add("app", "must be set")
+	} else if !validName(a.Name) {
+		c.add("app", "%q: use letters, digits, '-', '_' and '.'", a.Name)
+	}
+	if a.Kafka.Group == "" {
+		a.Kafka.Group = "pheromone-" + a.Name
+	}
+	if a.Kafka.DLQTopic == "" {
+		a.Kafka.DLQTopic = a.Name + ".dlq"
+	}
+	for i, b := range a.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			c.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q: want host:port", b)
+		}
+	}
+
+	a.bucketIdx = index(c, "buckets", len(a.Buckets), func(i int) string { return a.Buckets[i].Name })
+	a.functionIdx = index(c, "functions", len(a.Functions), func(i int) string { return a.Functions[i].Name })
+	a.sinkIdx = index(c, "sinks", len(a.Sinks), func(i int) string { return a.Sinks[i].Name })
+	index(c, "sources", len(a.Sources), func(i int) string { return a.Sources[i].Name })
+	index(c, "triggers", len(a.Triggers), func(i int) string { return a.Triggers[i].Name })
+	for i, s := range a.Sinks {
+		if _, clash := a.bucketIdx[s.Name]; clash && s.Name != "" {
+			c.add(fmt.Sprintf("sinks[%d].name", i), "%q is also a bucket name; outputs could not tell them apart", s.Name)
+		}
+	}
+	if len(a.Sources) == 0 {
+		c.add("sources", "an app needs at least one source")
+	}
+
+	bucketSchema := map[string]*arrow.Schema{}
+	bucketFrom := map[string]string{}
+	setSchema := func(path, bucket string, s *arrow.Schema, from string) {
+		if prev, ok := bucketSchema[bucket]; ok {
+			if !prev.Equal(s) {
+				c.add(path, "bucket %q receives %s from %s but %s from %s; a bucket holds one schema",
+					bucket, describe(s), from, describe(prev), bucketFrom[bucket])
+			}
+			return
+		}
+		bucketSchema[bucket] = s
+		bucketFrom[bucket] = from
+	}
+
+	topics := map[string]string{}
+	for i := range a.Sources {
+		p := fmt.Sprintf("sources[%d]", i)
+		s := &a.Sources[i]
+		if schema := a.checkSource(c, p, s); schema != nil && a.Bucket(s.Bucket) != nil {
+			setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
+		}
+		if s.Topic != "" {
+			if prev, dup := topics[s.Topic]; dup {
+				c.add(p+".topic", "topic %q is already read by %s", s.Topic, prev)
+			}
+			topics[s.Topic] = "sources[" + fmt.Sprint(i) + "]"
+		}
+	}
+	for i := range a.Buckets {
+		p := fmt.Sprintf("buckets[%d]", i)
+		b := &a.Buckets[i]
+		if b.MaxObjects == 0 {
+			b.MaxObjects = DefaultMaxObjects
+		} else if b.MaxObjects < 0 {
+			c.add(p+".max_objects", "must be > 0")
+		}
+		if b.MaxBytes == 0 {
+			b.MaxBytes = DefaultMaxBytes
+		} else if b.MaxBytes < 0 {
+			c.add(p+".max_bytes", "must be > 0")
+		}
+	}
+	for i := range a.Sinks {
+		p := fmt.Sprintf("sinks[%d]", i)
+		s := &a.Sinks[i]
+		if s.Topic == "" {
+			c.add(p+".topic", "must be set")
+		} else if prev, dup := topics[s.Topic]; dup {
+			c.add(p+".topic", "topic %q is already used by %s", s.Topic, prev)
+		} else {
+			topics[s.Topic] = p
+		}
+		if s.Format == "" {
+			s.Format = "json"
+		} else if s.Format != "json" {
+			c.add(p+".format", "%q: sinks support json", s.Format)
+		}
+		if s.Partitions == 0 {
+			s.Partitions = DefaultPartitions
+		} else if s.Partitions < 0 {
+			c.add(p+".partitions", "must be > 0")
+		}
+	}
+	if prev, dup := topics[a.Kafka.DLQTopic]; dup {
+		c.add("kafka.dlq_topic", "topic %q is already used by %s", a.Kafka.DLQTopic, prev)
+	}
+
+	// Triggers: which functions they fire, from which bucket.
+	firedBy := map[string][]int{}
+	for i := range a.Triggers {
+		p := fmt.Sprintf("triggers[%d]", i)
+		t := &a.Triggers[i]
+		if t.Bucket == "" {
+			c.add(p+".bucket", "must be set")
+		} else if a.Bucket(t.Bucket) == nil {
+			c.add(p+".bucket", "unknown bucket %q%s", t.Bucket, suggest(t.Bucket, keys(a.bucketIdx)))
+		}
+		if t.Function == "" {
+			c.add(p+".function", "must be set")
+		} else if a.Function(t.Function) == nil {
+			c.add(p+".function", "unknown function %q%s", t.Function, suggest(t.Function, keys(a.functionIdx)))
+		} else {
+			firedBy[t.Function] = append(firedBy[t.Function], i)
+		}
+		switch t.Primitive {
+		case "immediate":
+		case "by_batch_size":
+			if t.Count <= 0 {
+				c.add(p+".count", "must be > 0 for by_batch_size")
+			}
+		case "by_time":
+			if t.Window == "" {
+				c.add(p+".window", "must be set for by_time (a duration like 10s)")
+			} else if d, err := time.ParseDuration(t.Window); err != nil {
+				c.add(p+".window", "%q is not a duration (try 10s, 1m, 500ms)", t.Window)
+			} else if d <= 0 {
+				c.add(p+".window", "must be > 0")
+			} else {
+				t.window = d
+			}
+		case "":
+			c.add(p+".primitive", "must be set (immediate, by_batch_size or by_time)")
+		case "by_name", "by_set", "redundant", "dynamic_join", "dynamic_group":
+			c.add(p+".primitive", "%q is not available in this version (immediate, by_batch_size, by_time)", t.Primitive)
+		default:
+			c.add(p+".primitive", "unknown primitive %q (immediate, by_batch_size, by_time)", t.Primitive)
+		}
+		if t.Primitive != "by_batch_size" && t.Count != 0 {
+			c.add(p+".count", "only by_batch_size takes a count")
+		}
+		if t.Primitive != "by_time" && t.Window != "" {
+			c.add(p+".window", "only by_time takes a window")
+		}
+	}
+
+	// Functions: derive schemas in dependency order, so a bucket fed by a
+	// function knows its schema before the triggers on it are checked.
+	checked := make([]bool, len(a.Functions))
+	for progress := true; progress; {
+		progress = false
+		for i := range a.Functions {
+			f := &a.Functions[i]
+			if checked[i] {
+				continue
+			}
+			in, ok := a.inputSchema(c, i, firedBy[f.Name], bucketSchema)
+			if !ok {
+				continue
+			}
+			checked[i], progress = true, true
+			f.inSchema = in
+			if in == nil {
+				continue
+			}
+			windowed := false
+			for _, ti := range firedBy[f.Name] {
+				windowed = windowed || a.Triggers[ti].Primitive == "by_time"
+			}
+			f.outSchema = a.checkFunction(c, fmt.Sprintf("functions[%d]", i), f, in, windowed)
+			if f.outSchema == nil {
+				continue
+			}
+			for j, o := range f.Outputs {
+				if a.Bucket(o) != nil {
+					setSchema(fmt.Sprintf("functions[%d].outputs[%d]", i, j), o, f.outSchema, "function "+f.Name)
+				}
+			}
+		}
+	}
+	for i := range a.Functions {
+		f := &a.Functions[i]
+		p := fmt.Sprintf("functions[%d]", i)
+		if len(firedBy[f.Name]) == 0 && f.Name != "" {
+			c.add(p, "function %q is never fired: no trigger names it", f.Name)
+		}
+		if len(f.Outputs) == 0 {
+			c.add(p+".outputs", "must name at least one bucket or sink")
+		}
+		for j, o := range f.Outputs {
+			if a.Bucket(o) == nil && a.Sink(o) == nil {
+				c.add(fmt.Sprintf("%s.outputs[%d]", p, j), "unknown bucket or sink %q%s", o,
+					suggest(o, append(keys(a.bucketIdx), keys(a.sinkIdx)...)))
+			}
+			if s := a.Sink(o); s != nil && s.Key != "" && f.outSchema != nil && !hasColumn(f.outSchema, s.Key) {
+				c.add(fmt.Sprintf("%s.outputs[%d]", p, j), "sink %q is keyed by column %q, which function %q does not output", o, s.Key, f.Name)
+			}
+		}
+		if f.Retries == 0 {
+			f.Retries = DefaultRetries
+		} else if f.Retries < 0 {
+			c.add(p+".retries", "must be >= 0")
+		}
+	}
+	for i, b := range a.Buckets {
+		if _, ok := bucketSchema[b.Name]; !ok && b.Name != "" {
+			c.add(fmt.Sprintf("buckets[%d]", i), "bucket %q is never written: no source or function outputs to it, so its triggers can never fire", b.Name)
+		}
+		if b.Key != "" {
+			if s := bucketSchema[b.Name]; s != nil && !hasColumn(s, b.Key) {
+				c.add(fmt.Sprintf("buckets[%d].key", i), "unknown column %q%s", b.Key, suggest(b.Key, columnNames(s)))
+			}
+		}
+	}
+	a.checkCycles(c, firedBy)
+	if len(c.ps) > 0 {
+		return c.ps
+	}
+	return nil
+}
+
+// BucketSchema is the Arrow schema of a bucket's objects (valid after Validate).
+func (a *App) BucketSchema(bucket string) *arrow.Schema {
+	for _, s := range a.Sources {
+		if s.Bucket == bucket {
+			return s.ArrowSchema()
+		}
+	}
+	for i := range a.Functions {
+		for _, o := range a.Functions[i].Outputs {
+			if o == bucket {
+				return a.Functions[i].outSchema
+			}
+		}
+	}
+	return nil
+}
+
+// inputSchema returns the schema function i receives; ok is false while a
+// bucket it reads has no schema yet.
+func (a *App) inputSchema(c *checker, i int, triggers []int, bucketSchema map[string]*arrow.Schema) (*arrow.Schema, bool) {
+	var in *arrow.Schema
+	for _, ti := range triggers {
+		s, ok := bucketSchema[a.Triggers[ti].Bucket]
+		if !ok {
+			return nil, false
+		}
+		if in != nil && !in.Equal(s) {
+			c.add(fmt.Sprintf("triggers[%d].bucket", ti), "function %q is also fired from a bucket with another schema (%s vs %s)",
+				a.Functions[i].Name, describe(s), describe(in))
+			return nil, true
+		}
+		in = s
+	}
+	return in, true
+}
+
+func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
+	if s.Name == "" {
+		c.add(p+".name", "must be set")
+	}
+	if s.Topic == "" {
+		c.add(p+".topic", "must be set")
+	}
+	if s.Bucket == "" {
+		c.add(p+".bucket", "must be set")
+	} else if a.Bucket(s.Bucket) == nil {
+		c.add(p+".bucket", "unknown bucket %q%s", s.Bucket, suggest(s.Bucket, keys(a.bucketIdx)))
+	}
+	if s.Partitions == 0 {
+		s.Partitions = DefaultPartitions
+	} else if s.Partitions < 0 {
+		c.add(p+".partitions", "must be > 0")
+	}
+	if s.MaxRecordBytes == 0 {
+		s.MaxRecordBytes = DefaultMaxRecordBytes
+	} else if s.MaxRecordBytes < 0 {
+		c.add(p+".max_record_bytes", "must be > 0")
+	}
+	switch s.Kind {
+	case "", "kafka":
+		s.Kind = "kafka"
+		if s.Generator != nil {
+			c.add(p+".generator", "only a source of kind generator takes generator settings")
+		}
+	case "generator":
+		if s.Generator == nil {
+			c.add(p+".generator", "must be set for kind generator (profile, rate)")
+		} else {
+			g := s.Generator
+			if g.Profile == "" {
+				g.Profile = "clickstream"
+			} else if g.Profile != "clickstream" {
+				c.add(p+".generator.profile", "unknown profile %q (clickstream)", g.Profile)
+			}
+			if g.Rate <= 0 {
+				c.add(p+".generator.rate", "must be > 0 records per second")
+			}
+			if g.Seed == 0 {
+				g.Seed = 1
+			}
+			if g.Limit < 0 {
+				c.add(p+".generator.limit", "must be >= 0")
+			}
+		}
+		if len(s.Schema) > 0 {
+			c.add(p+".schema", "a generator source has the fixed %s schema; remove schema", "clickstream")
+		}
+		s.Schema = ClickstreamSchema()
+		if s.Format == "" {
+			s.Format = "json"
+		}
+	default:
+		c.add(p+".kind", "unknown source kind %q (kafka, generator)", s.Kind)
+	}
+	switch s.Format {
+	case "", "json":
+		s.Format = "json"
+		if len(s.Schema) == 0 {
+			c.add(p+".schema", "a json source needs a schema (name and type of each column)")
+		}
+	case "raw":
+		if len(s.Schema) > 0 {
+			c.add(p+".schema", "a raw source has the fixed columns key and value; remove schema")
+		}
+		s.Schema = []Column{{Name: "key", Type: "bytes"}, {Name: "value", Type: "bytes"}}
+	default:
+		c.add(p+".format", "unknown format %q (json, raw)", s.Format)
+	}
+	seen := map[string]bool{}
+	ok := true
+	for j, col := range s.Schema {
+		cp := fmt.Sprintf("%s.schema[%d]", p, j)
+		if col.Name == "" {
+			c.add(cp+".name", "must be set")
+			ok = false
+		} else if seen[col.Name] {
+			c.add(cp+".name", "duplicate column %q", col.Name)
+			ok = false
+		}
+		seen[col.Name] = true
+		if _, known := ColumnType(col.Type); !known {
+			c.add(cp+".type", "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
+			ok = false
+		}
+	}
+	names := make([]string, 0, len(s.Schema))
+	for _, col := range s.Schema {
+		names = append(names, col.Name)
+	}
+	if s.Key != "" && !seen[s.Key] {
+		c.add(p+".key", "unknown column %q%s", s.Key, suggest(s.Key, names))
+	}
+	if s.EventTime != "" {
+		if !seen[s.EventTime] {
+			c.add(p+".event_time", "unknown column %q%s", s.EventTime, suggest(s.EventTime, names))
+		} else {
+			for _, col := range s.Schema {
+				if col.Name == s.EventTime && col.Type != "timestamp" && col.Type != "int64" {
+					c.add(p+".event_time", "column %q has type %s; event time needs timestamp or int64", col.Name, col.Type)
+				}
+			}
+		}
+	}
+	if !ok || len(s.Schema) == 0 {
+		return nil
+	}
+	return s.ArrowSchema()
+}
+
+// ArrowSchema is the source's schema as Arrow (valid after Validate).
+func (s *Source) ArrowSchema() *arrow.Schema {
+	fields := make([]arrow.Field, len(s.Schema))
+	for i, col := range s.Schema {
+		t, _ := ColumnType(col.Type)
+		fields[i] = arrow.Field{Name: col.Name, Type: t, Nullable: true}
+	}
+	return arrow.NewSchema(fields, nil)
+}
+
+// ColumnType maps a schema type name to its Arrow type.
+func ColumnType(name string) (arrow.DataType, bool) {
+	switch name {
+	case "string":
+		return arrow.BinaryTypes.String, true
+	case "int64":
+		return arrow.PrimitiveTypes.Int64, true
+	case "float64":
+		return arrow.PrimitiveTypes.Float64, true
+	case "bool":
+		return arrow.FixedWidthTypes.Boolean, true
+	case "timestamp":
+		return arrow.FixedWidthTypes.Timestamp_ms, true
+	case "bytes":
+		return arrow.BinaryTypes.Binary, true
+	}
+	return nil, false
+}
+
+// ClickstreamSchema is the schema of the clickstream generator profile.
+func ClickstreamSchema() []Column {
+	return []Column{
+		{Name: "event_id", Type: "int64"},
+		{Name: "user_id", Type: "string"},
+		{Name: "page", Type: "string"},
+		{Name: "action", Type: "string"},
+		{Name: "duration_ms", Type: "int64"},
+		{Name: "country", Type: "string"},
+		{Name: "ts", Type: "timestamp"},
+	}
+}
+
+func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema, windowed bool) *arrow.Schema {
+	only := func(field string, set bool, kinds string) {
+		if set {
+			c.add(p+"."+field, "only %s functions take %s", kinds, field)
+		}
+	}
+	only("expr", f.Expr != "" && f.Kind != "filter", "filter")
+	only("columns", len(f.Columns) > 0 && f.Kind != "project", "project")
+	only("group_by", len(f.GroupBy) > 0 && f.Kind != "aggregate", "aggregate")
+	only("aggregates", len(f.Aggregates) > 0 && f.Kind != "aggregate", "aggregate")
+	switch f.Kind {
+	case "filter":
+		if f.Expr == "" {
+			c.add(p+".expr", "a filter needs a boolean expression")
+			return nil
+		}
+		e, err := expr.Compile(f.Expr, in)
+		if err != nil {
+			c.add(p+".expr", "%v", strings.TrimPrefix(err.Error(), "expr: "))
+			return nil
+		}
+		if e.Kind() != expr.Bool {
+			c.add(p+".expr", "is %s; a filter needs a bool", e.Kind())
+			return nil
+		}
+		return in
+	case "emit":
+		return in
+	case "project":
+		if len(f.Columns) == 0 {
+			c.add(p+".columns", "a project needs at least one column")
+			return nil
+		}
+		var fields []arrow.Field
+		seen := map[string]bool{}
+		ok := true
+		for j, pc := range f.Columns {
+			cp := fmt.Sprintf("%s.columns[%d]", p, j)
+			if pc.Name == "" {
+				c.add(cp+".name", "must be set")
+				ok = false
+				continue
+			}
+			if seen[pc.Name] {
+				c.add(cp+".name", "duplicate output column %q", pc.Name)
+				ok = false
+			}
+			seen[pc.Name] = true
+			switch {
+			case pc.From != "" && pc.Expr != "":
+				c.add(cp, "set from or expr, not both")
+				ok = false
+			case pc.Expr != "":
+				e, err := expr.Compile(pc.Expr, in)
+				if err != nil {
+					c.add(cp+".expr", "%v", strings.TrimPrefix(err.Error(), "expr: "))
+					ok = false
+					continue
+				}
+				fields = append(fields, arrow.Field{Name: pc.Name, Type: kindType(e.Kind()), Nullable: true})
+			default:
+				src := pc.From
+				if src == "" {
+					src = pc.Name
+				}
+				idx := in.FieldIndices(src)
+				if len(idx) == 0 {
+					field := ".name"
+					if pc.From != "" {
+						field = ".from"
+					}
+					c.add(cp+field, "unknown column %q%s", src, suggest(src, columnNames(in)))
+					ok = false
+					continue
+				}
+				fields = append(fields, arrow.Field{Name: pc.Name, Type: in.Field(idx[0]).Type, Nullable: true})
+			}
+		}
+		if !ok {
+			return nil
+		}
+		return arrow.NewSchema(fields, nil)
+	case "aggregate":
+		if len(f.Aggregates) == 0 {
+			c.add(p+".aggregates", "an aggregate needs at least one aggregate column")
+			return nil
+		}
+		var fields []arrow.Field
+		seen := map[string]bool{}
+		ok := true
+		for j, g := range f.GroupBy {
+			idx := in.FieldIndices(g)
+			if len(idx) == 0 {
+				c.add(fmt.Sprintf("%s.group_by[%d]", p, j), "unknown column %q%s", g, suggest(g, columnNames(in)))
+				ok = false
+				continue
+			}
+			seen[g] = true
+			fields = append(fields, arrow.Field{Name: g, Type: in.Field(idx[0]).Type, Nullable: true})
+		}
+		if windowed {
+			fields = append(fields,
+				arrow.Field{Name: WindowStartColumn, Type: arrow.FixedWidthTypes.Timestamp_ms},
+				arrow.Field{Name: WindowEndColumn, Type: arrow.FixedWidthTypes.Timestamp_ms})
+			seen[WindowStartColumn], seen[WindowEndColumn] = true, true
+		}
+		for j, ag := range f.Aggregates {
+			ap := fmt.Sprintf("%s.aggregates[%d]", p, j)
+			if ag.Name == "" {
+				c.add(ap+".name", "must be set")
+				ok = false
+			} else if seen[ag.Name] {
+				c.add(ap+".name", "duplicate output column %q", ag.Name)
+				ok = false
+			}
+			seen[ag.Name] = true
+			var colType arrow.DataType
+			if ag.Op != "count" || ag.Column != "" {
+				if ag.Column == "" {
+					c.add(ap+".column", "%s needs a column", ag.Op)
+					ok = false
+					continue
+				}
+				idx := in.FieldIndices(ag.Column)
+				if len(idx) == 0 {
+					c.add(ap+".column", "unknown column %q%s", ag.Column, suggest(ag.Column, columnNames(in)))
+					ok = false
+					continue
+				}
+				colType = in.Field(idx[0]).Type
+			}
+			numeric := colType != nil && (colType.ID() == arrow.INT64 || colType.ID() == arrow.FLOAT64)
+			var out arrow.DataType
+			switch ag.Op {
+			case "count":
+				out = arrow.PrimitiveTypes.Int64
+			case "sum":
+				if !numeric {
+					c.add(ap+".column", "sum needs an int64 or float64 column, %q is %s", ag.Column, colType)
+					ok = false
+					continue
+				}
+				out = colType
+			case "avg":
+				if !numeric {
+					c.add(ap+".column", "avg needs an int64 or float64 column, %q is %s", ag.Column, colType)
+					ok = false
+					continue
+				}
+				out = arrow.PrimitiveTypes.Float64
+			case "min", "max":
+				switch colType.ID() {
+				case arrow.INT64, arrow.FLOAT64, arrow.STRING, arrow.TIMESTAMP:
+					out = colType
+				default:
+					c.add(ap+".column", "%s needs an int64, float64, string or timestamp column, %q is %s", ag.Op, ag.Column, colType)
+					ok = false
+					continue
+				}
+			case "":
+				c.add(ap+".op", "must be set (count, sum, min, max, avg)")
+				ok = false
+				continue
+			default:
+				c.add(ap+".op", "unknown aggregate %q (count, sum, min, max, avg)", ag.Op)
+				ok = false
+				continue
+			}
+			fields = append(fields, arrow.Field{Name: ag.Name, Type: out, Nullable: true})
+		}
+		if !ok {
+			return nil
+		}
+		return arrow.NewSchema(fields, nil)
+	case "":
+		c.add(p+".kind", "must be set (filter, project, aggregate, emit)")
+	default:
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, emit)", f.Kind)
+	}
+	return nil
+}
+
+// checkCycles refuses loops bucket -> trigger -> function -> bucket: an
+// object in such a loop re-triggers itself forever, and a loop nothing else
+// feeds can never fire.
+func (a *App) checkCycles(c *checker, firedBy map[string][]int) {
+	next := map[string][]string{} // bucket -> buckets its triggers' functions write
+	for _, t := range a.Triggers {
+		if f := a.Function(t.Function); f != nil {
+			for _, o := range f.Outputs {
+				if a.Bucket(o) != nil {
+					next[t.Bucket] = append(next[t.Bucket], o)
+				}
+			}
+		}
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	reported := false
+	var visit func(b string)
+	visit = func(b string) {
+		color[b] = grey
+		stack = append(stack, b)
+		for _, n := range next[b] {
+			if color[n] == grey && !reported {
+				i := len(stack) - 1
+				for stack[i] != n {
+					i--
+				}
+				cyc := append(append([]string{}, stack[i:]...), n)
+				c.add("triggers", "cycle through buckets %s: objects would trigger themselves forever, or never fire if nothing else feeds the loop", strings.Join(cyc, " -> "))
+				reported = true
+			} else if color[n] == white {
+				visit(n)
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[b] = black
+	}
+	names := keys(a.bucketIdx)
+	for _, b := range names {
+		if color[b] == white {
+			visit(b)
+		}
+	}
+	_ = firedBy
+}
+
+func kindType(k expr.Kind) arrow.DataType {
+	switch k {
+	case expr.Bool:
+		return arrow.FixedWidthTypes.Boolean
+	case expr.Int:
+		return arrow.PrimitiveTypes.Int64
+	case expr.Float:
+		return arrow.PrimitiveTypes.Float64
+	}
+	return arrow.BinaryTypes.String
+}
+
+func index(c *checker, section string, n int, name func(int) string) map[string]int {
+	m := make(map[string]int, n)
+	for i := 0; i < n; i++ {
+		nm := name(i)
+		p := fmt.Sprintf("%s[%d].name", section, i)
+		if nm == "" {
+			c.add(p, "must be set")
+			continue
+		}
+		if !validName(nm) {
+			c.add(p, "%q: use letters, digits, '-', '_' and '.'", nm)
+		}
+		if j, dup := m[nm]; dup {
+			c.add(p, "duplicate name %q (also %s[%d])", nm, section, j)
+			continue
+		}
+		m[nm] = i
+	}
+	return m
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func hasColumn(s *arrow.Schema, name string) bool { return len(s.FieldIndices(name)) > 0 }
+
+func columnNames(s *arrow.Schema) []string {
+	out := make([]string, s.NumFields())
+	for i := range out {
+		out[i] = s.Field(i).Name
+	}
+	return out
+}
+
+func describe(s *arrow.Schema) string { return "(" + strings.Join(columnNames(s), ", ") + ")" }
+
+func keys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// suggest returns a hint listing the valid names.
+func suggest(_ string, valid []string) string {
+	if len(valid) == 0 {
+		return ""
+	}
+	return " (have: " + strings.Join(valid, ", ") + ")"
+}

@@ -1,0 +1,605 @@
+// Package codec converts between Kafka record payloads and Arrow record
+// batches: a JSON decoder that appends flat JSON objects straight into
+// reserved Arrow builders, and a JSON encoder for sinks.
+//
+// The decoder is written for the hot path: it scans each object once, keeps
+// per-column positions in reused scratch space and appends a row only once
+// the whole object has checked out, so a bad record never leaves a partial
+// row behind. It does not allocate per record.
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+)
+
+// DecodeError says why one record could not be decoded. Column is empty when
+// the problem is not tied to one column.
+type DecodeError struct {
+	Column string
+	Msg    string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Column == "" {
+		return "codec: " + e.Msg
+	}
+	return fmt.Sprintf("codec: column %q: %s", e.Column, e.Msg)
+}
+
+type valKind uint8
+
+const (
+	vMissing valKind = iota
+	vNull
+	vString
+	vNumber
+	vTrue
+	vFalse
+	vNested
+)
+
+type slot struct {
+	kind    valKind
+	start   int // raw value bounds in the input (string: without quotes)
+	end     int
+	escaped bool
+}
+
+// JSONDecoder decodes flat JSON objects into rows of a fixed schema. It is
+// not safe for concurrent use; each partition task owns one.
+type JSONDecoder struct {
+	schema   *arrow.Schema
+	names    map[string]int
+	types    []arrow.Type
+	required []bool
+	bld      *array.RecordBuilder
+	slots    []slot
+	ints     []int64
+	floats   []float64
+	scratch  []byte
+	keyBuf   []byte
+	rows     int
+}
+
+// NewJSONDecoder builds a decoder for schema. Columns listed in required
+// must be present and non-null in every record.
+func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, error) {
+	d := &JSONDecoder{
+		schema:   schema,
+		names:    make(map[string]int, schema.NumFields()),
+		types:    make([]arrow.Type, schema.NumFields()),
+		required: make([]bool, schema.NumFields()),
+		bld:      array.NewRecordBuilder(memory.DefaultAllocator, schema),
+		slots:    make([]slot, schema.NumFields()),
+		ints:     make([]int64, schema.NumFields()),
+		floats:   make([]float64, schema.NumFields()),
+	}
+	for i, f := range schema.Fields() {
+		d.names[f.Name] = i
+		switch f.Type.ID() {
+		case arrow.STRING, arrow.BINARY, arrow.INT64, arrow.FLOAT64, arrow.BOOL, arrow.TIMESTAMP:
+		default:
+			return nil, fmt.Errorf("codec: column %q: unsupported type %s", f.Name, f.Type)
+		}
+		d.types[i] = f.Type.ID()
+	}
+	for _, r := range required {
+		i, ok := d.names[r]
+		if !ok {
+			return nil, fmt.Errorf("codec: required column %q is not in the schema", r)
+		}
+		d.required[i] = true
+	}
+	return d, nil
+}
+
+// Schema is the decoder's output schema.
+func (d *JSONDecoder) Schema() *arrow.Schema { return d.schema }
+
+// Reserve makes room for n more rows in the builders.
+func (d *JSONDecoder) Reserve(n int) { d.bld.Reserve(n) }
+
+// Rows is how many rows were appended since the last NewRecord.
+func (d *JSONDecoder) Rows() int { return d.rows }
+
+// NewRecord returns the rows appended so far as a record and resets the
+// builders. The caller owns the record and must Release it.
+func (d *JSONDecoder) NewRecord() arrow.Record {
+	d.rows = 0
+	return d.bld.NewRecord()
+}
+
+// Release frees the builders.
+func (d *JSONDecoder) Release() { d.bld.Release() }
+
+// Append decodes one JSON object and appends it as a row. On error nothing
+// is appended and the error is a *DecodeError.
+func (d *JSONDecoder) Append(b []byte) error {
+	for i := range d.slots {
+		d.slots[i] = slot{}
+	}
+	if err := d.scan(b); err != nil {
+		return err
+	}
+	// Check every column before touching a builder.
+	for i, s := range d.slots {
+		if s.kind == vMissing || s.kind == vNull {
+			if d.required[i] {
+				return &DecodeError{Column: d.schema.Field(i).Name, Msg: "missing (required)"}
+			}
+			continue
+		}
+		if err := d.check(i, b, s); err != nil {
+			return err
+		}
+	}
+	for i, s := range d.slots {
+		fb := d.bld.Field(i)
+		if s.kind == vMissing || s.kind == vNull {
+			fb.AppendNull()
+			continue
+		}
+		switch d.types[i] {
+		case arrow.STRING:
+			fb.(*array.StringBuilder).BinaryBuilder.Append(d.str(b, s))
+		case arrow.BINARY:
+			fb.(*array.BinaryBuilder).Append(d.str(b, s))
+		case arrow.INT64:
+			fb.(*array.Int64Builder).Append(d.ints[i])
+		case arrow.FLOAT64:
+			fb.(*array.Float64Builder).Append(d.floats[i])
+		case arrow.BOOL:
+			fb.(*array.BooleanBuilder).Append(s.kind == vTrue)
+		case arrow.TIMESTAMP:
+			fb.(*array.TimestampBuilder).Append(arrow.Timestamp(d.ints[i]))
+		}
+	}
+	d.rows++
+	return nil
+}
+
+// check validates slot s for column i and parses numbers into d.ints/d.floats.
+func (d *JSONDecoder) check(i int, b []byte, s slot) error {
+	name := d.schema.Field(i).Name
+	typeErr := func(want string) error {
+		return &DecodeError{Column: name, Msg: fmt.Sprintf("want %s, got %s", want, kindName(s.kind))}
+	}
+	switch d.types[i] {
+	case arrow.STRING, arrow.BINARY:
+		if s.kind != vString {
+			return typeErr("a string")
+		}
+		if s.escaped {
+			if _, ok := unescape(d.scratch[:0], b[s.start:s.end]); !ok {
+				return &DecodeError{Column: name, Msg: "bad escape in string"}
+			}
+		}
+	case arrow.INT64:
+		if s.kind != vNumber {
+			return typeErr("an integer")
+		}
+		v, ok := parseInt(b[s.start:s.end])
+		if !ok {
+			return &DecodeError{Column: name, Msg: fmt.Sprintf("want an integer, got %.40s", b[s.start:s.end])}
+		}
+		d.ints[i] = v
+	case arrow.FLOAT64:
+		if s.kind != vNumber {
+			return typeErr("a number")
+		}
+		v, err := strconv.ParseFloat(unsafeString(b[s.start:s.end]), 64)
+		if err != nil {
+			return &DecodeError{Column: name, Msg: fmt.Sprintf("want a number, got %.40s", b[s.start:s.end])}
+		}
+		d.floats[i] = v
+	case arrow.BOOL:
+		if s.kind != vTrue && s.kind != vFalse {
+			return typeErr("true or false")
+		}
+	case arrow.TIMESTAMP:
+		switch s.kind {
+		case vNumber:
+			v, ok := parseInt(b[s.start:s.end])
+			if !ok {
+				return &DecodeError{Column: name, Msg: "want milliseconds since the epoch or an RFC 3339 string"}
+			}
+			d.ints[i] = v
+		case vString:
+			t, err := time.Parse(time.RFC3339Nano, unsafeString(b[s.start:s.end]))
+			if err != nil {
+				return &DecodeError{Column: name, Msg: fmt.Sprintf("want an RFC 3339 time, got %.40q", b[s.start:s.end])}
+			}
+			d.ints[i] = t.UnixMilli()
+		default:
+			return typeErr("a timestamp")
+		}
+	}
+	return nil
+}
+
+// str returns the bytes of string slot s, unescaped into scratch if needed.
+func (d *JSONDecoder) str(b []byte, s slot) []byte {
+	if !s.escaped {
+		return b[s.start:s.end]
+	}
+	d.scratch, _ = unescape(d.scratch[:0], b[s.start:s.end])
+	return d.scratch
+}
+
+func kindName(k valKind) string {
+	switch k {
+	case vString:
+		return "a string"
+	case vNumber:
+		return "a number"
+	case vTrue, vFalse:
+		return "a bool"
+	case vNested:
+		return "an object or array"
+	case vNull:
+		return "null"
+	}
+	return "nothing"
+}
+
+
+func syntaxErr(b []byte, i int, what string) error {
+	if i >= len(b) {
+		return &DecodeError{Msg: "invalid JSON: unexpected end of input, want " + what}
+	}
+	return &DecodeError{Msg: fmt.Sprintf("invalid JSON at byte %d: want %s, got %q", i, what, b[i])}
+}
+
+// scan walks one JSON object and records where each known column's value is.
+func (d *JSONDecoder) scan(b []byte) error {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		if i >= len(b) {
+			return &DecodeError{Msg: "empty record"}
+		}
+		return syntaxErr(b, i, "'{'")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return d.trailing(b, i+1)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return syntaxErr(b, i, "a field name")
+		}
+		ks, ke, esc, ok := scanString(b, i+1)
+		if !ok {
+			return syntaxErr(b, len(b), "end of field name")
+		}
+		key := b[ks:ke]
+		if esc {
+			d.keyBuf, ok = unescape(d.keyBuf[:0], key)
+			if !ok {
+				return &DecodeError{Msg: "bad escape in field name"}
+			}
+			key = d.keyBuf
+		}
+		col, known := d.names[string(key)]
+		i = skipWS(b, ke+1)
+		if i >= len(b) || b[i] != ':' {
+			return syntaxErr(b, i, "':'")
+		}
+		i = skipWS(b, i+1)
+		var s slot
+		var err error
+		s, i, err = scanValue(b, i, 0)
+		if err != nil {
+			return err
+		}
+		if known {
+			d.slots[col] = s
+		}
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return d.trailing(b, i+1)
+		}
+		return syntaxErr(b, i, "',' or '}'")
+	}
+}
+
+func (d *JSONDecoder) trailing(b []byte, i int) error {
+	if i = skipWS(b, i); i != len(b) {
+		return syntaxErr(b, i, "end of record")
+	}
+	return nil
+}
+
+const maxDepth = 64
+
+// scanValue scans the value at b[i] and returns its slot and the index after it.
+func scanValue(b []byte, i, depth int) (slot, int, error) {
+	if i >= len(b) {
+		return slot{}, i, syntaxErr(b, i, "a value")
+	}
+	switch c := b[i]; {
+	case c == '"':
+		s, e, esc, ok := scanString(b, i+1)
+		if !ok {
+			return slot{}, i, syntaxErr(b, len(b), "end of string")
+		}
+		return slot{kind: vString, start: s, end: e, escaped: esc}, e + 1, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		j := i + 1
+		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		if !validNumber(b[i:j]) {
+			return slot{}, i, &DecodeError{Msg: fmt.Sprintf("invalid JSON number %.40q", b[i:j])}
+		}
+		return slot{kind: vNumber, start: i, end: j}, j, nil
+	case c == 't':
+		return literal(b, i, "true", vTrue)
+	case c == 'f':
+		return literal(b, i, "false", vFalse)
+	case c == 'n':
+		return literal(b, i, "null", vNull)
+	case c == '{' || c == '[':
+		if depth >= maxDepth {
+			return slot{}, i, &DecodeError{Msg: "nested too deeply"}
+		}
+		end, err := skipNested(b, i, depth)
+		return slot{kind: vNested, start: i, end: end}, end, err
+	}
+	return slot{}, i, syntaxErr(b, i, "a value")
+}
+
+func literal(b []byte, i int, lit string, k valKind) (slot, int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return slot{}, i, syntaxErr(b, i, lit)
+	}
+	return slot{kind: k, start: i, end: i + len(lit)}, i + len(lit), nil
+}
+
+func skipNested(b []byte, i, depth int) (int, error) {
+	open := b[i]
+	close := byte('}')
+	if open == '[' {
+		close = ']'
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == close {
+		return i + 1, nil
+	}
+	for {
+		if open == '{' {
+			if i >= len(b) || b[i] != '"' {
+				return i, syntaxErr(b, i, "a field name")
+			}
+			_, e, _, ok := scanString(b, i+1)
+			if !ok {
+				return i, syntaxErr(b, len(b), "end of field name")
+			}
+			i = skipWS(b, e+1)
+			if i >= len(b) || b[i] != ':' {
+				return i, syntaxErr(b, i, "':'")
+			}
+			i = skipWS(b, i+1)
+		}
+		var err error
+		_, i, err = scanValue(b, i, depth+1)
+		if err != nil {
+			return i, err
+		}
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == close {
+			return i + 1, nil
+		}
+		return i, syntaxErr(b, i, "',' or '"+string(close)+"'")
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString finds the closing quote of the string starting at b[i].
+func scanString(b []byte, i int) (start, end int, escaped, ok bool) {
+	start = i
+	for i < len(b) {
+		switch c := b[i]; {
+		case c == '"':
+			return start, i, escaped, true
+		case c == '\\':
+			escaped = true
+			i += 2
+			continue
+		case c < 0x20:
+			return start, i, escaped, false
+		}
+		i++
+	}
+	return start, i, escaped, false
+}
+
+func validNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return false
+	}
+	if b[i] == '0' {
+		i++
+	} else if b[i] >= '1' && b[i] <= '9' {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	} else {
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+// parseInt parses a JSON integer; a fraction or exponent is refused unless
+// the value is integral (1.0, 1e3).
+func parseInt(b []byte) (int64, bool) {
+	neg := false
+	i := 0
+	if len(b) > 0 && b[0] == '-' {
+		neg, i = true, 1
+	}
+	if i == len(b) {
+		return 0, false
+	}
+	var v uint64
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			f, err := strconv.ParseFloat(unsafeString(b), 64)
+			if err != nil || f != math.Trunc(f) || f > math.MaxInt64 || f < math.MinInt64 {
+				return 0, false
+			}
+			return int64(f), true
+		}
+		if v > (math.MaxUint64-9)/10 {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return -int64(v), true
+	}
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// unescape appends the decoded JSON string body s to dst.
+func unescape(dst, s []byte) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		if i >= len(s) {
+			return dst, false
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			dst = append(dst, s[i])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(s, i+1)
+			if !ok {
+				return dst, false
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2, ok := rune(0), false
+				if i+6 < len(s)+0 && s[i+1] == '\\' && s[i+2] == 'u' {
+					r2, ok = hex4(s, i+3)
+				}
+				if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+					r = dec
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			return dst, false
+		}
+	}
+	return dst, true
+}
+
+func hex4(s []byte, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// IsDecodeError reports whether err is a data problem of one record.
+func IsDecodeError(err error) bool {
+	var de *DecodeError
+	return errors.As(err, &de)
+}
+

@@ -1,0 +1,130 @@
+package codec
+
+import (
+	"encoding/base64"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+)
+
+// JSONEncoder writes rows of Arrow records as flat JSON objects. Values of
+// types it does not know are written as null. It is safe for concurrent use.
+type JSONEncoder struct{}
+
+// AppendRow appends row i of rec as one JSON object to dst.
+func (JSONEncoder) AppendRow(dst []byte, rec arrow.Record, i int) []byte {
+	dst = append(dst, '{')
+	for c := 0; c < int(rec.NumCols()); c++ {
+		if c > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, rec.ColumnName(c))
+		dst = append(dst, ':')
+		dst = AppendValue(dst, rec.Column(c), i)
+	}
+	return append(dst, '}')
+}
+
+// AppendValue appends the JSON form of col[i] to dst. Timestamps are RFC 3339
+// strings in UTC with milliseconds; bytes are base64, as encoding/json does.
+func AppendValue(dst []byte, col arrow.Array, i int) []byte {
+	if col.IsNull(i) {
+		return append(dst, "null"...)
+	}
+	switch a := col.(type) {
+	case *array.String:
+		return appendString(dst, a.Value(i))
+	case *array.Binary:
+		v := a.Value(i)
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v)
+		return append(dst, '"')
+	case *array.Int64:
+		return strconv.AppendInt(dst, a.Value(i), 10)
+	case *array.Float64:
+		v := a.Value(i)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return append(dst, "null"...)
+		}
+		return strconv.AppendFloat(dst, v, 'g', -1, 64)
+	case *array.Boolean:
+		return strconv.AppendBool(dst, a.Value(i))
+	case *array.Timestamp:
+		unit := a.DataType().(*arrow.TimestampType).Unit
+		t := a.Value(i).ToTime(unit).UTC()
+		dst = append(dst, '"')
+		dst = t.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+		return append(dst, '"')
+	}
+	return append(dst, "null"...)
+}
+
+// AppendKey appends the bytes used as a Kafka key for col[i]: strings and
+// binaries as is, numbers in decimal.
+func AppendKey(dst []byte, col arrow.Array, i int) []byte {
+	if col.IsNull(i) {
+		return dst
+	}
+	switch a := col.(type) {
+	case *array.String:
+		return append(dst, a.Value(i)...)
+	case *array.Binary:
+		return append(dst, a.Value(i)...)
+	case *array.Int64:
+		return strconv.AppendInt(dst, a.Value(i), 10)
+	case *array.Float64:
+		return strconv.AppendFloat(dst, a.Value(i), 'g', -1, 64)
+	case *array.Boolean:
+		return strconv.AppendBool(dst, a.Value(i))
+	case *array.Timestamp:
+		return strconv.AppendInt(dst, int64(a.Value(i)), 10)
+	}
+	return dst
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
