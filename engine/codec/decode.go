@@ -253,7 +253,6 @@ func kindName(k valKind) string {
 	return "nothing"
 }
 
-
 func syntaxErr(b []byte, i int, what string) error {
 	if i >= len(b) {
 		return &DecodeError{Msg: "invalid JSON: unexpected end of input, want " + what}
@@ -602,4 +601,3 @@ func IsDecodeError(err error) bool {
 	var de *DecodeError
 	return errors.As(err, &de)
 }
-

@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/util"
+
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/state"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+// bucket is one partition of a bucket, owned by its task's goroutine.
+// Objects are numbered densely from 0; they are stored in chunks, one per
+// put, each an Arrow record. A chunk is written to the store only if some
+// trigger still needs it when its cycle commits, and deleted once every
+// trigger's Low has passed its end (consumption-aware GC).
+type bucket struct {
+	name     string
+	cfg      *app.Bucket
+	prefix   []byte
+	next     uint64 // next sequence number
+	saved    uint64 // next as last committed
+	chunks   []*chunk
+	triggers []*trigger
+	objects  int64 // objects held in live chunks
+	bytes    int64
+}
+
+type trigger struct {
+	t  triggers.Trigger
+	fn *fnPlan
+}
+
+type chunk struct {
+	first, end uint64
+	rec        arrow.Record // nil while evicted (then persisted is true)
+	bytes      int64
+	persisted  bool
+}
+
+func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*bucket, error) {
+	b := &bucket{name: bp.cfg.Name, cfg: bp.cfg, prefix: bucketPrefix(appName, bp.cfg.Name, part)}
+	v, err := st.Get(metaKey(b.prefix))
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case len(v) != 8:
+		return nil, fmt.Errorf("bucket %s: corrupt meta", b.name)
+	default:
+		b.next = binary.BigEndian.Uint64(v)
+	}
+	b.saved = b.next
+	err = st.Scan(chunkPrefix(b.prefix), func(k, v []byte) error {
+		first, end := ChunkRange(k)
+		b.chunks = append(b.chunks, &chunk{first: first, end: end, bytes: int64(len(v)), persisted: true})
+		b.objects += int64(end - first)
+		b.bytes += int64(len(v))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, tp := range bp.triggers {
+		tr, err := triggers.New(tp.spec, b.next)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := st.Get(triggerKey(b.prefix, tp.spec.Name))
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return nil, err
+		}
+		if err := tr.UnmarshalState(raw, b.next); err != nil {
+			return nil, err
+		}
+		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn})
+	}
+	return b, nil
+}
+
+// fits reports whether n more objects of size bytes stay within the bounds.
+func (b *bucket) fits(n, size int64) bool {
+	return b.objects+n <= b.cfg.MaxObjects && b.bytes+size <= b.cfg.MaxBytes
+}
+
+// append stores rec as a new chunk (taking over the caller's reference) and
+// returns the objects' descriptor.
+func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
+	n := uint64(rec.NumRows())
+	c := &chunk{first: b.next, end: b.next + n, rec: rec, bytes: size}
+	b.chunks = append(b.chunks, c)
+	b.next += n
+	b.objects += int64(n)
+	b.bytes += size
+	return triggers.Objects{First: c.first, Len: int(n)}
+}
+
+func recordSize(rec arrow.Record) int64 { return util.TotalRecordSize(rec) }
+
+// low is the smallest sequence number some trigger still needs. A bucket
+// without triggers keeps everything (within its bounds).
+func (b *bucket) low() uint64 {
+	if len(b.triggers) == 0 {
+		return 0
+	}
+	low := b.next
+	for _, t := range b.triggers {
+		if l := t.t.Low(); l < low {
+			low = l
+		}
+	}
+	return low
+}
+
+// slices returns the objects of span as record slices (each retained; the
+// caller releases them), loading evicted chunks from st.
+func (b *bucket) slices(st state.Reader, sp triggers.Span, out []arrow.Record) ([]arrow.Record, error) {
+	i := sort.Search(len(b.chunks), func(i int) bool { return b.chunks[i].end > sp.From })
+	for ; i < len(b.chunks) && b.chunks[i].first < sp.To; i++ {
+		c := b.chunks[i]
+		if c.rec == nil {
+			rec, err := readChunk(st, chunkKey(b.prefix, c.first, c.end))
+			if err != nil {
+				return out, fmt.Errorf("bucket %s: chunk [%d,%d): %w", b.name, c.first, c.end, err)
+			}
+			c.rec = rec
+		}
+		lo, hi := max(sp.From, c.first)-c.first, min(sp.To, c.end)-c.first
+		out = append(out, c.rec.NewSlice(int64(lo), int64(hi)))
+	}
+	return out, nil
+}
+
+// gc writes what the cycle must make durable into batch and drops the
+// chunks no trigger needs any more.
+func (b *bucket) gc(batch state.Batch) error {
+	low := b.low()
+	kept := b.chunks[:0]
+	for _, c := range b.chunks {
+		if c.end <= low {
+			if c.persisted {
+				batch.Delete(chunkKey(b.prefix, c.first, c.end))
+			}
+			if c.rec != nil {
+				c.rec.Release()
+			}
+			b.objects -= int64(c.end - c.first)
+			b.bytes -= c.bytes
+			continue
+		}
+		if !c.persisted {
+			v, err := encodeChunk(c.rec)
+			if err != nil {
+				return fmt.Errorf("bucket %s: %w", b.name, err)
+			}
+			batch.Set(chunkKey(b.prefix, c.first, c.end), v)
+			c.persisted = true
+		}
+		kept = append(kept, c)
+	}
+	for i := len(kept); i < len(b.chunks); i++ {
+		b.chunks[i] = nil
+	}
+	b.chunks = kept
+	if b.next != b.saved {
+		batch.Set(metaKey(b.prefix), binary.BigEndian.AppendUint64(nil, b.next))
+	}
+	for _, t := range b.triggers {
+		batch.Set(triggerKey(b.prefix, t.t.Name()), t.t.MarshalState())
+	}
+	return nil
+}
+
+// evict releases decoded persisted chunks, oldest first, until at most
+// budget bytes stay in memory.
+func (b *bucket) evict(budget int64) {
+	var inMem int64
+	for _, c := range b.chunks {
+		if c.rec != nil {
+			inMem += c.bytes
+		}
+	}
+	for _, c := range b.chunks {
+		if inMem <= budget {
+			return
+		}
+		if c.rec != nil && c.persisted {
+			c.rec.Release()
+			c.rec = nil
+			inMem -= c.bytes
+		}
+	}
+}
+
+func (b *bucket) release() {
+	for _, c := range b.chunks {
+		if c.rec != nil {
+			c.rec.Release()
+			c.rec = nil
+		}
+	}
+}
+
+func encodeChunk(rec arrow.Record) ([]byte, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
+	if err := w.Write(rec); err != nil {
+		return nil, fmt.Errorf("encode chunk: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("encode chunk: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func readChunk(st state.Reader, key []byte) (arrow.Record, error) {
+	v, err := st.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ipc.NewReader(bytes.NewReader(v))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Release()
+	if !r.Next() {
+		if r.Err() != nil {
+			return nil, r.Err()
+		}
+		return nil, errors.New("empty chunk")
+	}
+	rec := r.Record()
+	rec.Retain()
+	return rec, nil
+}

@@ -1,0 +1,117 @@
+// Package engine runs a Pheromone app on one node: it owns the partition
+// tasks, their buckets and triggers, and the executor pool that runs the
+// functions the triggers fire.
+//
+// The engine talks to the outside only through the small interfaces in this
+// file (Producer, Clock, Metrics) and state.Store; adapters for Kafka, Pebble
+// and Prometheus live outside it. A test enforces that engine never imports
+// them.
+package engine
+
+import (
+	"time"
+)
+
+// Record is one input record handed to the engine by a source connector.
+// Key and Value are owned by the engine from Deliver on and must not be
+// modified by the caller.
+type Record struct {
+	Key       []byte
+	Value     []byte
+	Offset    int64
+	Timestamp time.Time
+}
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// OutRecord is one record the engine writes to a topic.
+type OutRecord struct {
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Headers []Header
+}
+
+// Producer writes records to topics. Produce must not block for long; done is
+// called exactly once, from any goroutine, when the record is acknowledged
+// (err == nil) or failed for good.
+type Producer interface {
+	Produce(r *OutRecord, done func(error))
+}
+
+// Clock tells processing time. Tests inject a manual clock; production uses
+// SystemClock.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that sends on C once d has passed.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of time.Timer the engine uses.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// NewTimer wraps time.NewTimer.
+func (SystemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+
+type sysTimer struct{ t *time.Timer }
+
+func (t sysTimer) C() <-chan time.Time { return t.t.C }
+func (t sysTimer) Stop() bool          { return t.t.Stop() }
+
+// Metrics receives the engine's measurements. Implementations must be safe
+// for concurrent use and cheap: they are called on the hot path.
+type Metrics interface {
+	RecordsIn(source string, n int)
+	RecordsOut(sink string, n int)
+	DecodeErrors(source string, n int)
+	DeadLetters(reason string, n int)
+	Firings(trigger string, n int)
+	Invocation(function string, d time.Duration, err error)
+	BucketSize(bucket string, partition int32, objects, bytes int64)
+	Lag(topic string, partition int32, lag int64)
+}
+
+// NopMetrics discards everything.
+type NopMetrics struct{}
+
+func (NopMetrics) RecordsIn(string, int)                   {}
+func (NopMetrics) RecordsOut(string, int)                  {}
+func (NopMetrics) DecodeErrors(string, int)                {}
+func (NopMetrics) DeadLetters(string, int)                 {}
+func (NopMetrics) Firings(string, int)                     {}
+func (NopMetrics) Invocation(string, time.Duration, error) {}
+func (NopMetrics) BucketSize(string, int32, int64, int64)  {}
+func (NopMetrics) Lag(string, int32, int64)                {}
+
+// Headers written on dead-letter records.
+const (
+	HeaderError     = "pheromone.error"
+	HeaderReason    = "pheromone.reason"
+	HeaderTopic     = "pheromone.topic"
+	HeaderPartition = "pheromone.partition"
+	HeaderOffset    = "pheromone.offset"
+	HeaderFunction  = "pheromone.function"
+	HeaderTrigger   = "pheromone.trigger"
+	HeaderBucket    = "pheromone.bucket"
+)
+
+// Dead-letter reasons (the pheromone.reason header and the metric label).
+const (
+	ReasonDecode   = "decode"
+	ReasonTooLarge = "too_large"
+	ReasonFunction = "function"
+	ReasonBucket   = "bucket_full"
+)

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+// job is one invocation handed to the executor pool.
+type job struct {
+	id     uint64
+	task   *task
+	fn     *fnPlan
+	bucket string
+	firing triggers.Firing
+	input  []arrow.Record
+}
+
+func (j *job) release() {
+	for _, r := range j.input {
+		r.Release()
+	}
+	j.input = nil
+}
+
+// result is what an invocation produced, applied by the task in order.
+type result struct {
+	id         uint64
+	puts       []put
+	sinkRecs   []OutRecord
+	sinkCounts map[string]int
+	dead       []*OutRecord
+}
+
+type put struct {
+	bucket string
+	rec    arrow.Record
+}
+
+func (r *result) release() {
+	for _, p := range r.puts {
+		p.rec.Release()
+	}
+	r.puts = nil
+}
+
+func (t *task) newJob(q queued) (*job, error) {
+	j := &job{id: t.cyc.nextID, task: t, fn: q.tr.fn, bucket: q.b.name, firing: q.f}
+	var err error
+	for _, sp := range q.f.Objects {
+		j.input, err = q.b.slices(t.n.o.Store, sp, j.input)
+		if err != nil {
+			j.release()
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// executor runs jobs until ctx ends.
+func (n *Node) executor(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-n.jobs:
+			r := n.invoke(ctx, j)
+			j.release()
+			j.task.results <- r
+		}
+	}
+}
+
+// collector is the fn.Output of one attempt.
+type collector struct{ recs []arrow.Record }
+
+func (c *collector) Emit(rec arrow.Record) error {
+	c.recs = append(c.recs, rec)
+	return nil
+}
+
+func (c *collector) reset() {
+	for _, r := range c.recs {
+		r.Release()
+	}
+	c.recs = c.recs[:0]
+}
+
+// invoke runs a job with retries; a function that still fails sends its
+// input to the dead-letter topic.
+func (n *Node) invoke(ctx context.Context, j *job) *result {
+	cfg := j.fn.cfg
+	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session}
+	var out collector
+	var err error
+	backoff := 10 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err = safeInvoke(ctx, j.fn.impl, in, &out)
+		n.o.Metrics.Invocation(cfg.Name, time.Since(start), err)
+		if err == nil || attempt >= cfg.Retries || ctx.Err() != nil {
+			break
+		}
+		out.reset()
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+	r := &result{id: j.id}
+	if err != nil {
+		out.reset()
+		n.logBadInput("function failed; inputs sent to the dead-letter topic",
+			"function", cfg.Name, "trigger", j.firing.Trigger, "attempts", cfg.Retries+1, "error", err)
+		var enc codec.JSONEncoder
+		var buf []byte
+		for _, rec := range j.input {
+			for i := 0; i < int(rec.NumRows()); i++ {
+				start := len(buf)
+				buf = enc.AppendRow(buf, rec, i)
+				r.dead = append(r.dead, &OutRecord{Value: buf[start:len(buf):len(buf)], Headers: []Header{
+					{HeaderReason, []byte(ReasonFunction)},
+					{HeaderError, []byte(err.Error())},
+					{HeaderFunction, []byte(cfg.Name)},
+					{HeaderTrigger, []byte(j.firing.Trigger)},
+					{HeaderBucket, []byte(j.bucket)},
+					{HeaderPartition, strconv.AppendInt(nil, int64(j.task.part), 10)},
+				}})
+			}
+		}
+		return r
+	}
+	for _, b := range j.fn.buckets {
+		for _, rec := range out.recs {
+			rec.Retain()
+			r.puts = append(r.puts, put{bucket: b, rec: rec})
+		}
+	}
+	if len(j.fn.sinks) > 0 {
+		rows := 0
+		for _, rec := range out.recs {
+			rows += int(rec.NumRows())
+		}
+		r.sinkRecs = make([]OutRecord, 0, rows*len(j.fn.sinks))
+		r.sinkCounts = make(map[string]int, len(j.fn.sinks))
+		var enc codec.JSONEncoder
+		for _, s := range j.fn.sinks {
+			var buf, kbuf []byte
+			for _, rec := range out.recs {
+				var keyCol arrow.Array
+				if s.Key != "" {
+					keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
+				}
+				for i := 0; i < int(rec.NumRows()); i++ {
+					start := len(buf)
+					buf = enc.AppendRow(buf, rec, i)
+					or := OutRecord{Topic: s.Topic, Value: buf[start:len(buf):len(buf)]}
+					if keyCol != nil {
+						ks := len(kbuf)
+						kbuf = codec.AppendKey(kbuf, keyCol, i)
+						or.Key = kbuf[ks:len(kbuf):len(kbuf)]
+					}
+					r.sinkRecs = append(r.sinkRecs, or)
+				}
+			}
+			r.sinkCounts[s.Name] += rows
+		}
+	}
+	out.reset()
+	return r
+}
+
+// safeInvoke turns a panicking function into an error.
+func safeInvoke(ctx context.Context, f fn.Function, in fn.Input, out fn.Output) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("function panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return f.Invoke(ctx, in, out)
+}

@@ -1,0 +1,451 @@
+package fn
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/expr"
+)
+
+// filter keeps the rows for which its expression is true (NULL drops).
+type filter struct{ e *expr.Expr }
+
+func newFilter(f *app.Function) (Function, error) {
+	e, err := expr.Compile(f.Expr, f.InputSchema())
+	if err != nil {
+		return nil, fmt.Errorf("fn: %s: %w", f.Name, err)
+	}
+	return &filter{e: e}, nil
+}
+
+func (f *filter) Invoke(_ context.Context, in Input, out Output) error {
+	var idx []int
+	for _, r := range in.Records {
+		v, err := f.e.Eval(r)
+		if err != nil {
+			return err
+		}
+		idx = idx[:0]
+		for i, b := range v.B {
+			if b && v.IsValid(i) {
+				idx = append(idx, i)
+			}
+		}
+		switch len(idx) {
+		case 0:
+			continue
+		case int(r.NumRows()):
+			r.Retain()
+			if err := out.Emit(r); err != nil {
+				return err
+			}
+		default:
+			if err := out.Emit(Take(r, idx)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Take returns a new record with the rows idx of rec, in that order.
+func Take(rec arrow.Record, idx []int) arrow.Record {
+	cols := make([]arrow.Array, rec.NumCols())
+	for c := range cols {
+		b := array.NewBuilder(memory.DefaultAllocator, rec.Column(c).DataType())
+		b.Reserve(len(idx))
+		col := rec.Column(c)
+		for _, i := range idx {
+			AppendFrom(b, col, i)
+		}
+		cols[c] = b.NewArray()
+		b.Release()
+	}
+	out := array.NewRecord(rec.Schema(), cols, int64(len(idx)))
+	for _, c := range cols {
+		c.Release()
+	}
+	return out
+}
+
+// AppendFrom appends col[i] to b; b must be a builder of col's type.
+func AppendFrom(b array.Builder, col arrow.Array, i int) {
+	if col.IsNull(i) {
+		b.AppendNull()
+		return
+	}
+	switch a := col.(type) {
+	case *array.String:
+		b.(*array.StringBuilder).Append(a.Value(i))
+	case *array.Binary:
+		b.(*array.BinaryBuilder).Append(a.Value(i))
+	case *array.Int64:
+		b.(*array.Int64Builder).Append(a.Value(i))
+	case *array.Float64:
+		b.(*array.Float64Builder).Append(a.Value(i))
+	case *array.Boolean:
+		b.(*array.BooleanBuilder).Append(a.Value(i))
+	case *array.Timestamp:
+		b.(*array.TimestampBuilder).Append(a.Value(i))
+	default:
+		panic(fmt.Sprintf("fn: AppendFrom: unsupported type %s", col.DataType()))
+	}
+}
+
+// project selects, renames and computes columns.
+type project struct {
+	schema *arrow.Schema
+	cols   []projCol
+}
+
+type projCol struct {
+	from string     // column copied as is
+	e    *expr.Expr // or computed
+}
+
+func newProject(f *app.Function) (Function, error) {
+	p := &project{schema: f.OutputSchema()}
+	for _, c := range f.Columns {
+		switch {
+		case c.Expr != "":
+			e, err := expr.Compile(c.Expr, f.InputSchema())
+			if err != nil {
+				return nil, fmt.Errorf("fn: %s: %w", f.Name, err)
+			}
+			p.cols = append(p.cols, projCol{e: e})
+		case c.From != "":
+			p.cols = append(p.cols, projCol{from: c.From})
+		default:
+			p.cols = append(p.cols, projCol{from: c.Name})
+		}
+	}
+	return p, nil
+}
+
+func (p *project) Invoke(_ context.Context, in Input, out Output) error {
+	for _, r := range in.Records {
+		cols := make([]arrow.Array, len(p.cols))
+		for i, c := range p.cols {
+			if c.e == nil {
+				idx := r.Schema().FieldIndices(c.from)
+				if len(idx) == 0 {
+					releaseAll(cols)
+					return fmt.Errorf("fn: project: input has no column %q", c.from)
+				}
+				cols[i] = r.Column(idx[0])
+				cols[i].Retain()
+				continue
+			}
+			v, err := c.e.Eval(r)
+			if err != nil {
+				releaseAll(cols)
+				return err
+			}
+			cols[i] = VectorArray(v)
+		}
+		rec := array.NewRecord(p.schema, cols, r.NumRows())
+		releaseAll(cols)
+		if err := out.Emit(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func releaseAll(cols []arrow.Array) {
+	for _, c := range cols {
+		if c != nil {
+			c.Release()
+		}
+	}
+}
+
+// VectorArray converts an expression result to an Arrow array.
+func VectorArray(v expr.Vector) arrow.Array {
+	mem := memory.DefaultAllocator
+	switch v.Kind {
+	case expr.Bool:
+		b := array.NewBooleanBuilder(mem)
+		defer b.Release()
+		b.AppendValues(v.B, v.Valid)
+		return b.NewArray()
+	case expr.Int:
+		b := array.NewInt64Builder(mem)
+		defer b.Release()
+		b.AppendValues(v.I, v.Valid)
+		return b.NewArray()
+	case expr.Float:
+		b := array.NewFloat64Builder(mem)
+		defer b.Release()
+		b.AppendValues(v.F, v.Valid)
+		return b.NewArray()
+	default:
+		b := array.NewStringBuilder(mem)
+		defer b.Release()
+		b.AppendValues(v.S, v.Valid)
+		return b.NewArray()
+	}
+}
+
+// aggregate computes count, sum, min, max and avg per group over all the
+// objects of one firing, in first-seen group order.
+type aggregate struct {
+	groupBy  []string
+	aggs     []app.Aggregate
+	schema   *arrow.Schema
+	windowed bool
+}
+
+func newAggregate(f *app.Function) (Function, error) {
+	s := f.OutputSchema()
+	return &aggregate{
+		groupBy:  f.GroupBy,
+		aggs:     f.Aggregates,
+		schema:   s,
+		windowed: len(s.FieldIndices(app.WindowStartColumn)) > 0 && len(f.GroupBy) < s.NumFields(),
+	}, nil
+}
+
+type acc struct {
+	n      int64 // non-null values seen (count of rows for count without column)
+	i      int64
+	f      float64
+	s      string
+	isSet  bool
+	isInt  bool
+	isStr  bool
+	isTime bool
+}
+
+type group struct {
+	rec  int // where the group's first row is, for its key values
+	row  int
+	accs []acc
+}
+
+func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
+	var (
+		groups []*group
+		index  = map[string]*group{}
+		key    []byte
+	)
+	for ri, r := range in.Records {
+		gcols := make([]arrow.Array, len(a.groupBy))
+		for j, g := range a.groupBy {
+			idx := r.Schema().FieldIndices(g)
+			if len(idx) == 0 {
+				return fmt.Errorf("fn: aggregate: input has no column %q", g)
+			}
+			gcols[j] = r.Column(idx[0])
+		}
+		acols := make([]arrow.Array, len(a.aggs))
+		for j, ag := range a.aggs {
+			if ag.Column == "" {
+				continue
+			}
+			idx := r.Schema().FieldIndices(ag.Column)
+			if len(idx) == 0 {
+				return fmt.Errorf("fn: aggregate: input has no column %q", ag.Column)
+			}
+			acols[j] = r.Column(idx[0])
+		}
+		for row := 0; row < int(r.NumRows()); row++ {
+			key = key[:0]
+			for _, c := range gcols {
+				key = appendGroupKey(key, c, row)
+			}
+			g, ok := index[string(key)]
+			if !ok {
+				g = &group{rec: ri, row: row, accs: make([]acc, len(a.aggs))}
+				index[string(key)] = g
+				groups = append(groups, g)
+			}
+			for j, ag := range a.aggs {
+				accumulate(&g.accs[j], ag.Op, acols[j], row)
+			}
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, a.schema)
+	defer b.Release()
+	b.Reserve(len(groups))
+	col := 0
+	for j, g := range a.groupBy {
+		fb := b.Field(col)
+		for _, gr := range groups {
+			r := in.Records[gr.rec]
+			AppendFrom(fb, r.Column(r.Schema().FieldIndices(g)[0]), gr.row)
+		}
+		_ = j
+		col++
+	}
+	if a.windowed {
+		ws, we := b.Field(col).(*array.TimestampBuilder), b.Field(col+1).(*array.TimestampBuilder)
+		for range groups {
+			if in.Window.IsZero() {
+				ws.AppendNull()
+				we.AppendNull()
+				continue
+			}
+			ws.Append(arrow.Timestamp(in.Window.Start.UnixMilli()))
+			we.Append(arrow.Timestamp(in.Window.End.UnixMilli()))
+		}
+		col += 2
+	}
+	for j, ag := range a.aggs {
+		fb := b.Field(col + j)
+		for _, gr := range groups {
+			appendResult(fb, ag.Op, &gr.accs[j])
+		}
+	}
+	return out.Emit(b.NewRecord())
+}
+
+// appendGroupKey appends an unambiguous encoding of col[i] to key.
+func appendGroupKey(key []byte, col arrow.Array, i int) []byte {
+	if col.IsNull(i) {
+		return append(key, 0)
+	}
+	key = append(key, 1)
+	switch a := col.(type) {
+	case *array.String:
+		v := a.Value(i)
+		key = appendUvarint(key, uint64(len(v)))
+		return append(key, v...)
+	case *array.Binary:
+		v := a.Value(i)
+		key = appendUvarint(key, uint64(len(v)))
+		return append(key, v...)
+	case *array.Int64:
+		return appendUvarint(key, uint64(a.Value(i)))
+	case *array.Timestamp:
+		return appendUvarint(key, uint64(a.Value(i)))
+	case *array.Float64:
+		return appendUvarint(key, math.Float64bits(a.Value(i)))
+	case *array.Boolean:
+		if a.Value(i) {
+			return append(key, 1)
+		}
+		return append(key, 0)
+	}
+	return key
+}
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func accumulate(ac *acc, op string, col arrow.Array, i int) {
+	if col == nil { // count of rows
+		ac.n++
+		return
+	}
+	if col.IsNull(i) {
+		return
+	}
+	ac.n++
+	switch a := col.(type) {
+	case *array.Int64:
+		v := a.Value(i)
+		ac.isInt = true
+		ac.f += float64(v)
+		switch op {
+		case "sum":
+			ac.i += v
+		case "min":
+			if !ac.isSet || v < ac.i {
+				ac.i = v
+			}
+		case "max":
+			if !ac.isSet || v > ac.i {
+				ac.i = v
+			}
+		}
+	case *array.Timestamp:
+		v := int64(a.Value(i))
+		ac.isInt, ac.isTime = true, true
+		switch op {
+		case "min":
+			if !ac.isSet || v < ac.i {
+				ac.i = v
+			}
+		case "max":
+			if !ac.isSet || v > ac.i {
+				ac.i = v
+			}
+		}
+	case *array.Float64:
+		v := a.Value(i)
+		switch op {
+		case "sum", "avg":
+			ac.f += v
+		case "min":
+			if !ac.isSet || v < ac.f {
+				ac.f = v
+			}
+		case "max":
+			if !ac.isSet || v > ac.f {
+				ac.f = v
+			}
+		}
+	case *array.String:
+		v := a.Value(i)
+		ac.isStr = true
+		switch op {
+		case "min":
+			if !ac.isSet || v < ac.s {
+				ac.s = string([]byte(v)) // copy: the input batch is released after the firing
+			}
+		case "max":
+			if !ac.isSet || v > ac.s {
+				ac.s = string([]byte(v))
+			}
+		}
+	}
+	ac.isSet = true
+}
+
+func appendResult(b array.Builder, op string, ac *acc) {
+	if op == "count" {
+		b.(*array.Int64Builder).Append(ac.n)
+		return
+	}
+	if ac.n == 0 {
+		b.AppendNull()
+		return
+	}
+	switch op {
+	case "avg":
+		b.(*array.Float64Builder).Append(ac.f / float64(ac.n))
+		return
+	case "sum":
+		if ac.isInt {
+			b.(*array.Int64Builder).Append(ac.i)
+		} else {
+			b.(*array.Float64Builder).Append(ac.f)
+		}
+		return
+	}
+	switch {
+	case ac.isStr:
+		b.(*array.StringBuilder).Append(ac.s)
+	case ac.isTime:
+		b.(*array.TimestampBuilder).Append(arrow.Timestamp(ac.i))
+	case ac.isInt:
+		b.(*array.Int64Builder).Append(ac.i)
+	default:
+		b.(*array.Float64Builder).Append(ac.f)
+	}
+}

@@ -1,0 +1,81 @@
+// Package fn defines what a function is to the engine and implements the
+// built-in functions of the app file: filter, project, aggregate and emit.
+//
+// A function receives the objects its trigger passed as Arrow records and
+// emits Arrow records to its outputs. Functions must not keep references to
+// their input records after Invoke returns unless they Retain them; records
+// passed to Emit are owned by the engine from then on.
+package fn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+// Input is what one invocation receives.
+type Input struct {
+	// Records hold the objects the trigger passed, in bucket order. They are
+	// valid until Invoke returns.
+	Records []arrow.Record
+	// Trigger is the name of the trigger that fired.
+	Trigger string
+	// Window is the window of a by_time firing, zero otherwise.
+	Window triggers.Window
+	// Session is the session the firing belongs to ("" without sessions).
+	Session string
+}
+
+// Rows is the number of objects in the input.
+func (in Input) Rows() int {
+	n := 0
+	for _, r := range in.Records {
+		n += int(r.NumRows())
+	}
+	return n
+}
+
+// Output receives what a function emits.
+type Output interface {
+	// Emit sends rec to every output of the function. Emit takes over one
+	// reference: the caller must not Release rec afterwards.
+	Emit(rec arrow.Record) error
+}
+
+// Function is user or built-in code fired by a trigger. Invoke may be called
+// concurrently from several executors and must not keep state between calls.
+type Function interface {
+	Invoke(ctx context.Context, in Input, out Output) error
+}
+
+// Build makes the built-in function declared by f (after app validation).
+func Build(f *app.Function) (Function, error) {
+	switch f.Kind {
+	case "filter":
+		return newFilter(f)
+	case "project":
+		return newProject(f)
+	case "aggregate":
+		return newAggregate(f)
+	case "emit":
+		return emit{}, nil
+	}
+	return nil, fmt.Errorf("fn: unknown function kind %q", f.Kind)
+}
+
+// emit forwards its input unchanged.
+type emit struct{}
+
+func (emit) Invoke(_ context.Context, in Input, out Output) error {
+	for _, r := range in.Records {
+		r.Retain()
+		if err := out.Emit(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package engine
+
+import "encoding/binary"
+
+// State key layout (all under "a/<app>/"):
+//
+//	o/<topic>\x00<partition:4>                  next source offset to consume
+//	b/<bucket>\x00<partition:4>/m               bucket's next sequence number
+//	b/<bucket>\x00<partition:4>/c/<first:8><end:8>  chunk of objects [first,end), Arrow IPC
+//	b/<bucket>\x00<partition:4>/t/<trigger>     trigger state
+//
+// Integers are big-endian so chunks scan in sequence order.
+
+func appPrefix(app string) []byte { return []byte("a/" + app + "/") }
+
+func offsetKey(app, topic string, part int32) []byte {
+	k := append(appPrefix(app), 'o', '/')
+	k = append(k, topic...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, uint32(part))
+}
+
+func bucketPrefix(app, bucket string, part int32) []byte {
+	k := append(appPrefix(app), 'b', '/')
+	k = append(k, bucket...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint32(k, uint32(part))
+	return append(k, '/')
+}
+
+func metaKey(prefix []byte) []byte { return append(append([]byte{}, prefix...), 'm') }
+
+func chunkPrefix(prefix []byte) []byte { return append(append([]byte{}, prefix...), 'c', '/') }
+
+func chunkKey(prefix []byte, first, end uint64) []byte {
+	k := chunkPrefix(prefix)
+	k = binary.BigEndian.AppendUint64(k, first)
+	return binary.BigEndian.AppendUint64(k, end)
+}
+
+func triggerKey(prefix []byte, trigger string) []byte {
+	k := append(append([]byte{}, prefix...), 't', '/')
+	return append(k, trigger...)
+}
+
+// OffsetKey, BucketPrefix and ChunkPrefix expose the layout to tools and
+// tests that inspect a node's state directory.
+func OffsetKey(app, topic string, part int32) []byte { return offsetKey(app, topic, part) }
+
+// BucketChunkPrefix is the prefix of a bucket partition's chunk keys.
+func BucketChunkPrefix(app, bucket string, part int32) []byte {
+	return chunkPrefix(bucketPrefix(app, bucket, part))
+}
+
+// ChunkRange decodes the [first, end) sequence range from a chunk key.
+func ChunkRange(key []byte) (first, end uint64) {
+	n := len(key)
+	return binary.BigEndian.Uint64(key[n-16 : n-8]), binary.BigEndian.Uint64(key[n-8:])
+}

@@ -1,0 +1,477 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/state"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+// task owns one partition number of the app: the records of that partition
+// of every source topic, the partition of every bucket, their triggers, and
+// the offsets. Exactly one goroutine (run) touches its fields after
+// newTask returns, except inbox, quit and done.
+//
+// Work happens in cycles: a batch of input records (or a timer tick) is
+// decoded and put into buckets, firings run on the executor pool until no
+// more fire, sink writes are acknowledged, and then one state batch commits
+// the new bucket contents, trigger state and source offsets together.
+type task struct {
+	n    *Node
+	part int32
+
+	inbox    chan inbound
+	quit     chan struct{}
+	quitOnce sync.Once
+	done     chan struct{}
+
+	buckets  map[string]*bucket
+	order    []*bucket
+	decoders map[string]*codec.JSONDecoder // by topic, json sources
+	offsets  map[string]int64              // next offset per topic, committed
+	pending  map[string]int64              // next offset per topic, this cycle
+
+	results chan *result
+	cyc     cycle
+}
+
+type inbound struct {
+	topic string
+	recs  []Record
+	hwm   int64
+}
+
+// cycle is the bookkeeping of one unit of work.
+type cycle struct {
+	queue    []queued // firings not yet dispatched
+	inFlight int
+	nextID   uint64 // id of the next dispatched firing
+	applyID  uint64 // id of the next result to apply
+	parked   map[uint64]*result
+	acks     sync.WaitGroup
+	ackMu    sync.Mutex
+	ackErr   error
+}
+
+type queued struct {
+	b  *bucket
+	tr *trigger
+	f  triggers.Firing
+}
+
+func newTask(n *Node, part int32) (*task, error) {
+	t := &task{
+		n: n, part: part,
+		inbox:    make(chan inbound, n.o.QueueDepth),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		buckets:  map[string]*bucket{},
+		decoders: map[string]*codec.JSONDecoder{},
+		offsets:  map[string]int64{},
+		pending:  map[string]int64{},
+		results:  make(chan *result, n.o.Executors),
+	}
+	a := n.plan.app
+	for i := range a.Buckets {
+		b, err := loadBucket(n.o.Store, a.Name, n.plan.buckets[a.Buckets[i].Name], part)
+		if err != nil {
+			t.releaseAll()
+			return nil, fmt.Errorf("engine: partition %d: %w", part, err)
+		}
+		t.buckets[b.name] = b
+		t.order = append(t.order, b)
+	}
+	for topic, src := range n.plan.sources {
+		v, err := n.o.Store.Get(offsetKey(a.Name, topic, part))
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+		case err != nil:
+			t.releaseAll()
+			return nil, err
+		case len(v) == 8:
+			t.offsets[topic] = int64(binary.BigEndian.Uint64(v))
+		}
+		if src.Format == "json" {
+			var req []string
+			if src.Key != "" {
+				req = append(req, src.Key)
+			}
+			if src.EventTime != "" {
+				req = append(req, src.EventTime)
+			}
+			d, err := codec.NewJSONDecoder(src.ArrowSchema(), req...)
+			if err != nil {
+				t.releaseAll()
+				return nil, err
+			}
+			t.decoders[topic] = d
+		}
+	}
+	return t, nil
+}
+
+func (t *task) stop() { t.quitOnce.Do(func() { close(t.quit) }) }
+
+func (t *task) releaseAll() {
+	for _, b := range t.buckets {
+		b.release()
+	}
+	for _, d := range t.decoders {
+		d.Release()
+	}
+}
+
+// run is the task's goroutine.
+func (t *task) run() (err error) {
+	defer close(t.done)
+	defer t.releaseAll()
+	// A restart may find windows that ended while the node was down.
+	if err := t.tick(); err != nil {
+		return err
+	}
+	for {
+		var timerC <-chan time.Time
+		var timer Timer
+		if next := t.nextTick(); !next.IsZero() {
+			d := next.Sub(t.n.o.Clock.Now())
+			if d < 0 {
+				d = 0
+			}
+			timer = t.n.o.Clock.NewTimer(d)
+			timerC = timer.C()
+		}
+		select {
+		case <-t.quit:
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		case in := <-t.inbox:
+			err = t.process(in)
+		case <-timerC:
+			err = t.tick()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (t *task) nextTick() time.Time {
+	var next time.Time
+	for _, b := range t.order {
+		for _, tr := range b.triggers {
+			if nt := tr.t.NextTick(); !nt.IsZero() && (next.IsZero() || nt.Before(next)) {
+				next = nt
+			}
+		}
+	}
+	return next
+}
+
+// tick runs the timers that are due, as one cycle.
+func (t *task) tick() error {
+	now := t.n.o.Clock.Now()
+	fired := false
+	var out []triggers.Firing
+	for _, b := range t.order {
+		for _, tr := range b.triggers {
+			out = tr.t.Tick(now, out[:0])
+			for _, f := range out {
+				t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f})
+				fired = true
+			}
+		}
+	}
+	if !fired {
+		return nil
+	}
+	if err := t.drain(); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+// process runs one batch of input records as one cycle.
+func (t *task) process(in inbound) error {
+	src := t.n.plan.sources[in.topic]
+	next, seen := t.offsets[in.topic]
+	recs := in.recs
+	// Records below the committed offset are already in the state (the
+	// Kafka group commit can lag the state commit); skip them.
+	for seen && len(recs) > 0 && recs[0].Offset < next {
+		recs = recs[1:]
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := t.decode(src, in.topic, recs); err != nil {
+		return err
+	}
+	t.pending[in.topic] = recs[len(recs)-1].Offset + 1
+	if in.hwm >= 0 {
+		t.n.o.Metrics.Lag(in.topic, t.part, in.hwm-t.pending[in.topic])
+	}
+	if err := t.drain(); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+// decode turns records into one Arrow batch put into the source's bucket.
+// Bad records go to the dead-letter topic.
+func (t *task) decode(src *app.Source, topic string, recs []Record) error {
+	n := t.n
+	n.in.Add(int64(len(recs)))
+	n.o.Metrics.RecordsIn(src.Name, len(recs))
+	var rec arrow.Record
+	if src.Format == "raw" {
+		rec = rawRecord(src, recs, func(r *Record, reason string, err error) { t.deadRecord(src, topic, r, reason, err) })
+	} else {
+		d := t.decoders[topic]
+		d.Reserve(len(recs))
+		for i := range recs {
+			r := &recs[i]
+			if len(r.Value) > src.MaxRecordBytes {
+				t.deadRecord(src, topic, r, ReasonTooLarge, fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(r.Value), src.MaxRecordBytes))
+				continue
+			}
+			if err := d.Append(r.Value); err != nil {
+				t.deadRecord(src, topic, r, ReasonDecode, err)
+			}
+		}
+		rec = d.NewRecord()
+	}
+	if rec.NumRows() == 0 {
+		rec.Release()
+		return nil
+	}
+	t.put(t.buckets[src.Bucket], rec)
+	return nil
+}
+
+// deadRecord sends one bad input record to the dead-letter topic.
+func (t *task) deadRecord(src *app.Source, topic string, r *Record, reason string, err error) {
+	n := t.n
+	if reason == ReasonDecode || reason == ReasonTooLarge {
+		n.o.Metrics.DecodeErrors(src.Name, 1)
+	}
+	n.logBadInput("bad input record sent to the dead-letter topic",
+		"source", src.Name, "topic", topic, "partition", t.part, "offset", r.Offset, "reason", reason, "error", err)
+	t.dead(&OutRecord{
+		Key:   r.Key,
+		Value: r.Value,
+		Headers: []Header{
+			{HeaderReason, []byte(reason)},
+			{HeaderError, []byte(err.Error())},
+			{HeaderTopic, []byte(topic)},
+			{HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
+			{HeaderOffset, strconv.AppendInt(nil, r.Offset, 10)},
+		},
+	}, reason)
+}
+
+// dead produces r to the dead-letter topic as part of this cycle.
+func (t *task) dead(r *OutRecord, reason string) {
+	r.Topic = t.n.plan.app.Kafka.DLQTopic
+	t.n.dead.Add(1)
+	t.n.o.Metrics.DeadLetters(reason, 1)
+	t.produce(r)
+}
+
+// produce writes r; the cycle commits only after it is acknowledged.
+func (t *task) produce(r *OutRecord) {
+	t.cyc.acks.Add(1)
+	t.n.o.Producer.Produce(r, t.ack)
+}
+
+func (t *task) ack(err error) {
+	if err != nil {
+		t.cyc.ackMu.Lock()
+		if t.cyc.ackErr == nil {
+			t.cyc.ackErr = err
+		}
+		t.cyc.ackMu.Unlock()
+	}
+	t.cyc.acks.Done()
+}
+
+// put stores rec in b (taking over the reference) and queues the firings.
+func (t *task) put(b *bucket, rec arrow.Record) {
+	size := recordSize(rec)
+	if !b.fits(rec.NumRows(), size) {
+		t.deadRows(rec, ReasonBucket, fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
+			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes), Header{HeaderBucket, []byte(b.name)})
+		rec.Release()
+		return
+	}
+	objs := b.append(rec, size)
+	now := t.n.o.Clock.Now()
+	var out []triggers.Firing
+	for _, tr := range b.triggers {
+		out = tr.t.Put(objs, now, out[:0])
+		for _, f := range out {
+			t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f})
+		}
+	}
+}
+
+// deadRows sends every row of rec to the dead-letter topic as JSON.
+func (t *task) deadRows(rec arrow.Record, reason string, err error, extra ...Header) {
+	var enc codec.JSONEncoder
+	var buf []byte
+	for i := 0; i < int(rec.NumRows()); i++ {
+		start := len(buf)
+		buf = enc.AppendRow(buf, rec, i)
+		h := append([]Header{
+			{HeaderReason, []byte(reason)},
+			{HeaderError, []byte(err.Error())},
+			{HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
+		}, extra...)
+		t.dead(&OutRecord{Value: buf[start:len(buf):len(buf)], Headers: h}, reason)
+	}
+}
+
+// drain dispatches queued firings and applies their results, in firing
+// order, until nothing more fires.
+func (t *task) drain() error {
+	c := &t.cyc
+	var next *job // built for c.queue[0], not yet accepted by the pool
+	for len(c.queue) > 0 || c.inFlight > 0 {
+		if len(c.queue) == 0 {
+			if err := t.receive(<-t.results); err != nil {
+				return t.abort(err)
+			}
+			continue
+		}
+		if next == nil {
+			var err error
+			if next, err = t.newJob(c.queue[0]); err != nil {
+				return t.abort(err)
+			}
+		}
+		select {
+		case t.n.jobs <- next:
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+			c.inFlight++
+			c.nextID++
+			t.n.firings.Add(1)
+			t.n.o.Metrics.Firings(next.firing.Trigger, 1)
+			next = nil
+		case r := <-t.results:
+			if err := t.receive(r); err != nil {
+				next.release()
+				return t.abort(err)
+			}
+		}
+	}
+	c.queue = c.queue[:0]
+	return nil
+}
+
+// abort waits for in-flight invocations so no executor is left blocked on
+// this task, then returns err.
+func (t *task) abort(err error) error {
+	for t.cyc.inFlight > 0 {
+		r := <-t.results
+		t.cyc.inFlight--
+		r.release()
+	}
+	t.cyc.acks.Wait()
+	return err
+}
+
+// receive applies results in dispatch order.
+func (t *task) receive(r *result) error {
+	c := &t.cyc
+	c.inFlight--
+	if c.parked == nil {
+		c.parked = map[uint64]*result{}
+	}
+	c.parked[r.id] = r
+	for {
+		r, ok := c.parked[c.applyID]
+		if !ok {
+			return nil
+		}
+		delete(c.parked, c.applyID)
+		c.applyID++
+		if err := t.apply(r); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *task) apply(r *result) error {
+	n := t.n
+	n.invocations.Add(1)
+	for _, d := range r.dead {
+		t.dead(d, ReasonFunction)
+	}
+	for _, p := range r.puts {
+		t.put(t.buckets[p.bucket], p.rec)
+	}
+	for i := range r.sinkRecs {
+		t.produce(&r.sinkRecs[i])
+	}
+	for sink, cnt := range r.sinkCounts {
+		n.out.Add(int64(cnt))
+		n.o.Metrics.RecordsOut(sink, cnt)
+	}
+	r.puts = nil
+	return nil
+}
+
+// commit waits for this cycle's writes to be acknowledged, then commits
+// bucket contents, trigger state and source offsets in one batch.
+func (t *task) commit() error {
+	c := &t.cyc
+	c.acks.Wait()
+	if c.ackErr != nil {
+		err := c.ackErr
+		c.ackErr = nil
+		return fmt.Errorf("produce: %w", err)
+	}
+	st := t.n.o.Store
+	batch := st.NewBatch()
+	for _, b := range t.order {
+		if err := b.gc(batch); err != nil {
+			batch.Close()
+			return err
+		}
+	}
+	a := t.n.plan.app.Name
+	for topic, off := range t.pending {
+		batch.Set(offsetKey(a, topic, t.part), binary.BigEndian.AppendUint64(nil, uint64(off)))
+	}
+	if err := batch.Commit(!t.n.o.NoSync); err != nil {
+		return err
+	}
+	for _, b := range t.order {
+		b.saved = b.next
+		b.evict(t.n.o.MemoryBudget / int64(len(t.order)))
+		t.n.o.Metrics.BucketSize(b.name, t.part, b.objects, b.bytes)
+	}
+	if len(t.pending) > 0 {
+		for topic, off := range t.pending {
+			t.offsets[topic] = off
+		}
+		t.n.setCommitted(t.part, t.pending)
+		clear(t.pending)
+	}
+	c.nextID, c.applyID = 0, 0
+	return nil
+}
