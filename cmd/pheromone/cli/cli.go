@@ -1,0 +1,380 @@
+// Package cli is the pheromone command line: run, validate and broker. It
+// wires the engine to its adapters (Kafka, Pebble, Prometheus). A user who
+// builds their own binary calls Main from it.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pheromone-go/pheromone/connectors/generator"
+	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/connectors/prom"
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/state/pebblestore"
+)
+
+const usage = `pheromone: data-centric stream processing on Kafka
+
+Usage:
+  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR]
+  pheromone validate -f app.yaml
+  pheromone broker [--data-dir DIR] [--addr ADDR]
+`
+
+// Main runs the command line with args (without the program name) and
+// returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "broker":
+		return cmdBroker(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "pheromone: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "", "app file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "pheromone validate: -f app.yaml is required")
+		return 2
+	}
+	a, err := app.Load(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: app %q is valid: %d source(s), %d bucket(s), %d trigger(s), %d function(s), %d sink(s)\n",
+		*file, a.Name, len(a.Sources), len(a.Buckets), len(a.Triggers), len(a.Functions), len(a.Sinks))
+	return 0
+}
+
+func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "pheromone-data", "directory for the broker's data")
+	addr := fs.String("addr", "127.0.0.1:9092", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	b, err := kafka.StartBroker(*addr, filepath.Join(*dataDir, "broker"))
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "broker listening on %s (data in %s)\n", strings.Join(b.Addrs(), ","), filepath.Join(*dataDir, "broker"))
+	<-ctx.Done()
+	b.Close()
+	return 0
+}
+
+// RunConfig is everything `pheromone run` needs.
+type RunConfig struct {
+	App     *app.App
+	DataDir string
+	// HTTPAddr serves /healthz, /readyz and /metrics; "" disables it.
+	HTTPAddr string
+	// Brokers overrides the app file's kafka.brokers; with neither, the
+	// embedded broker is started on EmbeddedBroker.
+	Brokers        []string
+	EmbeddedBroker string
+	// Clock defaults to the system clock (tests inject one).
+	Clock engine.Clock
+	// Progress receives the live one-line summary; nil disables it.
+	Progress io.Writer
+	// Out receives the startup banner.
+	Out    io.Writer
+	Logger *slog.Logger
+	// Started is called once the node serves, with its addresses.
+	Started func(Info)
+}
+
+// Info tells where a running node can be reached.
+type Info struct {
+	Brokers  []string
+	HTTPAddr string
+	Node     *engine.Node
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "", "app file")
+	dataDir := fs.String("data-dir", "pheromone-data", "directory for state (and the embedded broker's data)")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics")
+	brokers := fs.String("brokers", "", "comma-separated Kafka brokers (default: the app file's kafka.brokers, else the embedded broker)")
+	embedded := fs.String("embedded-broker", "127.0.0.1:9092", "address of the embedded broker")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "pheromone run: -f app.yaml is required")
+		return 2
+	}
+	a, err := app.Load(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
+		return 1
+	}
+	cfg := RunConfig{App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	if *brokers != "" {
+		cfg.Brokers = strings.Split(*brokers, ",")
+	}
+	if isTerminal(stdout) {
+		cfg.Progress = stdout
+	} else {
+		cfg.Progress = &progressLines{w: stdout}
+	}
+	if err := Run(ctx, cfg); err != nil {
+		fmt.Fprintln(stderr, "pheromone:", err)
+		return 1
+	}
+	return 0
+}
+
+// Run runs an app until ctx ends or the node fails.
+func Run(ctx context.Context, cfg RunConfig) error {
+	a := cfg.App
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "pheromone-data"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+	brokers := cfg.Brokers
+	if len(brokers) == 0 {
+		brokers = a.Kafka.Brokers
+	}
+	if len(brokers) == 0 {
+		if cfg.EmbeddedBroker == "" {
+			cfg.EmbeddedBroker = "127.0.0.1:9092"
+		}
+		b, err := kafka.StartBroker(cfg.EmbeddedBroker, filepath.Join(cfg.DataDir, "broker"))
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+	}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	err := kafka.EnsureTopics(setupCtx, brokers, a.Topics())
+	cancelSetup()
+	if err != nil {
+		return err
+	}
+	store, err := pebblestore.Open(filepath.Join(cfg.DataDir, "state"), pebblestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	producer, err := kafka.NewProducer(brokers)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	metrics := prom.New(a.Name)
+	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	httpAddr := ""
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		httpAddr = ln.Addr().String()
+		srv := &http.Server{Handler: httpHandler(node, metrics), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+		defer func() {
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- node.Run(nodeCtx) }()
+
+	var topics []string
+	for _, s := range a.Sources {
+		topics = append(topics, s.Topic)
+	}
+	src := &kafka.Source{Brokers: brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.Logger}
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- src.Run(ctx) }()
+
+	for _, s := range a.Sources {
+		if s.Kind != "generator" {
+			continue
+		}
+		s := s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			generator.Run(ctx, s.Generator.Seed, s.Generator.Rate, s.Generator.Limit, s.Key, func(k, v []byte) {
+				producer.Produce(&engine.OutRecord{Topic: s.Topic, Key: k, Value: v}, func(err error) {
+					if err != nil && ctx.Err() == nil {
+						cfg.Logger.Warn("generator produce failed", "topic", s.Topic, "error", err)
+					}
+				})
+			})
+		}()
+	}
+
+	fmt.Fprintf(cfg.Out, "pheromone: app %q running\n  brokers: %s\n  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n",
+		a.Name, strings.Join(brokers, ","), httpAddr, httpAddr, cfg.DataDir)
+	if cfg.Progress != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			progress(ctx, node, cfg.Progress)
+		}()
+	}
+	if cfg.Started != nil {
+		cfg.Started(Info{Brokers: brokers, HTTPAddr: httpAddr, Node: node})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	case runErr = <-nodeDone:
+		nodeDone <- runErr
+	case runErr = <-srcDone:
+		srcDone <- runErr
+	}
+	// Soft stop: leave the group (tasks flush and commit), then the node.
+	cancel()
+	if err := <-srcDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	stopNode()
+	if err := <-nodeDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	wg.Wait()
+	return runErr
+}
+
+func httpHandler(node *engine.Node, m *prom.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !node.Ready() {
+			http.Error(w, "not ready: waiting for partition assignment", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ready: partitions %v\n", node.Partitions())
+	})
+	mux.Handle("/metrics", m.Handler())
+	return mux
+}
+
+// progress prints a one-line summary every second.
+func progress(ctx context.Context, node *engine.Node, w io.Writer) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	prev, prevT := node.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if _, ok := w.(*progressLines); !ok {
+				fmt.Fprintln(w)
+			}
+			return
+		case now := <-t.C:
+			s := node.Stats()
+			dt := now.Sub(prevT).Seconds()
+			line := fmt.Sprintf("in %d (%.0f/s)  out %d (%.0f/s)  firings %d (%.0f/s)  dead-letters %d",
+				s.RecordsIn, float64(s.RecordsIn-prev.RecordsIn)/dt,
+				s.RecordsOut, float64(s.RecordsOut-prev.RecordsOut)/dt,
+				s.Firings, float64(s.Firings-prev.Firings)/dt, s.DeadLetters)
+			if pl, ok := w.(*progressLines); ok {
+				pl.line(now, line)
+			} else {
+				fmt.Fprintf(w, "\r\033[K%s", line)
+			}
+			prev, prevT = s, now
+		}
+	}
+}
+
+// progressLines prints the summary as a log line every 10 s when stdout is
+// not a terminal.
+type progressLines struct {
+	w    io.Writer
+	last time.Time
+}
+
+func (p *progressLines) Write(b []byte) (int, error) { return p.w.Write(b) }
+
+func (p *progressLines) line(now time.Time, s string) {
+	if now.Sub(p.last) >= 10*time.Second {
+		p.last = now
+		fmt.Fprintln(p.w, s)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

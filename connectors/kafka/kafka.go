@@ -1,0 +1,298 @@
+// Package kafka connects the engine to Kafka with franz-go: a consumer-group
+// source that feeds partition tasks, a producer for sinks and the
+// dead-letter topic, topic creation, and the embedded kfake broker. It is
+// the only production package that imports franz-go.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+// Producer implements engine.Producer with a franz-go client.
+type Producer struct {
+	cl   *kgo.Client
+	pool sync.Pool
+}
+
+// NewProducer connects a producer to brokers. Records are acknowledged by
+// all in-sync replicas and retried until they are (idempotent producer).
+func NewProducer(brokers []string) (*Producer, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.RecordDeliveryTimeout(2*time.Minute),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: producer: %w", err)
+	}
+	p := &Producer{cl: cl}
+	p.pool.New = func() any { return new(kgo.Record) }
+	return p, nil
+}
+
+// Produce implements engine.Producer.
+func (p *Producer) Produce(r *engine.OutRecord, done func(error)) {
+	kr := p.pool.Get().(*kgo.Record)
+	*kr = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value}
+	for _, h := range r.Headers {
+		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	p.cl.Produce(context.Background(), kr, func(kr *kgo.Record, err error) {
+		*kr = kgo.Record{}
+		p.pool.Put(kr)
+		done(err)
+	})
+}
+
+// Flush waits for buffered records.
+func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
+
+// Close flushes and closes the client.
+func (p *Producer) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = p.cl.Flush(ctx)
+	p.cl.Close()
+}
+
+// Source consumes an app's source topics in a consumer group and feeds the
+// node's partition tasks.
+type Source struct {
+	Brokers []string
+	Group   string
+	Topics  []string
+	Node    *engine.Node
+	Logger  *slog.Logger
+	// CommitInterval is how often state-committed offsets are also committed
+	// to the group (so lag tools see them); default 1s.
+	CommitInterval time.Duration
+}
+
+// Run consumes until ctx ends. On return the group is left and every
+// revoked partition's task has flushed and committed.
+func (s *Source) Run(ctx context.Context) error {
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.CommitInterval <= 0 {
+		s.CommitInterval = time.Second
+	}
+	node := s.Node
+	toTPs := func(m map[string][]int32) []engine.TopicPartition {
+		var out []engine.TopicPartition
+		for t, ps := range m {
+			for _, p := range ps {
+				out = append(out, engine.TopicPartition{Topic: t, Partition: p})
+			}
+		}
+		return out
+	}
+	var cl *kgo.Client
+	commit := func(ctx context.Context, only map[string][]int32) {
+		offs := map[string]map[int32]kgo.EpochOffset{}
+		for tp, off := range node.Committed() {
+			if only != nil && !contains(only[tp.Topic], tp.Partition) {
+				continue
+			}
+			if offs[tp.Topic] == nil {
+				offs[tp.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			offs[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		}
+		if len(offs) == 0 {
+			return
+		}
+		cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				s.Logger.Warn("group offset commit failed (state offsets stay authoritative)", "error", err)
+			}
+		})
+	}
+	var err error
+	cl, err = kgo.NewClient(
+		kgo.SeedBrokers(s.Brokers...),
+		kgo.ConsumerGroup(s.Group),
+		kgo.ConsumeTopics(s.Topics...),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if err := node.Assign(toTPs(m)); err != nil {
+				s.Logger.Error("assigning partitions failed", "error", err)
+			}
+		}),
+		kgo.AdjustFetchOffsetsFn(func(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			// The node's state is authoritative: resume exactly where the
+			// committed state is, whatever the group says.
+			for topic, ps := range m {
+				for p := range ps {
+					if off, ok := node.StartOffset(engine.TopicPartition{Topic: topic, Partition: p}); ok {
+						ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
+					}
+				}
+			}
+			return m, nil
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			node.Revoke(toTPs(m))
+			commit(ctx, m)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			node.Revoke(toTPs(m))
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka: consumer: %w", err)
+	}
+	var wg sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.CommitInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-loopCtx.Done():
+				return
+			case <-t.C:
+				commit(loopCtx, nil)
+			}
+		}
+	}()
+	err = s.poll(ctx, cl)
+	stopLoop()
+	wg.Wait()
+	// Leaving the group revokes everything: tasks flush and commit.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = cl.LeaveGroupContext(cctx)
+	commit(cctx, nil)
+	cl.Close()
+	return err
+}
+
+func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
+	for {
+		fs := cl.PollRecords(ctx, 10_000)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fs.IsClientClosed() {
+			return nil
+		}
+		var fatal error
+		fs.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			var ke *kerr.Error
+			if errors.As(err, &ke) && !ke.Retriable {
+				s.Logger.Error("fetch error", "topic", topic, "partition", p, "error", err)
+				return
+			}
+			s.Logger.Warn("fetch error", "topic", topic, "partition", p, "error", err)
+		})
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if fatal != nil || len(ftp.Records) == 0 {
+				return
+			}
+			recs := make([]engine.Record, len(ftp.Records))
+			for i, r := range ftp.Records {
+				recs[i] = engine.Record{Key: r.Key, Value: r.Value, Offset: r.Offset, Timestamp: r.Timestamp}
+			}
+			if err := s.Node.Deliver(ctx, ftp.Topic, ftp.Partition, recs, ftp.HighWatermark); err != nil && ctx.Err() == nil {
+				fatal = err
+			}
+		})
+		if fatal != nil {
+			return fatal
+		}
+	}
+}
+
+func contains(ps []int32, p int32) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// EnsureTopics creates the topics that do not exist yet with the given
+// partition counts (replication factor 1 on a single broker, else the
+// broker default).
+func EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka: admin: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, parts := range topics {
+		resp, err := adm.CreateTopic(ctx, int32(parts), -1, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// Broker is an embedded Kafka-compatible broker (kfake).
+type Broker struct{ c *kfake.Cluster }
+
+// StartBroker starts a one-broker cluster listening on addr's port (on
+// 127.0.0.1), persisting to dataDir when it is not empty.
+func StartBroker(addr string, dataDir string) (*Broker, error) {
+	port, err := portOf(addr)
+	if err != nil {
+		return nil, err
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DefaultNumPartitions(4)}
+	if dataDir != "" {
+		opts = append(opts, kfake.DataDir(dataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: embedded broker on %s: %w", addr, err)
+	}
+	return &Broker{c: c}, nil
+}
+
+// Addrs are the broker's listen addresses.
+func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
+
+// Close stops the broker, syncing its data.
+func (b *Broker) Close() { b.c.Close() }
+
+func portOf(addr string) (int, error) {
+	var port int
+	i := len(addr) - 1
+	for i >= 0 && addr[i] != ':' {
+		i--
+	}
+	if _, err := fmt.Sscanf(addr[i+1:], "%d", &port); err != nil || port < 0 || port > 65535 {
+		return 0, fmt.Errorf("kafka: bad broker address %q (want host:port)", addr)
+	}
+	return port, nil
+}

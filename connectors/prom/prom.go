@@ -1,0 +1,97 @@
+// Package prom exports the engine's measurements as Prometheus metrics. It
+// is the only package of this module that imports the Prometheus client.
+package prom
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+// Metrics implements engine.Metrics on its own registry.
+type Metrics struct {
+	reg          *prometheus.Registry
+	recordsIn    *prometheus.CounterVec
+	recordsOut   *prometheus.CounterVec
+	decodeErrors *prometheus.CounterVec
+	deadLetters  *prometheus.CounterVec
+	firings      *prometheus.CounterVec
+	invocations  *prometheus.CounterVec
+	fnErrors     *prometheus.CounterVec
+	fnLatency    *prometheus.HistogramVec
+	bucketObjs   *prometheus.GaugeVec
+	bucketBytes  *prometheus.GaugeVec
+	lag          *prometheus.GaugeVec
+}
+
+var _ engine.Metrics = (*Metrics)(nil)
+
+// New registers the metrics of app on a new registry, with Go and process
+// collectors.
+func New(app string) *Metrics {
+	reg := prometheus.NewRegistry()
+	labels := prometheus.Labels{"app": app}
+	f := func(name, help string, l ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pheromone", Name: name, Help: help, ConstLabels: labels}, l)
+		reg.MustRegister(v)
+		return v
+	}
+	g := func(name, help string, l ...string) *prometheus.GaugeVec {
+		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pheromone", Name: name, Help: help, ConstLabels: labels}, l)
+		reg.MustRegister(v)
+		return v
+	}
+	m := &Metrics{
+		reg:          reg,
+		recordsIn:    f("records_in_total", "Records consumed per source.", "source"),
+		recordsOut:   f("records_out_total", "Records written per sink.", "sink"),
+		decodeErrors: f("decode_errors_total", "Source records that could not be decoded.", "source"),
+		deadLetters:  f("dead_letters_total", "Records written to the dead-letter topic, by reason.", "reason"),
+		firings:      f("trigger_firings_total", "Trigger firings.", "trigger"),
+		invocations:  f("function_invocations_total", "Function invocation attempts.", "function"),
+		fnErrors:     f("function_errors_total", "Function invocation attempts that failed.", "function"),
+		bucketObjs:   g("bucket_objects", "Objects held per bucket partition.", "bucket", "partition"),
+		bucketBytes:  g("bucket_bytes", "Bytes held per bucket partition.", "bucket", "partition"),
+		lag:          g("consumer_lag", "Records behind the high watermark per source partition.", "topic", "partition"),
+	}
+	m.fnLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "pheromone", Name: "function_duration_seconds", Help: "Function invocation latency.",
+		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
+	}, []string{"function"})
+	reg.MustRegister(m.fnLatency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+func (m *Metrics) RecordsIn(source string, n int) { m.recordsIn.WithLabelValues(source).Add(float64(n)) }
+func (m *Metrics) RecordsOut(sink string, n int)  { m.recordsOut.WithLabelValues(sink).Add(float64(n)) }
+func (m *Metrics) DecodeErrors(source string, n int) {
+	m.decodeErrors.WithLabelValues(source).Add(float64(n))
+}
+func (m *Metrics) DeadLetters(reason string, n int) {
+	m.deadLetters.WithLabelValues(reason).Add(float64(n))
+}
+func (m *Metrics) Firings(trigger string, n int) { m.firings.WithLabelValues(trigger).Add(float64(n)) }
+func (m *Metrics) Invocation(function string, d time.Duration, err error) {
+	m.invocations.WithLabelValues(function).Inc()
+	if err != nil {
+		m.fnErrors.WithLabelValues(function).Inc()
+	}
+	m.fnLatency.WithLabelValues(function).Observe(d.Seconds())
+}
+func (m *Metrics) BucketSize(bucket string, partition int32, objects, bytes int64) {
+	p := strconv.Itoa(int(partition))
+	m.bucketObjs.WithLabelValues(bucket, p).Set(float64(objects))
+	m.bucketBytes.WithLabelValues(bucket, p).Set(float64(bytes))
+}
+func (m *Metrics) Lag(topic string, partition int32, lag int64) {
+	m.lag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(lag))
+}
