@@ -85,6 +85,20 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 	return b, nil
 }
 
+// pending is the number of objects some trigger still needs (what the
+// bucket_objects metric reports); chunks are freed whole, so objects held in
+// storage can be more.
+func (b *bucket) pending() int64 {
+	low := b.low()
+	var n int64
+	for _, c := range b.chunks {
+		if c.end > low {
+			n += int64(c.end - max(c.first, low))
+		}
+	}
+	return n
+}
+
 // fits reports whether n more objects of size bytes stay within the bounds.
 func (b *bucket) fits(n, size int64) bool {
 	return b.objects+n <= b.cfg.MaxObjects && b.bytes+size <= b.cfg.MaxBytes

@@ -463,7 +463,7 @@ func (t *task) commit() error {
 	for _, b := range t.order {
 		b.saved = b.next
 		b.evict(t.n.o.MemoryBudget / int64(len(t.order)))
-		t.n.o.Metrics.BucketSize(b.name, t.part, b.objects, b.bytes)
+		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
 	}
 	if len(t.pending) > 0 {
 		for topic, off := range t.pending {

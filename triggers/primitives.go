@@ -23,10 +23,10 @@ func (t *immediate) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	return append(out, Firing{Trigger: t.name, Objects: []Span{{o.First, t.low}}})
 }
 func (t *immediate) Tick(_ time.Time, out []Firing) []Firing { return out }
-func (t *immediate) NextTick() time.Time                      { return time.Time{} }
-func (t *immediate) Low() uint64                              { return t.low }
-func (t *immediate) Pending() int                             { return 0 }
-func (t *immediate) MarshalState() []byte                     { return binary.AppendUvarint(nil, t.low) }
+func (t *immediate) NextTick() time.Time                     { return time.Time{} }
+func (t *immediate) Low() uint64                             { return t.low }
+func (t *immediate) Pending() int                            { return 0 }
+func (t *immediate) MarshalState() []byte                    { return binary.AppendUvarint(nil, t.low) }
 func (t *immediate) UnmarshalState(b []byte, next uint64) error {
 	if b == nil {
 		t.low = next
@@ -66,9 +66,9 @@ func (t *byBatchSize) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	return out
 }
 func (t *byBatchSize) Tick(_ time.Time, out []Firing) []Firing { return out }
-func (t *byBatchSize) NextTick() time.Time                      { return time.Time{} }
-func (t *byBatchSize) Low() uint64                              { return t.start }
-func (t *byBatchSize) Pending() int                             { return int(t.next - t.start) }
+func (t *byBatchSize) NextTick() time.Time                     { return time.Time{} }
+func (t *byBatchSize) Low() uint64                             { return t.start }
+func (t *byBatchSize) Pending() int                            { return int(t.next - t.start) }
 func (t *byBatchSize) MarshalState() []byte {
 	b := binary.AppendUvarint(nil, t.start)
 	return binary.AppendUvarint(b, t.next)

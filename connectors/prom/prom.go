@@ -71,8 +71,10 @@ func New(app string) *Metrics {
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
-func (m *Metrics) RecordsIn(source string, n int) { m.recordsIn.WithLabelValues(source).Add(float64(n)) }
-func (m *Metrics) RecordsOut(sink string, n int)  { m.recordsOut.WithLabelValues(sink).Add(float64(n)) }
+func (m *Metrics) RecordsIn(source string, n int) {
+	m.recordsIn.WithLabelValues(source).Add(float64(n))
+}
+func (m *Metrics) RecordsOut(sink string, n int) { m.recordsOut.WithLabelValues(sink).Add(float64(n)) }
 func (m *Metrics) DecodeErrors(source string, n int) {
 	m.decodeErrors.WithLabelValues(source).Add(float64(n))
 }

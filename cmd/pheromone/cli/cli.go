@@ -222,24 +222,20 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	httpAddr := ""
+	var srv *http.Server
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpAddr = ln.Addr().String()
-		srv := &http.Server{Handler: httpHandler(node, metrics), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: httpHandler(node, metrics), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- err
 			}
-		}()
-		defer func() {
-			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-			defer c()
-			_ = srv.Shutdown(sctx)
 		}()
 	}
 
@@ -304,6 +300,11 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	stopNode()
 	if err := <-nodeDone; err != nil && runErr == nil {
 		runErr = err
+	}
+	if srv != nil {
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		c()
 	}
 	wg.Wait()
 	return runErr
