@@ -1,0 +1,149 @@
+package app
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+const good = `
+app: shop
+sources:
+  - name: orders
+    topic: orders
+    schema:
+      - {name: id, type: int64}
+      - {name: user, type: string}
+      - {name: amount, type: float64}
+      - {name: ts, type: timestamp}
+    key: user
+    event_time: ts
+    bucket: orders
+buckets:
+  - name: orders
+  - name: big
+triggers:
+  - {name: each, bucket: orders, primitive: immediate, function: keep_big}
+  - {name: win, bucket: big, primitive: by_time, window: 10s, function: totals}
+functions:
+  - {name: keep_big, kind: filter, expr: "amount > 10", outputs: [big]}
+  - name: totals
+    kind: aggregate
+    group_by: [user]
+    aggregates: [{name: n, op: count}, {name: sum, op: sum, column: amount}]
+    outputs: [out]
+sinks:
+  - {name: out, topic: totals, key: user}
+`
+
+func TestGoodAppValidates(t *testing.T) {
+	a, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Kafka.DLQTopic; got != "shop.dlq" {
+		t.Errorf("dlq topic = %q", got)
+	}
+	s := a.Function("totals").OutputSchema()
+	var names []string
+	for _, f := range s.Fields() {
+		names = append(names, f.Name+":"+f.Type.String())
+	}
+	if got := strings.Join(names, ","); got != "user:utf8,window_start:timestamp[ms, tz=UTC],window_end:timestamp[ms, tz=UTC],n:int64,sum:float64" {
+		t.Errorf("aggregate schema = %s", got)
+	}
+}
+
+// Each case breaks the good app one way; every listed problem must be
+// reported, with its YAML path.
+func TestBrokenApps(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string // textual edit of the good app
+		want     []string
+	}{
+		{"unknown bucket in trigger", "{name: each, bucket: orders,", "{name: each, bucket: ordrs,",
+			[]string{`triggers[0].bucket: unknown bucket "ordrs" (have: big, orders)`}},
+		{"missing function", "function: totals}", "function: total}",
+			[]string{`triggers[1].function: unknown function "total" (have: keep_big, totals)`,
+				`functions[1]: function "totals" is never fired: no trigger names it`}},
+		{"bad duration", "window: 10s", "window: ten",
+			[]string{`triggers[1].window: "ten" is not a duration (try 10s, 1m, 500ms)`}},
+		{"negative duration", "window: 10s", "window: -5s", []string{`triggers[1].window: must be > 0`}},
+		{"duplicate bucket", "  - name: big\n", "  - name: big\n  - name: big\n",
+			[]string{`buckets[2].name: duplicate name "big" (also buckets[1])`}},
+		{"unknown column in expr", `expr: "amount > 10"`, `expr: "amt > 10"`,
+			[]string{`functions[0].expr: unknown column "amt"`}},
+		{"filter not bool", `expr: "amount > 10"`, `expr: "amount + 1"`,
+			[]string{`functions[0].expr: is float64; a filter needs a bool`}},
+		{"unknown key column", "    key: user\n", "    key: usr\n",
+			[]string{`sources[0].key: unknown column "usr" (have: id, user, amount, ts)`}},
+		{"unknown group column", "group_by: [user]", "group_by: [usr]",
+			[]string{`functions[1].group_by[0]: unknown column "usr"`}},
+		{"sum of string", "op: sum, column: amount", "op: sum, column: user",
+			[]string{`functions[1].aggregates[1].column: sum needs an int64 or float64 column, "user" is utf8`}},
+		{"unknown primitive", "primitive: immediate", "primitive: sometimes",
+			[]string{`triggers[0].primitive: unknown primitive "sometimes" (immediate, by_batch_size, by_time)`}},
+		{"batch without count", "primitive: immediate", "primitive: by_batch_size",
+			[]string{`triggers[0].count: must be > 0 for by_batch_size`}},
+		{"unknown output", "outputs: [out]", "outputs: [nowhere]",
+			[]string{`functions[1].outputs[0]: unknown bucket or sink "nowhere"`}},
+		{"cycle", "outputs: [big]}", "outputs: [orders]}",
+			[]string{`triggers: cycle through buckets orders -> orders`,
+				`buckets[1]: bucket "big" is never written`}},
+		{"bad column type", "{name: id, type: int64}", "{name: id, type: integer}",
+			[]string{`sources[0].schema[0].type: unknown type "integer"`}},
+		{"no app name", "app: shop", "app: ''",
+			[]string{`app: must be set`}},
+		{"unknown format", "    topic: orders\n", "    topic: orders\n    format: xml\n",
+			[]string{`sources[0].format: unknown format "xml" (json, raw)`}},
+		{"sink key not in output", "{name: out, topic: totals, key: user}", "{name: out, topic: totals, key: id}",
+			[]string{`functions[1].outputs[0]: sink "out" is keyed by column "id", which function "totals" does not output`}},
+		{"two problems at once", "window: 10s", "window: 10x",
+			[]string{`triggers[1].window`, `functions[1]`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(good, tc.from) {
+				t.Fatalf("edit %q does not apply", tc.from)
+			}
+			src := strings.Replace(good, tc.from, tc.to, 1)
+			if tc.name == "two problems at once" {
+				src = strings.Replace(src, "op: count}", "op: counts}", 1)
+			}
+			a, err := Parse([]byte(src))
+			if err == nil {
+				err = a.Validate()
+			}
+			if err == nil {
+				t.Fatal("validated, want problems")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing problem %q in:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownFieldRefused(t *testing.T) {
+	_, err := Parse([]byte(strings.Replace(good, "app: shop", "app: shop\nwindoww: 3", 1)))
+	if err == nil || !strings.Contains(err.Error(), "field windoww not found") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestExamplesValidate(t *testing.T) {
+	for _, p := range []string{"../../examples/quickstart/app.yaml"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
