@@ -57,3 +57,8 @@ func ChunkRange(key []byte) (first, end uint64) {
 	n := len(key)
 	return binary.BigEndian.Uint64(key[n-16 : n-8]), binary.BigEndian.Uint64(key[n-8:])
 }
+
+// TriggerKey is the state key of a trigger's state in one bucket partition.
+func TriggerKey(app, bucket string, part int32, trigger string) []byte {
+	return triggerKey(bucketPrefix(app, bucket, part), trigger)
+}

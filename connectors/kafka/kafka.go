@@ -132,6 +132,10 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// A node that died is noticed within 10 s (Kafka's default is 45 s),
+		// so its partitions move quickly when it does not come back.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			if err := node.Assign(toTPs(m)); err != nil {
 				s.Logger.Error("assigning partitions failed", "error", err)
