@@ -180,10 +180,16 @@ func (d *JSONDecoder) check(i int, b []byte, s slot) error {
 		if s.kind != vString {
 			return typeErr("a string")
 		}
+		v := b[s.start:s.end]
 		if s.escaped {
-			if _, ok := unescape(d.scratch[:0], b[s.start:s.end]); !ok {
+			var ok bool
+			if d.scratch, ok = unescape(d.scratch[:0], v); !ok {
 				return &DecodeError{Column: name, Msg: "bad escape in string"}
 			}
+			v = d.scratch
+		}
+		if d.types[i] == arrow.STRING && !utf8.Valid(v) {
+			return &DecodeError{Column: name, Msg: "string is not valid UTF-8"}
 		}
 	case arrow.INT64:
 		if s.kind != vNumber {

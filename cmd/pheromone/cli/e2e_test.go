@@ -112,13 +112,13 @@ func TestFilterAggregateWindows(t *testing.T) {
 		return scrape(t, addr, `pheromone_records_out_total{app="orders",sink="window_totals"}`) == "5"
 	})
 	for prefix, want := range map[string]string{
-		`pheromone_records_in_total{app="orders",source="orders"}`:              "12",
-		`pheromone_records_out_total{app="orders",sink="batch_totals"}`:         "3",
-		`pheromone_trigger_firings_total{app="orders",trigger="every3"}`:        "3",
-		`pheromone_trigger_firings_total{app="orders",trigger="every10s"}`:      "2",
+		`pheromone_records_in_total{app="orders",source="orders"}`:               "12",
+		`pheromone_records_out_total{app="orders",sink="batch_totals"}`:          "3",
+		`pheromone_trigger_firings_total{app="orders",trigger="every3"}`:         "3",
+		`pheromone_trigger_firings_total{app="orders",trigger="every10s"}`:       "2",
 		`pheromone_function_invocations_total{app="orders",function="keep_big"}`: "2",
-		`pheromone_bucket_objects{app="orders",bucket="orders",partition="0"}`:  "0",
-		`pheromone_consumer_lag{app="orders",partition="0",topic="orders"}`:     "0",
+		`pheromone_bucket_objects{app="orders",bucket="orders",partition="0"}`:   "0",
+		`pheromone_consumer_lag{app="orders",partition="0",topic="orders"}`:      "0",
 	} {
 		if got := scrape(t, addr, prefix); got != want {
 			t.Errorf("%s = %s, want %s", prefix, got, want)

@@ -1,0 +1,127 @@
+package codec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow/go/v15/arrow"
+)
+
+var testSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "score", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	{Name: "ok", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	{Name: "ts", Type: arrow.FixedWidthTypes.Timestamp_ms, Nullable: true},
+}, nil)
+
+func TestRoundTrip(t *testing.T) {
+	d, err := NewJSONDecoder(testSchema, "id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Release()
+	in := []string{
+		`{"id":1,"name":"plain","score":1.5,"ok":true,"ts":1700000000123}`,
+		` { "ts" : "2026-01-02T03:04:05.5Z", "id" : -7 , "extra": {"deep": [1, {"x": null}]}, "name": "tab\tquote\" uni\u00e9 \ud83d\ude00 |pipe\u0000nul" } `,
+		`{"id":3e0,"score":2,"ok":false,"name":null}`,
+	}
+	for _, s := range in {
+		if err := d.Append([]byte(s)); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	rec := d.NewRecord()
+	defer rec.Release()
+	var enc JSONEncoder
+	var got []string
+	for i := 0; i < int(rec.NumRows()); i++ {
+		got = append(got, string(enc.AppendRow(nil, rec, i)))
+	}
+	want := []string{
+		`{"id":1,"name":"plain","score":1.5,"ok":true,"ts":"2023-11-14T22:13:20.123Z"}`,
+		`{"id":-7,"name":"tab\tquote\" unié 😀 |pipe\u0000nul","score":null,"ok":null,"ts":"2026-01-02T03:04:05.500Z"}`,
+		`{"id":3,"name":null,"score":2,"ok":false,"ts":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestBadRecordsAppendNothing(t *testing.T) {
+	d, _ := NewJSONDecoder(testSchema, "id")
+	defer d.Release()
+	for _, s := range []string{
+		``, `null`, `[]`, `{`, `{"id":1,}`, `{"id":1}x`, `{"id":01}`, `{"id":1.5}`,
+		`{"id":99999999999999999999}`, `{"name":"x"}`, `{"id":1,"name":5}`, `{"id":1,"ok":"yes"}`,
+		`{"id":1,"ts":"yesterday"}`, `{"id":1,"name":"\x"}`, `{"id":1,"name":"a` + "\n" + `"}`,
+		`{"id":1,"score":-}`, `{"id":{"a":1}}`, strings.Repeat("[", 100),
+	} {
+		if err := d.Append([]byte(s)); err == nil {
+			t.Errorf("%q: decoded, want an error", s)
+		} else if !IsDecodeError(err) {
+			t.Errorf("%q: error %v is not a *DecodeError", s, err)
+		}
+	}
+	if d.Rows() != 0 {
+		t.Fatalf("bad records appended %d rows", d.Rows())
+	}
+	rec := d.NewRecord()
+	defer rec.Release()
+	if rec.NumRows() != 0 {
+		t.Fatal("record not empty")
+	}
+}
+
+// FuzzDecode: any input either decodes to a row that re-encodes to JSON the
+// decoder accepts again with the same result, or fails with a *DecodeError;
+// it never panics and never appends a partial row.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"id":1,"name":"a\u00e9","score":1e3,"ok":true,"ts":5}`))
+	f.Add([]byte(`{"id":-0,"x":[1,[2,{"y":null}]]}`))
+	f.Add([]byte(`{"id":1,"name":"\ud800"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, _ := NewJSONDecoder(testSchema, "id")
+		defer d.Release()
+		err := d.Append(b)
+		if err != nil {
+			if !IsDecodeError(err) {
+				t.Fatalf("error type %T", err)
+			}
+			if d.Rows() != 0 {
+				t.Fatal("partial row appended")
+			}
+			return
+		}
+		rec := d.NewRecord()
+		defer rec.Release()
+		var enc JSONEncoder
+		once := enc.AppendRow(nil, rec, 0)
+		if err := d.Append(once); err != nil {
+			t.Fatalf("re-decoding %s: %v", once, err)
+		}
+		rec2 := d.NewRecord()
+		defer rec2.Release()
+		if twice := enc.AppendRow(nil, rec2, 0); string(twice) != string(once) {
+			t.Fatalf("not stable:\n%s\n%s", once, twice)
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	d, _ := NewJSONDecoder(testSchema, "id")
+	defer d.Release()
+	rec := []byte(`{"id":12345,"name":"some user name","score":17.25,"ok":true,"ts":1700000000123}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	const batch = 1000
+	for i := 0; i < b.N; i += batch {
+		d.Reserve(batch)
+		for j := 0; j < batch; j++ {
+			if err := d.Append(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+		d.NewRecord().Release()
+	}
+}
