@@ -1,0 +1,246 @@
+// Command throughput measures Pheromone against the ceiling of this machine:
+// a raw franz-go consume->produce loop on the same embedded broker, in the
+// same run. It pre-produces N clickstream records, then times
+//
+//	raw       franz-go consumer -> producer, no decoding (the ceiling)
+//	stateless pheromone: JSON -> Arrow -> filter -> JSON sink (every record passes)
+//	selective pheromone: the quickstart filter (about 1 in 6 records passes)
+//	by_time   pheromone: 1 s processing-time tumbling window, count per page
+//
+// and prints records/s and the ratio to the raw loop.
+//
+//	go run ./benchmarks/throughput -n 500000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
+	"github.com/pheromone-go/pheromone/connectors/generator"
+	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/engine/app"
+)
+
+func main() {
+	n := flag.Int("n", 500_000, "records to process per run")
+	parts := flag.Int("partitions", 4, "partitions of the input topic")
+	flag.Parse()
+	if err := run(*n, *parts); err != nil {
+		fmt.Fprintln(os.Stderr, "throughput:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n, parts int) error {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": parts, "raw-out": parts}); err != nil {
+		return err
+	}
+	fmt.Printf("producing %d clickstream records into %d partitions...\n", n, parts)
+	if err := preload(ctx, brokers, n); err != nil {
+		return err
+	}
+	type row struct {
+		name string
+		d    time.Duration
+	}
+	var rows []row
+	d, err := rawLoop(ctx, brokers, n)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{"raw franz-go consume->produce (ceiling)", d})
+	for _, b := range []struct{ name, fn string }{
+		{"pheromone stateless filter (all pass)", statelessApp},
+		{"pheromone selective filter (quickstart)", selectiveApp},
+		{"pheromone by_time 1s count per page", windowApp},
+	} {
+		d, err := pheromone(ctx, brokers, n, b.fn)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		rows = append(rows, row{b.name, d})
+	}
+	fmt.Printf("\n%d records, %d partitions, GOMAXPROCS=%d, %s\n\n", n, parts, runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Println("| run | seconds | records/s | ratio to raw |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %.2f | %.0f | %.2fx |\n", r.name, r.d.Seconds(), float64(n)/r.d.Seconds(), rows[0].d.Seconds()/r.d.Seconds())
+	}
+	return nil
+}
+
+func preload(ctx context.Context, brokers []string, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	g := generator.NewClickstream(1)
+	now := time.Now()
+	var failed atomic.Value
+	for i := 0; i < n; i++ {
+		v, k := g.Append(nil, now, "page")
+		cl.Produce(ctx, &kgo.Record{Topic: "clicks", Key: k, Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if err, ok := failed.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// rawLoop consumes every input record and produces it unchanged.
+func rawLoop(ctx context.Context, brokers []string, n int) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("raw-loop"), kgo.ConsumeTopics("clicks"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(100_000),
+		kgo.DisableAutoCommit())
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	start := time.Now()
+	var acked atomic.Int64
+	consumed := 0
+	for consumed < n {
+		fs := cl.PollRecords(ctx, 10_000)
+		fs.EachRecord(func(r *kgo.Record) {
+			consumed++
+			cl.Produce(ctx, &kgo.Record{Topic: "raw-out", Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
+				if err == nil {
+					acked.Add(1)
+				}
+			})
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return 0, err
+	}
+	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+		return 0, err
+	}
+	if acked.Load() != int64(n) {
+		return 0, fmt.Errorf("raw loop: %d acked, want %d", acked.Load(), n)
+	}
+	return time.Since(start), nil
+}
+
+const source = `
+sources:
+  - name: clicks
+    topic: clicks
+    schema:
+      - {name: event_id, type: int64}
+      - {name: user_id, type: string}
+      - {name: page, type: string}
+      - {name: action, type: string}
+      - {name: duration_ms, type: int64}
+      - {name: country, type: string}
+      - {name: ts, type: timestamp}
+    key: page
+    bucket: clicks
+buckets:
+  - name: clicks
+`
+
+const statelessApp = `app: bench-stateless` + source + `
+triggers:
+  - {name: each, bucket: clicks, primitive: immediate, function: keep}
+functions:
+  - {name: keep, kind: filter, expr: "duration_ms >= 0", outputs: [out]}
+sinks:
+  - {name: out, topic: stateless-out, key: page}
+`
+
+const selectiveApp = `app: bench-selective` + source + `
+triggers:
+  - {name: each, bucket: clicks, primitive: immediate, function: keep}
+functions:
+  - {name: keep, kind: filter, expr: 'action == "view" and duration_ms >= 1000', outputs: [out]}
+sinks:
+  - {name: out, topic: selective-out, key: page}
+`
+
+const windowApp = `app: bench-window` + source + `
+triggers:
+  - {name: every_second, bucket: clicks, primitive: by_time, window: 1s, function: count}
+functions:
+  - name: count
+    kind: aggregate
+    group_by: [page]
+    aggregates: [{name: views, op: count}]
+    outputs: [out]
+sinks:
+  - {name: out, topic: window-out, key: page}
+`
+
+// pheromone runs an app until its committed source offsets cover n records.
+func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.Duration, error) {
+	a, err := app.Parse([]byte(yaml))
+	if err != nil {
+		return 0, err
+	}
+	if err := a.Validate(); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "pheromone-bench")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	started := make(chan cli.Info, 1)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Started: func(i cli.Info) { started <- i }})
+	}()
+	var info cli.Info
+	select {
+	case info = <-started:
+	case err := <-done:
+		return 0, err
+	}
+	for {
+		var sum int64
+		for _, off := range info.Node.Committed() {
+			sum += off
+		}
+		if sum >= int64(n) {
+			break
+		}
+		select {
+		case err := <-done:
+			return 0, fmt.Errorf("node stopped: %v", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	d := time.Since(start)
+	cancel()
+	return d, <-done
+}
