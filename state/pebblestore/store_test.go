@@ -1,0 +1,82 @@
+package pebblestore
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/pheromone-go/pheromone/state"
+)
+
+// The contract every state.Store must keep, run on disk and in memory.
+func TestContract(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in_memory=%v", mem), func(t *testing.T) {
+			dir := t.TempDir()
+			open := func() state.Store {
+				s, err := Open(dir, Options{InMemory: mem})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			s := open()
+			if _, err := s.Get([]byte("a")); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("missing key: %v", err)
+			}
+			b := s.NewBatch()
+			b.Set([]byte("p/1"), []byte("one"))
+			b.Set([]byte("p/2"), []byte("two\x00|binary"))
+			b.Set([]byte("q/1"), []byte("other"))
+			b.Set([]byte("p\xff"), []byte("edge"))
+			// Nothing is visible before Commit.
+			if _, err := s.Get([]byte("p/1")); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("uncommitted write visible: %v", err)
+			}
+			if b.Len() != 4 {
+				t.Fatalf("batch len %d", b.Len())
+			}
+			snapBefore := s.Snapshot()
+			if err := b.Commit(true); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.Get([]byte("p/2")); err != nil || string(v) != "two\x00|binary" {
+				t.Fatalf("get = %q, %v", v, err)
+			}
+			var keys []string
+			if err := s.Scan([]byte("p/"), func(k, v []byte) error { keys = append(keys, string(k)+"="+string(v)); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(keys) != "[p/1=one p/2=two\x00|binary]" {
+				t.Fatalf("scan = %q", keys)
+			}
+			if _, err := snapBefore.Get([]byte("p/1")); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("snapshot sees a later write: %v", err)
+			}
+			snapBefore.Close()
+			stop := errors.New("stop")
+			if err := s.Scan([]byte("p"), func(k, v []byte) error { return stop }); !errors.Is(err, stop) {
+				t.Fatalf("scan error = %v", err)
+			}
+			b = s.NewBatch()
+			b.Delete([]byte("p/1"))
+			if err := b.Commit(true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get([]byte("p/1")); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("deleted key: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if mem {
+				return
+			}
+			s = open()
+			defer s.Close()
+			if v, err := s.Get([]byte("p/2")); err != nil || string(v) != "two\x00|binary" {
+				t.Fatalf("after reopen: %q, %v", v, err)
+			}
+		})
+	}
+}
