@@ -36,6 +36,9 @@ type Options struct {
 	// SyncCommits makes every state commit durable before offsets advance;
 	// default true. Benchmarks of the in-memory store turn it off.
 	NoSync bool
+	// Functions replace the implementation of functions by name (tests, and
+	// user functions in a later version); the app file still declares them.
+	Functions map[string]fn.Function
 	// MemoryBudget bounds the bytes of persisted bucket chunks a task keeps
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
@@ -99,7 +102,7 @@ func New(o Options) (*Node, error) {
 	if o.MemoryBudget <= 0 {
 		o.MemoryBudget = 32 << 20
 	}
-	p, err := compile(o.App)
+	p, err := compile(o.App, o.Functions)
 	if err != nil {
 		return nil, err
 	}
@@ -141,16 +144,19 @@ type fnPlan struct {
 	sinks   []*app.Sink // outputs that are sinks
 }
 
-func compile(a *app.App) (*plan, error) {
+func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 	p := &plan{app: a, sources: map[string]*app.Source{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
 	for i := range a.Sources {
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
 	}
 	for i := range a.Functions {
 		f := &a.Functions[i]
-		impl, err := fn.Build(f)
-		if err != nil {
-			return nil, err
+		impl, ok := overrides[f.Name]
+		if !ok {
+			var err error
+			if impl, err = fn.Build(f); err != nil {
+				return nil, err
+			}
 		}
 		fp := &fnPlan{cfg: f, impl: impl}
 		for _, o := range f.Outputs {

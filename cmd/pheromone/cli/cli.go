@@ -25,6 +25,7 @@ import (
 	"github.com/pheromone-go/pheromone/connectors/prom"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/state/pebblestore"
 )
 
@@ -117,6 +118,8 @@ type RunConfig struct {
 	// Out receives the startup banner.
 	Out    io.Writer
 	Logger *slog.Logger
+	// Functions replace built-in function implementations by name.
+	Functions map[string]fn.Function
 	// Started is called once the node serves, with its addresses.
 	Started func(Info)
 }
@@ -212,7 +215,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	defer producer.Close()
 	metrics := prom.New(a.Name)
-	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger})
+	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger, Functions: cfg.Functions})
 	if err != nil {
 		return err
 	}

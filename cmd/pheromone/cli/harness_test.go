@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/fn"
 )
 
 // cluster starts a one-broker kfake cluster on a free 127.0.0.1 port.
@@ -38,7 +37,7 @@ type runningNode struct {
 }
 
 // startNode runs the app in-process against brokers with clock.
-func startNode(t *testing.T, yaml string, brokers []string, clock engine.Clock, dataDir string) *runningNode {
+func startNode(t *testing.T, yaml string, brokers []string, clock engine.Clock, dataDir string, fns ...map[string]fn.Function) *runningNode {
 	t.Helper()
 	a, err := app.Parse([]byte(yaml))
 	if err != nil {
@@ -51,7 +50,11 @@ func startNode(t *testing.T, yaml string, brokers []string, clock engine.Clock, 
 	started := make(chan Info, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, RunConfig{App: a, DataDir: dataDir, HTTPAddr: "127.0.0.1:0", Brokers: brokers, Clock: clock,
+		var overrides map[string]fn.Function
+		if len(fns) > 0 {
+			overrides = fns[0]
+		}
+		done <- Run(ctx, RunConfig{App: a, DataDir: dataDir, HTTPAddr: "127.0.0.1:0", Brokers: brokers, Clock: clock, Functions: overrides,
 			Started: func(i Info) { started <- i }})
 	}()
 	var info Info
@@ -206,6 +209,3 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
-
-var _ = bytes.NewReader
-var _ = fmt.Sprintf
