@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -156,6 +157,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		for _, s := range j.fn.sinks {
 			var buf, kbuf []byte
 			for _, rec := range out.recs {
+				// One allocation for the batch: size it from the first row.
+				if rec.NumRows() > 0 {
+					probe := enc.AppendRow(nil, rec, 0)
+					buf = slices.Grow(buf, (len(probe)+len(probe)/4)*int(rec.NumRows()))
+				}
 				var keyCol arrow.Array
 				if s.Key != "" {
 					keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])

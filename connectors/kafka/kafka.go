@@ -32,7 +32,10 @@ type Producer struct {
 func NewProducer(brokers []string) (*Producer, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
-		kgo.ProducerLinger(2*time.Millisecond),
+		// No linger: a partition task waits for its cycle's acks before it
+		// commits, so records should leave at once; franz-go still batches
+		// whatever accumulates while a request is in flight.
+		kgo.ProducerLinger(0),
 		kgo.MaxBufferedRecords(100_000),
 		kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.RecordDeliveryTimeout(2*time.Minute),

@@ -70,20 +70,24 @@ type JSONDecoder struct {
 	scratch  []byte
 	keyBuf   []byte
 	rows     int
+	// dataBytes is how many string/binary bytes each column held in the
+	// last record, per row, to reserve value buffers up front.
+	dataPerRow []float64
 }
 
 // NewJSONDecoder builds a decoder for schema. Columns listed in required
 // must be present and non-null in every record.
 func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, error) {
 	d := &JSONDecoder{
-		schema:   schema,
-		names:    make(map[string]int, schema.NumFields()),
-		types:    make([]arrow.Type, schema.NumFields()),
-		required: make([]bool, schema.NumFields()),
-		bld:      array.NewRecordBuilder(memory.DefaultAllocator, schema),
-		slots:    make([]slot, schema.NumFields()),
-		ints:     make([]int64, schema.NumFields()),
-		floats:   make([]float64, schema.NumFields()),
+		schema:     schema,
+		names:      make(map[string]int, schema.NumFields()),
+		types:      make([]arrow.Type, schema.NumFields()),
+		required:   make([]bool, schema.NumFields()),
+		bld:        array.NewRecordBuilder(memory.DefaultAllocator, schema),
+		slots:      make([]slot, schema.NumFields()),
+		dataPerRow: make([]float64, schema.NumFields()),
+		ints:       make([]int64, schema.NumFields()),
+		floats:     make([]float64, schema.NumFields()),
 	}
 	for i, f := range schema.Fields() {
 		d.names[f.Name] = i
@@ -107,8 +111,21 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 // Schema is the decoder's output schema.
 func (d *JSONDecoder) Schema() *arrow.Schema { return d.schema }
 
-// Reserve makes room for n more rows in the builders.
-func (d *JSONDecoder) Reserve(n int) { d.bld.Reserve(n) }
+// Reserve makes room for n more rows in the builders, including the string
+// and binary bytes the last record suggests they will need.
+func (d *JSONDecoder) Reserve(n int) {
+	d.bld.Reserve(n)
+	for i, per := range d.dataPerRow {
+		if per > 0 {
+			switch b := d.bld.Field(i).(type) {
+			case *array.StringBuilder:
+				b.ReserveData(int(per * float64(n) * 1.1))
+			case *array.BinaryBuilder:
+				b.ReserveData(int(per * float64(n) * 1.1))
+			}
+		}
+	}
+}
 
 // Rows is how many rows were appended since the last NewRecord.
 func (d *JSONDecoder) Rows() int { return d.rows }
@@ -116,8 +133,20 @@ func (d *JSONDecoder) Rows() int { return d.rows }
 // NewRecord returns the rows appended so far as a record and resets the
 // builders. The caller owns the record and must Release it.
 func (d *JSONDecoder) NewRecord() arrow.Record {
+	rows := d.rows
 	d.rows = 0
-	return d.bld.NewRecord()
+	rec := d.bld.NewRecord()
+	if rows > 0 {
+		for i := range d.dataPerRow {
+			switch a := rec.Column(i).(type) {
+			case *array.String:
+				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
+			case *array.Binary:
+				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
+			}
+		}
+	}
+	return rec
 }
 
 // Release frees the builders.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"math"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -11,21 +12,65 @@ import (
 )
 
 // JSONEncoder writes rows of Arrow records as flat JSON objects. Values of
-// types it does not know are written as null. It is safe for concurrent use.
-type JSONEncoder struct{}
+// types it does not know are written as null. The zero value is ready to
+// use; an encoder is not safe for concurrent use (it caches the quoted
+// column names of the last schema and the last formatted second).
+type JSONEncoder struct {
+	schema  *arrow.Schema
+	names   [][]byte // `{"a":` then `,"b":` ...
+	lastSec int64
+	secBuf  []byte // "2006-01-02T15:04:05." of lastSec
+}
 
 // AppendRow appends row i of rec as one JSON object to dst.
-func (JSONEncoder) AppendRow(dst []byte, rec arrow.Record, i int) []byte {
-	dst = append(dst, '{')
-	for c := 0; c < int(rec.NumCols()); c++ {
-		if c > 0 {
-			dst = append(dst, ',')
+func (e *JSONEncoder) AppendRow(dst []byte, rec arrow.Record, i int) []byte {
+	if s := rec.Schema(); s != e.schema {
+		e.schema = s
+		e.names = e.names[:0]
+		for c := 0; c < s.NumFields(); c++ {
+			sep := byte(',')
+			if c == 0 {
+				sep = '{'
+			}
+			n := appendString([]byte{sep}, s.Field(c).Name)
+			e.names = append(e.names, append(n, ':'))
 		}
-		dst = appendString(dst, rec.ColumnName(c))
-		dst = append(dst, ':')
-		dst = AppendValue(dst, rec.Column(c), i)
+	}
+	if len(e.names) == 0 {
+		return append(dst, '{', '}')
+	}
+	for c, name := range e.names {
+		dst = append(dst, name...)
+		col := rec.Column(c)
+		if ts, ok := col.(*array.Timestamp); ok && col.IsValid(i) {
+			dst = e.appendTime(dst, ts, i)
+			continue
+		}
+		dst = AppendValue(dst, col, i)
 	}
 	return append(dst, '}')
+}
+
+// appendTime formats like AppendValue, reusing the date and time of day
+// when consecutive values fall in the same second.
+func (e *JSONEncoder) appendTime(dst []byte, a *array.Timestamp, i int) []byte {
+	unit := a.DataType().(*arrow.TimestampType).Unit
+	if unit != arrow.Millisecond {
+		return AppendValue(dst, a, i)
+	}
+	ms := int64(a.Value(i))
+	sec, frac := ms/1000, ms%1000
+	if frac < 0 {
+		sec, frac = sec-1, frac+1000
+	}
+	if e.secBuf == nil || sec != e.lastSec {
+		e.lastSec = sec
+		e.secBuf = time.Unix(sec, 0).UTC().AppendFormat(e.secBuf[:0], "2006-01-02T15:04:05.")
+	}
+	dst = append(dst, '"')
+	dst = append(dst, e.secBuf...)
+	dst = append(dst, byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10), 'Z', '"')
+	return dst
 }
 
 // AppendValue appends the JSON form of col[i] to dst. Timestamps are RFC 3339
