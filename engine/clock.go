@@ -80,5 +80,11 @@ func (t *manualTimer) Stop() bool {
 		return false
 	}
 	t.fired = true
+	for i, x := range t.c.timers {
+		if x == t {
+			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
+			break
+		}
+	}
 	return true
 }

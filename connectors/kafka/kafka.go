@@ -186,11 +186,11 @@ func (s *Source) Run(ctx context.Context) error {
 	err = s.poll(ctx, cl)
 	stopLoop()
 	wg.Wait()
-	// Leaving the group revokes everything: tasks flush and commit.
+	// Leaving the group revokes everything: the revoke callback lets the
+	// tasks flush and commit, then commits their offsets to the group.
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = cl.LeaveGroupContext(cctx)
-	commit(cctx, nil)
 	cl.Close()
 	return err
 }

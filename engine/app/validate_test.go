@@ -137,6 +137,32 @@ func TestUnknownFieldRefused(t *testing.T) {
 	}
 }
 
+// TestDocumentedExampleValidates keeps docs/app-format.md honest: its
+// complete example must be a valid app.
+func TestDocumentedExampleValidates(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/app-format.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	start := strings.Index(doc, "```yaml\n")
+	if start < 0 {
+		t.Fatal("no yaml block in docs/app-format.md")
+	}
+	body := doc[start+len("```yaml\n"):]
+	body = body[:strings.Index(body, "```")]
+	a, err := Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Triggers) != 4 || len(a.Functions) != 4 {
+		t.Fatalf("example lost parts: %d triggers, %d functions", len(a.Triggers), len(a.Functions))
+	}
+}
+
 func TestExamplesValidate(t *testing.T) {
 	for _, p := range []string{"../../examples/quickstart/app.yaml"} {
 		if _, err := os.Stat(p); err != nil {

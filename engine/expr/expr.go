@@ -439,6 +439,16 @@ func (c *compiler) in(n *ast.BinaryNode) (node, error) {
 	return set, nil
 }
 
+// evalPair evaluates the two operands of a binary node.
+func evalPair(e *env, a, b node) (value, value, error) {
+	l, err := a.eval(e)
+	if err != nil {
+		return l, l, err
+	}
+	r, err := b.eval(e)
+	return l, r, err
+}
+
 type constNode struct{ v value }
 
 func (n constNode) kind() Kind               { return n.v.Kind }
@@ -555,13 +565,9 @@ func (n *logicNode) kind() Kind { return Bool }
 // eval uses SQL's three-valued logic: false and NULL is false, true or NULL
 // is true; a filter keeps only rows that are valid and true.
 func (n *logicNode) eval(e *env) (value, error) {
-	l, err := n.l.eval(e)
+	l, r, err := evalPair(e, n.l, n.r)
 	if err != nil {
-		return l, err
-	}
-	r, err := n.r.eval(e)
-	if err != nil {
-		return r, err
+		return value{}, err
 	}
 	out := value{Vector: Vector{Kind: Bool, B: make([]bool, e.n)}}
 	anyNull := !(l.isConst || l.Valid == nil) || !(r.isConst || r.Valid == nil)
@@ -594,13 +600,9 @@ type cmpNode struct {
 
 func (n *cmpNode) kind() Kind { return Bool }
 func (n *cmpNode) eval(e *env) (value, error) {
-	l, err := n.l.eval(e)
+	l, r, err := evalPair(e, n.l, n.r)
 	if err != nil {
-		return l, err
-	}
-	r, err := n.r.eval(e)
-	if err != nil {
-		return r, err
+		return value{}, err
 	}
 	out := value{Vector: Vector{Kind: Bool, B: make([]bool, e.n), Valid: validity(e.n, &l, &r)}}
 	b := out.B
@@ -650,13 +652,9 @@ type arithNode struct {
 
 func (n *arithNode) kind() Kind { return n.k }
 func (n *arithNode) eval(e *env) (value, error) {
-	l, err := n.l.eval(e)
+	l, r, err := evalPair(e, n.l, n.r)
 	if err != nil {
-		return l, err
-	}
-	r, err := n.r.eval(e)
-	if err != nil {
-		return r, err
+		return value{}, err
 	}
 	out := value{Vector: Vector{Kind: n.k, Valid: validity(e.n, &l, &r)}}
 	switch n.k {
@@ -725,13 +723,9 @@ type strNode struct {
 
 func (n *strNode) kind() Kind { return Bool }
 func (n *strNode) eval(e *env) (value, error) {
-	l, err := n.l.eval(e)
+	l, r, err := evalPair(e, n.l, n.r)
 	if err != nil {
-		return l, err
-	}
-	r, err := n.r.eval(e)
-	if err != nil {
-		return r, err
+		return value{}, err
 	}
 	out := value{Vector: Vector{Kind: Bool, B: make([]bool, e.n), Valid: validity(e.n, &l, &r)}}
 	for i := range out.B {
