@@ -250,6 +250,11 @@ func (a *App) Validate() error {
 			}
 		}
 	}
+	for i, t := range a.Triggers {
+		if b := a.Bucket(t.Bucket); b != nil && t.Primitive == "by_batch_size" && b.MaxObjects > 0 && int64(t.Count) > b.MaxObjects {
+			c.add(fmt.Sprintf("triggers[%d].count", i), "%d exceeds max_objects %d of bucket %q: the trigger can never fire", t.Count, b.MaxObjects, b.Name)
+		}
+	}
 	a.checkCycles(c, firedBy)
 	if len(c.ps) > 0 {
 		return c.ps

@@ -102,6 +102,8 @@ func TestBrokenApps(t *testing.T) {
 			[]string{`sources[0].format: unknown format "xml" (json, raw)`}},
 		{"sink key not in output", "{name: out, topic: totals, key: user}", "{name: out, topic: totals, key: id}",
 			[]string{`functions[1].outputs[0]: sink "out" is keyed by column "id", which function "totals" does not output`}},
+		{"batch larger than bucket", "primitive: by_time, window: 10s", "primitive: by_batch_size, count: 3",
+			[]string{`triggers[1].count: 3 exceeds max_objects 2 of bucket "big": the trigger can never fire`}},
 		{"two problems at once", "window: 10s", "window: 10x",
 			[]string{`triggers[1].window`, `functions[1]`}},
 	}
@@ -111,6 +113,9 @@ func TestBrokenApps(t *testing.T) {
 				t.Fatalf("edit %q does not apply", tc.from)
 			}
 			src := strings.Replace(good, tc.from, tc.to, 1)
+			if tc.name == "batch larger than bucket" {
+				src = strings.Replace(src, "  - name: big\n", "  - name: big\n    max_objects: 2\n", 1)
+			}
 			if tc.name == "two problems at once" {
 				src = strings.Replace(src, "op: count}", "op: counts}", 1)
 			}
