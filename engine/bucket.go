@@ -43,6 +43,7 @@ type chunk struct {
 	rec        arrow.Record // nil while evicted (then persisted is true)
 	bytes      int64
 	persisted  bool
+	cycle      uint64 // the cycle whose batch persists the chunk
 }
 
 func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*bucket, error) {
@@ -154,7 +155,7 @@ func (b *bucket) slices(st state.Reader, sp triggers.Span, out []arrow.Record) (
 
 // gc writes what the cycle must make durable into batch and drops the
 // chunks no trigger needs any more.
-func (b *bucket) gc(batch state.Batch) error {
+func (b *bucket) gc(batch state.Batch, cycle uint64) error {
 	low := b.low()
 	kept := b.chunks[:0]
 	for _, c := range b.chunks {
@@ -175,7 +176,7 @@ func (b *bucket) gc(batch state.Batch) error {
 				return fmt.Errorf("bucket %s: %w", b.name, err)
 			}
 			batch.Set(chunkKey(b.prefix, c.first, c.end), v)
-			c.persisted = true
+			c.persisted, c.cycle = true, cycle
 		}
 		kept = append(kept, c)
 	}
@@ -192,9 +193,9 @@ func (b *bucket) gc(batch state.Batch) error {
 	return nil
 }
 
-// evict releases decoded persisted chunks, oldest first, until at most
-// budget bytes stay in memory.
-func (b *bucket) evict(budget int64) {
+// evict releases decoded chunks that are durable (persisted by a batch of a
+// cycle <= durable), oldest first, until at most budget bytes stay in memory.
+func (b *bucket) evict(budget int64, durable uint64) {
 	var inMem int64
 	for _, c := range b.chunks {
 		if c.rec != nil {
@@ -205,7 +206,7 @@ func (b *bucket) evict(budget int64) {
 		if inMem <= budget {
 			return
 		}
-		if c.rec != nil && c.persisted {
+		if c.rec != nil && c.persisted && c.cycle <= durable {
 			c.rec.Release()
 			c.rec = nil
 			inMem -= c.bytes

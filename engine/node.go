@@ -263,11 +263,11 @@ func (n *Node) Assign(tps []TopicPartition) error {
 func (n *Node) StartOffset(tp TopicPartition) (int64, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if t, ok := n.tasks[tp.Partition]; ok {
-		off, ok := t.offsets[tp.Topic]
-		return off, ok
+	if _, ok := n.tasks[tp.Partition]; !ok {
+		return 0, false
 	}
-	return 0, false
+	off, ok := n.committed[tp]
+	return off, ok
 }
 
 // Deliver hands a partition's records to its task. It blocks while the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -42,6 +43,43 @@ type task struct {
 
 	results chan *result
 	cyc     cycle
+
+	// Commits are pipelined: at the end of a cycle the task builds its state
+	// batch and hands it to the committer goroutine, which waits for the
+	// cycle's Kafka acks, commits, and publishes the offsets; meanwhile the
+	// task already runs the next cycle.
+	cur           *acks
+	cycleSeq      uint64
+	commits       chan *pendingCommit
+	committerDone chan struct{}
+	failed        chan error
+	durable       atomic.Uint64 // cycleSeq of the last committed batch
+}
+
+// acks counts the writes of one cycle that Kafka has not acknowledged yet.
+type acks struct {
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+func (a *acks) done(err error) {
+	if err != nil {
+		a.mu.Lock()
+		if a.err == nil {
+			a.err = err
+		}
+		a.mu.Unlock()
+	}
+	a.wg.Done()
+}
+
+// pendingCommit is one cycle's state, committed once its acks are in.
+type pendingCommit struct {
+	acks    *acks
+	batch   state.Batch
+	offsets map[string]int64
+	seq     uint64
 }
 
 type inbound struct {
@@ -57,9 +95,6 @@ type cycle struct {
 	nextID   uint64 // id of the next dispatched firing
 	applyID  uint64 // id of the next result to apply
 	parked   map[uint64]*result
-	acks     sync.WaitGroup
-	ackMu    sync.Mutex
-	ackErr   error
 }
 
 type queued struct {
@@ -79,6 +114,11 @@ func newTask(n *Node, part int32) (*task, error) {
 		offsets:  map[string]int64{},
 		pending:  map[string]int64{},
 		results:  make(chan *result, n.o.Executors),
+
+		cur:           &acks{},
+		commits:       make(chan *pendingCommit, 2),
+		committerDone: make(chan struct{}),
+		failed:        make(chan error, 1),
 	}
 	a := n.plan.app
 	for i := range a.Buckets {
@@ -134,6 +174,19 @@ func (t *task) releaseAll() {
 func (t *task) run() (err error) {
 	defer close(t.done)
 	defer t.releaseAll()
+	go t.committer()
+	defer func() {
+		// Every cycle handed over is committed (or failed) before the task
+		// reports done: a revoke returns only after the state is durable.
+		close(t.commits)
+		<-t.committerDone
+		if err == nil {
+			select {
+			case err = <-t.failed:
+			default:
+			}
+		}
+	}()
 	// A restart may find windows that ended while the node was down.
 	if err := t.tick(); err != nil {
 		return err
@@ -159,6 +212,7 @@ func (t *task) run() (err error) {
 			err = t.process(in)
 		case <-timerC:
 			err = t.tick()
+		case err = <-t.failed:
 		}
 		if timer != nil {
 			timer.Stop()
@@ -293,19 +347,9 @@ func (t *task) dead(r *OutRecord, reason string) {
 
 // produce writes r; the cycle commits only after it is acknowledged.
 func (t *task) produce(r *OutRecord) {
-	t.cyc.acks.Add(1)
-	t.n.o.Producer.Produce(r, t.ack)
-}
-
-func (t *task) ack(err error) {
-	if err != nil {
-		t.cyc.ackMu.Lock()
-		if t.cyc.ackErr == nil {
-			t.cyc.ackErr = err
-		}
-		t.cyc.ackMu.Unlock()
-	}
-	t.cyc.acks.Done()
+	a := t.cur
+	a.wg.Add(1)
+	t.n.o.Producer.Produce(r, a.done)
 }
 
 // put stores rec in b (taking over the reference) and queues the firings.
@@ -390,7 +434,7 @@ func (t *task) abort(err error) error {
 		t.cyc.inFlight--
 		r.release()
 	}
-	t.cyc.acks.Wait()
+	t.cur.wg.Wait()
 	return err
 }
 
@@ -435,43 +479,74 @@ func (t *task) apply(r *result) error {
 	return nil
 }
 
-// commit waits for this cycle's writes to be acknowledged, then commits
-// bucket contents, trigger state and source offsets in one batch.
+// commit ends a cycle: it builds the batch of bucket contents, trigger state
+// and source offsets as they are now, and queues it for the committer. It
+// blocks only while two earlier cycles still wait (backpressure).
 func (t *task) commit() error {
-	c := &t.cyc
-	c.acks.Wait()
-	if c.ackErr != nil {
-		err := c.ackErr
-		c.ackErr = nil
-		return fmt.Errorf("produce: %w", err)
-	}
-	st := t.n.o.Store
-	batch := st.NewBatch()
+	t.cycleSeq++
+	batch := t.n.o.Store.NewBatch()
 	for _, b := range t.order {
-		if err := b.gc(batch); err != nil {
+		if err := b.gc(batch, t.cycleSeq); err != nil {
 			batch.Close()
 			return err
 		}
 	}
 	a := t.n.plan.app.Name
-	for topic, off := range t.pending {
-		batch.Set(offsetKey(a, topic, t.part), binary.BigEndian.AppendUint64(nil, uint64(off)))
-	}
-	if err := batch.Commit(!t.n.o.NoSync); err != nil {
-		return err
-	}
-	for _, b := range t.order {
-		b.saved = b.next
-		b.evict(t.n.o.MemoryBudget / int64(len(t.order)))
-		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
-	}
+	var offs map[string]int64
 	if len(t.pending) > 0 {
+		offs = make(map[string]int64, len(t.pending))
 		for topic, off := range t.pending {
+			batch.Set(offsetKey(a, topic, t.part), binary.BigEndian.AppendUint64(nil, uint64(off)))
+			offs[topic] = off
 			t.offsets[topic] = off
 		}
-		t.n.setCommitted(t.part, t.pending)
 		clear(t.pending)
 	}
-	c.nextID, c.applyID = 0, 0
-	return nil
+	durable := t.durable.Load()
+	for _, b := range t.order {
+		b.saved = b.next
+		b.evict(t.n.o.MemoryBudget/int64(len(t.order)), durable)
+		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
+	}
+	pc := &pendingCommit{acks: t.cur, batch: batch, offsets: offs, seq: t.cycleSeq}
+	t.cur = &acks{}
+	t.cyc.nextID, t.cyc.applyID = 0, 0
+	select {
+	case t.commits <- pc:
+		return nil
+	case err := <-t.failed:
+		pc.acks.wg.Wait()
+		batch.Close()
+		return err
+	}
+}
+
+// committer commits the queued cycles in order, each once Kafka
+// acknowledged its writes. After a failure it commits nothing more.
+func (t *task) committer() {
+	defer close(t.committerDone)
+	var failed bool
+	for pc := range t.commits {
+		pc.acks.wg.Wait()
+		if failed {
+			pc.batch.Close()
+			continue
+		}
+		err := pc.acks.err
+		if err != nil {
+			err = fmt.Errorf("produce: %w", err)
+			pc.batch.Close()
+		} else {
+			err = pc.batch.Commit(!t.n.o.NoSync)
+		}
+		if err != nil {
+			failed = true
+			t.failed <- err
+			continue
+		}
+		t.durable.Store(pc.seq)
+		if pc.offsets != nil {
+			t.n.setCommitted(t.part, pc.offsets)
+		}
+	}
 }
