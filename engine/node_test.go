@@ -1,0 +1,266 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/state/pebblestore"
+)
+
+// These tests drive a Node directly, playing the source connector
+// (Assign, Deliver, Revoke), with real Pebble state and a real producer
+// writing to kfake over TCP.
+
+const copyApp = `
+app: copy
+sources:
+  - name: in
+    topic: in
+    partitions: 1
+    schema: [{name: id, type: int64}]
+    bucket: in
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out, partitions: 1}]
+`
+
+type fixture struct {
+	node    *engine.Node
+	brokers []string
+	dir     string
+	stop    func()
+}
+
+func newFixture(t *testing.T, dir string, brokers []string, fns map[string]fn.Function, queue int) *fixture {
+	t.Helper()
+	a, err := app.Parse([]byte(copyApp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if brokers == nil {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		brokers = c.ListenAddrs()
+		if err := kafka.EnsureTopics(context.Background(), brokers, a.Topics()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kafka.NewProducer(brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod, Functions: fns, QueueDepth: queue, Executors: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	f := &fixture{node: n, brokers: brokers, dir: dir}
+	stopped := false
+	f.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+		prod.Close()
+		st.Close()
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+func records(from, to int) []engine.Record {
+	var out []engine.Record
+	for i := from; i < to; i++ {
+		out = append(out, engine.Record{Offset: int64(i), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
+	}
+	return out
+}
+
+var p0 = engine.TopicPartition{Topic: "in", Partition: 0}
+
+func waitCommitted(t *testing.T, n *engine.Node, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for n.Committed()[p0] != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offset %d, want %d", n.Committed()[p0], want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func readAll(t *testing.T, brokers []string, topic string, want int) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)); got++ })
+		if len(out) >= want && got == 0 {
+			break
+		}
+	}
+	return out
+}
+
+// TestRedeliveryBelowCommittedIsSkipped pins that records the state already
+// reflects are dropped when Kafka delivers them again (the group commit
+// lags the state commit), so they are neither re-put nor re-emitted.
+func TestRedeliveryBelowCommittedIsSkipped(t *testing.T) {
+	f := newFixture(t, t.TempDir(), nil, nil, 0)
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := f.node.Deliver(ctx, "in", 0, records(0, 10), -1); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, f.node, 10)
+	if err := f.node.Deliver(ctx, "in", 0, records(5, 15), -1); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, f.node, 15)
+	out := readAll(t, f.brokers, "out", 15)
+	if len(out) != 15 {
+		t.Fatalf("%d outputs, want 15: %q", len(out), out)
+	}
+	for i, v := range out {
+		if want := fmt.Sprintf(`{"id":%d}`, i); v != want {
+			t.Fatalf("output %d = %s, want %s", i, v, want)
+		}
+	}
+}
+
+// TestRevokeLeavesStateAndOffsetsAgreeing pins that Revoke returns only
+// after the task committed: the offset in Pebble is the one the node
+// reports to the connector, and a new node on the same directory resumes
+// there.
+func TestRevokeLeavesStateAndOffsetsAgreeing(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir, nil, nil, 0)
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := f.node.Deliver(context.Background(), "in", 0, records(i*50, (i+1)*50), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.node.Revoke([]engine.TopicPartition{p0})
+	reported := f.node.Committed()[p0]
+	if reported == 0 {
+		t.Fatal("nothing committed before Revoke returned")
+	}
+	f.stop()
+	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := st.Get(engine.OffsetKey("copy", "in", 0))
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := int64(binary.BigEndian.Uint64(v)); stored != reported {
+		t.Fatalf("state holds offset %d, node reported %d", stored, reported)
+	}
+	g := newFixture(t, dir, f.brokers, nil, 0)
+	if err := g.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := g.node.StartOffset(p0); !ok || off != reported {
+		t.Fatalf("restarted node starts at %d (%v), want %d", off, ok, reported)
+	}
+	if got := readAll(t, f.brokers, "out", int(reported)); len(got) < int(reported) {
+		t.Fatalf("%d outputs for %d committed inputs: acknowledged outputs were lost", len(got), reported)
+	}
+}
+
+type blocking struct{ release chan struct{} }
+
+func (b blocking) Invoke(ctx context.Context, in fn.Input, out fn.Output) error {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, r := range in.Records {
+		r.Retain()
+		if err := out.Emit(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestSlowFunctionBackpressure pins that a slow function makes Deliver
+// block once the partition's bounded queue is full, instead of buffering
+// without limit, and that everything flows once the function speeds up.
+func TestSlowFunctionBackpressure(t *testing.T) {
+	b := blocking{release: make(chan struct{})}
+	f := newFixture(t, t.TempDir(), nil, map[string]fn.Function{"pass": b}, 2)
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	delivered := 0
+	var blockedErr error
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := f.node.Deliver(ctx, "in", 0, records(i*10, (i+1)*10), -1)
+		cancel()
+		if err != nil {
+			blockedErr = err
+			break
+		}
+		delivered++
+	}
+	if !errors.Is(blockedErr, context.DeadlineExceeded) {
+		t.Fatalf("Deliver never blocked: %d batches accepted, err %v", delivered, blockedErr)
+	}
+	// One batch is in the function, two wait in the queue.
+	if delivered != 3 {
+		t.Fatalf("accepted %d batches before blocking, want 3 (1 running + queue of 2)", delivered)
+	}
+	close(b.release)
+	waitCommitted(t, f.node, int64(delivered*10))
+	if out := readAll(t, f.brokers, "out", delivered*10); len(out) != delivered*10 {
+		t.Fatalf("%d outputs, want %d", len(out), delivered*10)
+	}
+}
