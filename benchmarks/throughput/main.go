@@ -9,7 +9,7 @@
 //
 // and prints records/s and the ratio to the raw loop.
 //
-//	go run ./benchmarks/throughput -n 500000
+//	go run ./benchmarks/throughput -n 1000000 -runs 3
 package main
 
 import (
@@ -17,9 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,12 +39,25 @@ import (
 func main() {
 	n := flag.Int("n", 500_000, "records to process per run")
 	parts := flag.Int("partitions", 4, "partitions of the input topic")
+	flag.IntVar(&runs, "runs", 3, "repetitions; the table reports medians")
 	verb := flag.Bool("v", false, "print when each app first committed")
+	serve := flag.String("serve-broker", "", "internal: run only the broker on this address")
+	inProcess := flag.Bool("in-process-broker", false, "run kfake in this process (its heap then slows the engine's GC)")
 	only := flag.String("only", "", "run only the raw loop and the app whose name contains this")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	onlyApp = *only
 	verbose = *verb
+	if *serve != "" {
+		b, err := kafka.StartBroker(*serve, "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer b.Close()
+		select {}
+	}
+	brokerInProcess = *inProcess
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -59,18 +75,63 @@ func main() {
 }
 
 var (
+	runs    int
 	rawRuns int
-	onlyApp string
-	verbose bool
+	appRuns int
+
+	brokerInProcess bool
+	onlyApp         string
+	verbose         bool
 )
 
+// startBroker runs kfake in a child process (default) so that the broker's
+// heap, which holds every record of every run, does not tax the garbage
+// collector of the engine being measured; both the raw loop and the engine
+// reach it over loopback TCP.
+func startBroker() (brokers []string, stop func(), err error) {
+	if brokerInProcess {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.ListenAddrs(), c.Close, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(self, "-serve-broker", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return []string{addr}, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, fmt.Errorf("broker process did not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func run(n, parts int) error {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	brokers, stop, err := startBroker()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	defer stop()
 	ctx := context.Background()
 	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": parts, "raw-out": parts}); err != nil {
 		return err
@@ -81,38 +142,79 @@ func run(n, parts int) error {
 	}
 	type row struct {
 		name   string
-		d, raw time.Duration
+		d, raw []time.Duration
+		ratios []float64
 	}
-	// Each app runs right after its own raw loop: the in-process broker's
-	// heap grows with every run, so a baseline measured at the start would
-	// flatter it. The ratio compares neighbours.
-	var rows []row
-	for _, b := range []struct{ name, fn string }{
+	apps := []struct{ name, fn string }{
 		{"pheromone stateless filter (all pass)", statelessApp},
 		{"pheromone selective filter (quickstart)", selectiveApp},
 		{"pheromone by_time 1s count per page", windowApp},
-	} {
-		if onlyApp != "" && !strings.Contains(b.name, onlyApp) {
-			continue
-		}
-		raw, err := rawLoop(ctx, brokers, n)
-		if err != nil {
-			return err
-		}
-		d, err := pheromone(ctx, brokers, n, b.fn)
-		if err != nil {
-			return fmt.Errorf("%s: %w", b.name, err)
-		}
-		rows = append(rows, row{b.name, d, raw})
 	}
-	fmt.Printf("\n%d records, %d partitions, GOMAXPROCS=%d, %s\n\n", n, parts, runtime.GOMAXPROCS(0), runtime.Version())
-	fmt.Println("| run | seconds | records/s | raw loop records/s (same run, just before) | ratio to raw |")
+	rows := make([]*row, len(apps))
+	// Warm up the broker and the client paths once, unmeasured.
+	if _, err := rawLoop(ctx, brokers, n); err != nil {
+		return err
+	}
+	// Each app runs right after its own raw loop: the in-process broker's
+	// heap grows with every run, so a baseline measured once at the start
+	// would flatter it. The ratio compares neighbours; with -runs > 1 the
+	// table shows medians.
+	for r := 0; r < runs; r++ {
+		for i, b := range apps {
+			if onlyApp != "" && !strings.Contains(b.name, onlyApp) {
+				continue
+			}
+			raw, err := rawLoop(ctx, brokers, n)
+			if err != nil {
+				return err
+			}
+			d, err := pheromone(ctx, brokers, n, b.fn)
+			if err != nil {
+				return fmt.Errorf("%s: %w", b.name, err)
+			}
+			if rows[i] == nil {
+				rows[i] = &row{name: b.name}
+			}
+			rows[i].d = append(rows[i].d, d)
+			rows[i].raw = append(rows[i].raw, raw)
+			rows[i].ratios = append(rows[i].ratios, raw.Seconds()/d.Seconds())
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("  run %d: %-42s %.2fx  (raw %.2fs, app %.2fs; goroutines %d, heap %d MiB)\n", r+1, b.name,
+				raw.Seconds()/d.Seconds(), raw.Seconds(), d.Seconds(), runtime.NumGoroutine(), ms.HeapAlloc>>20)
+		}
+	}
+	where := "kfake in a child process"
+	if brokerInProcess {
+		where = "kfake in this process"
+	}
+	fmt.Printf("\n%d records, %d partitions, %d run(s), %s, GOMAXPROCS=%d, %s\n\n", n, parts, runs, where, runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Println("| run | records/s (median) | raw loop records/s (median, same runs) | ratio to raw (median) | ratios of all runs |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Printf("| %s | %.2f | %.0f | %.0f | %.2fx |\n", r.name, r.d.Seconds(), float64(n)/r.d.Seconds(),
-			float64(n)/r.raw.Seconds(), r.raw.Seconds()/r.d.Seconds())
+		if r == nil {
+			continue
+		}
+		var all []string
+		for _, x := range r.ratios {
+			all = append(all, fmt.Sprintf("%.2f", x))
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.2fx | %s |\n", r.name, float64(n)/median(r.d).Seconds(),
+			float64(n)/median(r.raw).Seconds(), medianF(r.ratios), strings.Join(all, ", "))
 	}
 	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func preload(ctx context.Context, brokers []string, n int) error {
@@ -235,6 +337,10 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	if err := a.Validate(); err != nil {
 		return 0, err
 	}
+	// A fresh group per run: the previous run's group committed the end of
+	// the input, and this run starts with empty state.
+	appRuns++
+	a.Kafka.Group = fmt.Sprintf("%s-%d", a.Kafka.Group, appRuns)
 	dir, err := os.MkdirTemp("", "pheromone-bench")
 	if err != nil {
 		return 0, err
@@ -247,7 +353,7 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	start := time.Now()
 	go func() {
 		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Started: func(i cli.Info) { started <- i }})
 	}()
 	var info cli.Info
