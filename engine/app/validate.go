@@ -240,8 +240,19 @@ func (a *App) Validate() error {
 			c.add(p+".retries", "must be >= 0")
 		}
 	}
+	written := map[string]bool{}
+	for _, s := range a.Sources {
+		written[s.Bucket] = true
+	}
+	for _, f := range a.Functions {
+		for _, o := range f.Outputs {
+			written[o] = true
+		}
+	}
 	for i, b := range a.Buckets {
-		if _, ok := bucketSchema[b.Name]; !ok && b.Name != "" {
+		// Judged on the declarations, not on derived schemas, so an error in
+		// an upstream function does not also report its bucket.
+		if !written[b.Name] && b.Name != "" {
 			c.add(fmt.Sprintf("buckets[%d]", i), "bucket %q is never written: no source or function outputs to it, so its triggers can never fire", b.Name)
 		}
 		if b.Key != "" {

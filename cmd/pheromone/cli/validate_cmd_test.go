@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestValidateCommand pins the CLI contract: every problem with its YAML
+// path on stderr and exit code 1; a valid file exits 0.
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := strings.NewReplacer("window: 10s", "window: soon", "expr: amount >= 10", "expr: amountt >= 10").Replace(ordersApp)
+	var out, errb bytes.Buffer
+	code := Main([]string{"validate", "-f", writeFile(t, dir, "bad.yaml", bad)}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	for _, want := range []string{
+		`triggers[2].window: "soon" is not a duration`,
+		`functions[0].expr: unknown column "amountt"`,
+		"2 problem(s)",
+	} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	out.Reset()
+	if code := Main([]string{"validate", "-f", writeFile(t, dir, "good.yaml", ordersApp)}, &out, &errb); code != 0 {
+		t.Fatalf("valid app: exit %d", code)
+	}
+	if !strings.Contains(out.String(), `app "orders" is valid`) {
+		t.Errorf("stdout: %s", out.String())
+	}
+	if code := Main([]string{"nonsense"}, &out, &errb); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,168 @@
+package fn
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+const fnApp = `
+app: fns
+sources:
+  - name: in
+    topic: in
+    schema:
+      - {name: id, type: int64}
+      - {name: user, type: string}
+      - {name: amount, type: float64}
+      - {name: ts, type: timestamp}
+    bucket: in
+buckets: [{name: in}]
+triggers:
+  - {name: t1, bucket: in, primitive: immediate, function: shape}
+  - {name: t2, bucket: in, primitive: by_time, window: 1m, function: stats}
+  - {name: t3, bucket: in, primitive: immediate, function: keep}
+functions:
+  - name: shape
+    kind: project
+    columns:
+      - {name: user}
+      - {name: who, from: id}
+      - {name: cents, expr: "int(amount * 100)"}
+      - {name: big, expr: "amount > 10"}
+    outputs: [out]
+  - name: stats
+    kind: aggregate
+    group_by: [user]
+    aggregates:
+      - {name: n, op: count}
+      - {name: n_amount, op: count, column: amount}
+      - {name: sum, op: sum, column: amount}
+      - {name: sum_id, op: sum, column: id}
+      - {name: lo, op: min, column: amount}
+      - {name: hi, op: max, column: id}
+      - {name: avg, op: avg, column: amount}
+      - {name: first_ts, op: min, column: ts}
+    outputs: [out]
+  - {name: keep, kind: filter, expr: "amount > 10 or user == 'zed'", outputs: [out]}
+sinks: [{name: out, topic: out}]
+`
+
+type sink struct{ rows []string }
+
+func (s *sink) Emit(rec arrow.Record) error {
+	var enc codec.JSONEncoder
+	for i := 0; i < int(rec.NumRows()); i++ {
+		s.rows = append(s.rows, string(enc.AppendRow(nil, rec, i)))
+	}
+	rec.Release()
+	return nil
+}
+
+func run(t *testing.T, name string, in Input) []string {
+	t.Helper()
+	a, err := app.Parse([]byte(fnApp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Build(a.Function(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out sink
+	if err := f.Invoke(context.Background(), in, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.rows
+}
+
+// input decodes JSON rows into two records, to check functions that span
+// several input batches.
+func input(t *testing.T, rows ...string) []arrow.Record {
+	t.Helper()
+	a, _ := app.Parse([]byte(fnApp))
+	_ = a.Validate()
+	d, err := codec.NewJSONDecoder(a.Sources[0].ArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Release()
+	var recs []arrow.Record
+	for i, r := range rows {
+		if err := d.Append([]byte(r)); err != nil {
+			t.Fatal(err)
+		}
+		if i == len(rows)/2 {
+			recs = append(recs, d.NewRecord())
+		}
+	}
+	recs = append(recs, d.NewRecord())
+	t.Cleanup(func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	})
+	return recs
+}
+
+var rows = []string{
+	`{"id":1,"user":"ann","amount":10.5,"ts":3000}`,
+	`{"id":2,"user":"bob","amount":null,"ts":1000}`,
+	`{"id":3,"user":"ann","amount":2,"ts":2000}`,
+	`{"id":4,"user":null,"amount":20}`,
+	`{"id":5,"user":"zed"}`,
+}
+
+func TestProject(t *testing.T) {
+	got := run(t, "shape", Input{Records: input(t, rows...)})
+	want := []string{
+		`{"user":"ann","who":1,"cents":1050,"big":true}`,
+		`{"user":"bob","who":2,"cents":null,"big":null}`,
+		`{"user":"ann","who":3,"cents":200,"big":false}`,
+		`{"user":null,"who":4,"cents":2000,"big":true}`,
+		`{"user":"zed","who":5,"cents":null,"big":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestAggregate(t *testing.T) {
+	w := triggers.Window{Start: time.Unix(60, 0), End: time.Unix(120, 0)}
+	got := run(t, "stats", Input{Records: input(t, rows...), Window: w})
+	ws := `"window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z"`
+	want := []string{
+		`{"user":"ann",` + ws + `,"n":2,"n_amount":2,"sum":12.5,"sum_id":4,"lo":2,"hi":3,"avg":6.25,"first_ts":"1970-01-01T00:00:02.000Z"}`,
+		`{"user":"bob",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":2,"lo":null,"hi":2,"avg":null,"first_ts":"1970-01-01T00:00:01.000Z"}`,
+		`{"user":null,` + ws + `,"n":1,"n_amount":1,"sum":20,"sum_id":4,"lo":20,"hi":4,"avg":20,"first_ts":null}`,
+		`{"user":"zed",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":5,"lo":null,"hi":5,"avg":null,"first_ts":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := run(t, "stats", Input{}); len(got) != 0 {
+		t.Errorf("aggregate of nothing emitted %q", got)
+	}
+}
+
+func TestFilterDropsNullsAndKeepsOrder(t *testing.T) {
+	got := run(t, "keep", Input{Records: input(t, rows...)})
+	want := []string{
+		`{"id":1,"user":"ann","amount":10.5,"ts":"1970-01-01T00:00:03.000Z"}`,
+		`{"id":4,"user":null,"amount":20,"ts":null}`,
+		`{"id":5,"user":"zed","amount":null,"ts":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
