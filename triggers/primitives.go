@@ -15,6 +15,7 @@ type immediate struct {
 }
 
 func (t *immediate) Name() string { return t.name }
+func (t *immediate) Dropped() uint64 { return 0 }
 func (t *immediate) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	if o.Len == 0 {
 		return out
@@ -49,6 +50,7 @@ type byBatchSize struct {
 }
 
 func (t *byBatchSize) Name() string { return t.name }
+func (t *byBatchSize) Dropped() uint64 { return 0 }
 func (t *byBatchSize) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	if o.Len == 0 {
 		return out
@@ -103,6 +105,7 @@ type byTime struct {
 }
 
 func (t *byTime) Name() string { return t.name }
+func (t *byTime) Dropped() uint64 { return 0 }
 
 func (t *byTime) windowStart(now time.Time) time.Time {
 	ns := now.UnixNano()

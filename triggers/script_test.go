@@ -14,8 +14,11 @@ import (
 // and restarts. Each command is followed by "----" and the firings (or state)
 // it must produce. Commands:
 //
-//	new primitive=P [count=N] [window=D]   builds trigger "t" (next seq 0)
-//	put n=N                                 puts N objects at the current time
+//	new primitive=P [count=N] [window=D] [name=K] [keys=a,b] [k=K n=N]
+//	    [control=C] [controls=N] [timeout=D]  builds trigger "t" (next seq 0)
+//	put [n=N] [key=K] [session=S] [group=G] [count=C]
+//	                                        puts N objects (default 1) with those
+//	                                        attributes at the current time
 //	advance by=D                            moves the clock and calls Tick
 //	clock by=D                              moves the clock without a Tick
 //	restart                                 marshals state and rebuilds the trigger
@@ -93,6 +96,17 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		if args["window"] != "" {
 			e.spec.Window = dur("window")
 		}
+		if args["timeout"] != "" {
+			e.spec.SessionTimeout = dur("timeout")
+		}
+		e.spec.Match = args["name"]
+		if args["keys"] != "" {
+			e.spec.Keys = strings.Split(args["keys"], ",")
+		}
+		e.spec.K, _ = strconv.Atoi(args["k"])
+		e.spec.N, _ = strconv.Atoi(args["n"])
+		e.spec.ControlKey = args["control"]
+		e.spec.Controls, _ = strconv.Atoi(args["controls"])
 		if args["at"] != "" {
 			e.now = time.Unix(0, 0).UTC().Add(dur("at"))
 		}
@@ -103,8 +117,18 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		e.tr = tr
 		return nil
 	case "put":
-		n, _ := strconv.Atoi(args["n"])
+		n := 1
+		if args["n"] != "" {
+			n, _ = strconv.Atoi(args["n"])
+		}
 		objs := Objects{First: e.next, Len: n}
+		c, _ := strconv.ParseInt(args["count"], 10, 64)
+		for i := 0; i < n; i++ {
+			objs.Keys = append(objs.Keys, []byte(args["key"]))
+			objs.Sessions = append(objs.Sessions, args["session"])
+			objs.Groups = append(objs.Groups, args["group"])
+			objs.Counts = append(objs.Counts, c)
+		}
 		e.next += uint64(n)
 		return format(e.tr.Put(objs, e.now, nil))
 	case "advance":
@@ -129,7 +153,11 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		if tk := e.tr.NextTick(); !tk.IsZero() {
 			nt = tk.Sub(time.Unix(0, 0)).String()
 		}
-		return []string{fmt.Sprintf("low=%d pending=%d next_tick=%s", e.tr.Low(), e.tr.Pending(), nt)}
+		line := fmt.Sprintf("low=%d pending=%d next_tick=%s", e.tr.Low(), e.tr.Pending(), nt)
+		if d := e.tr.Dropped(); d > 0 {
+			line += fmt.Sprintf(" dropped=%d", d)
+		}
+		return []string{line}
 	}
 	t.Fatalf("unknown command %q", cmd)
 	return nil
@@ -140,6 +168,15 @@ func format(fs []Firing) []string {
 	epoch := time.Unix(0, 0)
 	for _, f := range fs {
 		s := "fire " + f.Trigger
+		if f.Expired {
+			s = "expire " + f.Trigger
+		}
+		if f.Session != "" {
+			s += " session=" + f.Session
+		}
+		if f.Group != "" {
+			s += " group=" + f.Group
+		}
 		if !f.Window.IsZero() {
 			s += fmt.Sprintf(" window=[%s,%s)", f.Window.Start.Sub(epoch), f.Window.End.Sub(epoch))
 		}

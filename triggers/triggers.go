@@ -38,8 +38,14 @@ func (w Window) IsZero() bool { return w.Start.IsZero() && w.End.IsZero() }
 type Firing struct {
 	Trigger string
 	Session string
+	// Group is the group of a dynamic_group firing.
+	Group   string
 	Window  Window
 	Objects []Span
+	// Expired marks objects released because their session timed out
+	// before the trigger fired: the engine dead-letters them instead of
+	// invoking the function.
+	Expired bool
 }
 
 // Count is the number of objects the firing passes.
@@ -60,7 +66,37 @@ type Objects struct {
 	Len        int
 	Keys       [][]byte
 	Sessions   []string
+	Groups     []string
+	Counts     []int64 // counts announced by dynamic_join control objects
 	EventTimes []int64 // unix milliseconds
+}
+
+func (o *Objects) key(i int) string {
+	if o.Keys == nil {
+		return ""
+	}
+	return string(o.Keys[i])
+}
+
+func (o *Objects) session(i int) string {
+	if o.Sessions == nil {
+		return ""
+	}
+	return o.Sessions[i]
+}
+
+func (o *Objects) group(i int) string {
+	if o.Groups == nil {
+		return ""
+	}
+	return o.Groups[i]
+}
+
+func (o *Objects) count(i int) int64 {
+	if o.Counts == nil {
+		return 0
+	}
+	return o.Counts[i]
 }
 
 // Trigger is one primitive attached to one bucket partition.
@@ -80,6 +116,9 @@ type Trigger interface {
 	Low() uint64
 	// Pending is how many objects wait for a firing.
 	Pending() int
+	// Dropped counts objects the trigger discarded by design (the n-k late
+	// objects of redundant).
+	Dropped() uint64
 	// MarshalState returns the trigger's durable state.
 	MarshalState() []byte
 	// UnmarshalState restores state returned by MarshalState. next is the
@@ -89,9 +128,14 @@ type Trigger interface {
 
 // Primitive names, as written in the app file.
 const (
-	Immediate   = "immediate"
-	ByBatchSize = "by_batch_size"
-	ByTime      = "by_time"
+	Immediate    = "immediate"
+	ByBatchSize  = "by_batch_size"
+	ByTime       = "by_time"
+	ByName       = "by_name"
+	BySet        = "by_set"
+	Redundant    = "redundant"
+	DynamicJoin  = "dynamic_join"
+	DynamicGroup = "dynamic_group"
 )
 
 // Spec configures one trigger.
@@ -102,6 +146,19 @@ type Spec struct {
 	Count int
 	// Window is the window length of by_time.
 	Window time.Duration
+	// Match is the key by_name fires on.
+	Match string
+	// Keys is the set by_set waits for, in the order it passes them.
+	Keys []string
+	// K and N configure redundant: fire with the first K of N objects.
+	K, N int
+	// ControlKey is the key of control objects (dynamic_join announcements,
+	// dynamic_group end-of-stage markers).
+	ControlKey string
+	// Controls is how many control objects close a dynamic_group session.
+	Controls int
+	// SessionTimeout abandons a session idle this long (0: never).
+	SessionTimeout time.Duration
 }
 
 // Validate reports the first problem with the spec.
@@ -116,6 +173,36 @@ func (s Spec) Validate() error {
 		if s.Window <= 0 {
 			return fmt.Errorf("triggers: %s: window must be > 0", s.Primitive)
 		}
+	case ByName:
+		if s.Match == "" {
+			return fmt.Errorf("triggers: %s: name must be set", s.Primitive)
+		}
+	case BySet:
+		if len(s.Keys) == 0 {
+			return fmt.Errorf("triggers: %s: keys must not be empty", s.Primitive)
+		}
+		seen := map[string]bool{}
+		for _, k := range s.Keys {
+			if seen[k] {
+				return fmt.Errorf("triggers: %s: duplicate key %q", s.Primitive, k)
+			}
+			seen[k] = true
+		}
+	case Redundant:
+		if s.K <= 0 || s.N < s.K {
+			return fmt.Errorf("triggers: %s: need 0 < k <= n, got k=%d n=%d", s.Primitive, s.K, s.N)
+		}
+	case DynamicJoin:
+		if s.ControlKey == "" {
+			return fmt.Errorf("triggers: %s: control_key must be set", s.Primitive)
+		}
+	case DynamicGroup:
+		if s.ControlKey == "" {
+			return fmt.Errorf("triggers: %s: control_key must be set", s.Primitive)
+		}
+		if s.Controls <= 0 {
+			return fmt.Errorf("triggers: %s: controls must be > 0", s.Primitive)
+		}
 	default:
 		return fmt.Errorf("triggers: unknown primitive %q", s.Primitive)
 	}
@@ -123,7 +210,13 @@ func (s Spec) Validate() error {
 }
 
 // Known reports whether p names a primitive this package implements.
-func Known(p string) bool { return p == Immediate || p == ByBatchSize || p == ByTime }
+func Known(p string) bool {
+	switch p {
+	case Immediate, ByBatchSize, ByTime, ByName, BySet, Redundant, DynamicJoin, DynamicGroup:
+		return true
+	}
+	return false
+}
 
 // New builds a trigger for one bucket partition whose next sequence number
 // is next.
@@ -136,7 +229,11 @@ func New(s Spec, next uint64) (Trigger, error) {
 		return &immediate{name: s.Name, low: next}, nil
 	case ByBatchSize:
 		return &byBatchSize{name: s.Name, n: uint64(s.Count), start: next, next: next}, nil
-	default:
+	case ByTime:
 		return &byTime{name: s.Name, size: s.Window, next: next}, nil
+	case ByName:
+		return &byName{name: s.Name, match: s.Match, low: next}, nil
+	default:
+		return newSessioned(s, next), nil
 	}
 }
