@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
 	"github.com/apache/arrow/go/v15/arrow/util"
 
@@ -34,8 +36,11 @@ type bucket struct {
 }
 
 type trigger struct {
-	t  triggers.Trigger
-	fn *fnPlan
+	t        triggers.Trigger
+	fn       *fnPlan
+	groupCol string
+	countCol string
+	dropped  uint64 // Dropped() as last reported to the metrics
 }
 
 type chunk struct {
@@ -81,7 +86,7 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		if err := tr.UnmarshalState(raw, b.next); err != nil {
 			return nil, err
 		}
-		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn})
+		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, dropped: tr.Dropped()})
 	}
 	return b, nil
 }
@@ -106,7 +111,7 @@ func (b *bucket) fits(n, size int64) bool {
 }
 
 // append stores rec as a new chunk (taking over the caller's reference) and
-// returns the objects' descriptor.
+// returns the objects' descriptor with their keys and sessions.
 func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
 	n := uint64(rec.NumRows())
 	c := &chunk{first: b.next, end: b.next + n, rec: rec, bytes: size}
@@ -114,7 +119,56 @@ func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
 	b.next += n
 	b.objects += int64(n)
 	b.bytes += size
-	return triggers.Objects{First: c.first, Len: int(n)}
+	return triggers.Objects{
+		First:    c.first,
+		Len:      int(n),
+		Keys:     stringColumn(rec, b.cfg.Key),
+		Sessions: stringColumn(rec, b.cfg.Session),
+	}
+}
+
+// stringColumn reads column name of rec as strings (nil when the column is
+// not set or absent). Strings point into rec's buffers; int64 values are
+// formatted in decimal. Nulls read as "".
+func stringColumn(rec arrow.Record, name string) []string {
+	if name == "" {
+		return nil
+	}
+	idx := rec.Schema().FieldIndices(name)
+	if len(idx) == 0 {
+		return nil
+	}
+	col := rec.Column(idx[0])
+	out := make([]string, rec.NumRows())
+	for i := range out {
+		if col.IsNull(i) {
+			continue
+		}
+		switch a := col.(type) {
+		case *array.String:
+			out[i] = a.Value(i)
+		case *array.Binary:
+			out[i] = string(a.Value(i))
+		case *array.Int64:
+			out[i] = strconv.FormatInt(a.Value(i), 10)
+		}
+	}
+	return out
+}
+
+// int64Column reads column name of rec (nil when not set or absent).
+func int64Column(rec arrow.Record, name string) []int64 {
+	if name == "" {
+		return nil
+	}
+	idx := rec.Schema().FieldIndices(name)
+	if len(idx) == 0 {
+		return nil
+	}
+	if a, ok := rec.Column(idx[0]).(*array.Int64); ok {
+		return a.Int64Values()
+	}
+	return nil
 }
 
 func recordSize(rec arrow.Record) int64 { return util.TotalRecordSize(rec) }

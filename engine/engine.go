@@ -79,6 +79,9 @@ type Metrics interface {
 	DecodeErrors(source string, n int)
 	DeadLetters(reason string, n int)
 	Firings(trigger string, n int)
+	// TriggerDropped counts objects a trigger discarded by design (the
+	// late n-k replicas of redundant, duplicate keys of a set).
+	TriggerDropped(trigger string, n int)
 	Invocation(function string, d time.Duration, err error)
 	BucketSize(bucket string, partition int32, objects, bytes int64)
 	Lag(topic string, partition int32, lag int64)
@@ -92,6 +95,7 @@ func (NopMetrics) RecordsOut(string, int)                  {}
 func (NopMetrics) DecodeErrors(string, int)                {}
 func (NopMetrics) DeadLetters(string, int)                 {}
 func (NopMetrics) Firings(string, int)                     {}
+func (NopMetrics) TriggerDropped(string, int)              {}
 func (NopMetrics) Invocation(string, time.Duration, error) {}
 func (NopMetrics) BucketSize(string, int32, int64, int64)  {}
 func (NopMetrics) Lag(string, int32, int64)                {}
@@ -106,12 +110,14 @@ const (
 	HeaderFunction  = "pheromone.function"
 	HeaderTrigger   = "pheromone.trigger"
 	HeaderBucket    = "pheromone.bucket"
+	HeaderSession   = "pheromone.session"
 )
 
 // Dead-letter reasons (the pheromone.reason header and the metric label).
 const (
-	ReasonDecode   = "decode"
-	ReasonTooLarge = "too_large"
-	ReasonFunction = "function"
-	ReasonBucket   = "bucket_full"
+	ReasonDecode         = "decode"
+	ReasonTooLarge       = "too_large"
+	ReasonFunction       = "function"
+	ReasonBucket         = "bucket_full"
+	ReasonSessionTimeout = "session_timeout"
 )

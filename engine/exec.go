@@ -99,7 +99,7 @@ func (c *collector) reset() {
 // input to the dead-letter topic.
 func (n *Node) invoke(ctx context.Context, j *job) *result {
 	cfg := j.fn.cfg
-	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session}
+	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session, Group: j.firing.Group}
 	var out collector
 	var err error
 	backoff := 10 * time.Millisecond

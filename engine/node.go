@@ -133,8 +133,10 @@ type bucketPlan struct {
 }
 
 type trigPlan struct {
-	spec triggers.Spec
-	fn   *fnPlan
+	spec     triggers.Spec
+	fn       *fnPlan
+	groupCol string // dynamic_group: column of an object's group
+	countCol string // dynamic_join: column of the announced count
 }
 
 type fnPlan struct {
@@ -177,8 +179,14 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 			return nil, fmt.Errorf("engine: trigger %q: app not validated", t.Name)
 		}
 		bp.triggers = append(bp.triggers, trigPlan{
-			spec: triggers.Spec{Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration()},
-			fn:   p.functions[t.Function],
+			spec: triggers.Spec{
+				Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration(),
+				Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
+				SessionTimeout: t.SessionTimeoutDuration(),
+			},
+			fn:       p.functions[t.Function],
+			groupCol: t.GroupColumn,
+			countCol: t.CountColumn,
 		})
 	}
 	return p, nil

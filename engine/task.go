@@ -365,9 +365,16 @@ func (t *task) put(b *bucket, rec arrow.Record) {
 	now := t.n.o.Clock.Now()
 	var out []triggers.Firing
 	for _, tr := range b.triggers {
-		out = tr.t.Put(objs, now, out[:0])
+		o := objs
+		o.Groups = stringColumn(rec, tr.groupCol)
+		o.Counts = int64Column(rec, tr.countCol)
+		out = tr.t.Put(o, now, out[:0])
 		for _, f := range out {
 			t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f})
+		}
+		if d := tr.t.Dropped(); d != tr.dropped {
+			t.n.o.Metrics.TriggerDropped(tr.t.Name(), int(d-tr.dropped))
+			tr.dropped = d
 		}
 	}
 }
@@ -400,6 +407,16 @@ func (t *task) drain() error {
 			}
 			continue
 		}
+		if q := c.queue[0]; q.f.Expired && next == nil {
+			// A session timed out: its objects go to the dead-letter topic
+			// instead of to the function.
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+			if err := t.expire(q); err != nil {
+				return t.abort(err)
+			}
+			continue
+		}
 		if next == nil {
 			var err error
 			if next, err = t.newJob(c.queue[0]); err != nil {
@@ -424,6 +441,25 @@ func (t *task) drain() error {
 	}
 	c.queue = c.queue[:0]
 	return nil
+}
+
+// expire dead-letters the objects of a timed-out session.
+func (t *task) expire(q queued) error {
+	var recs []arrow.Record
+	var err error
+	for _, sp := range q.f.Objects {
+		if recs, err = q.b.slices(t.n.o.Store, sp, recs); err != nil {
+			break
+		}
+	}
+	for _, r := range recs {
+		if err == nil {
+			t.deadRows(r, ReasonSessionTimeout, fmt.Errorf("session %q of trigger %q timed out before it fired", q.f.Session, q.f.Trigger),
+				Header{HeaderTrigger, []byte(q.f.Trigger)}, Header{HeaderBucket, []byte(q.b.name)}, Header{HeaderSession, []byte(q.f.Session)})
+		}
+		r.Release()
+	}
+	return err
 }
 
 // abort waits for in-flight invocations so no executor is left blocked on

@@ -14,7 +14,7 @@ type immediate struct {
 	low  uint64
 }
 
-func (t *immediate) Name() string { return t.name }
+func (t *immediate) Name() string    { return t.name }
 func (t *immediate) Dropped() uint64 { return 0 }
 func (t *immediate) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	if o.Len == 0 {
@@ -49,7 +49,7 @@ type byBatchSize struct {
 	start, next uint64 // pending objects are [start, next)
 }
 
-func (t *byBatchSize) Name() string { return t.name }
+func (t *byBatchSize) Name() string    { return t.name }
 func (t *byBatchSize) Dropped() uint64 { return 0 }
 func (t *byBatchSize) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	if o.Len == 0 {
@@ -104,7 +104,7 @@ type byTime struct {
 	next  uint64    // next sequence number the bucket will assign
 }
 
-func (t *byTime) Name() string { return t.name }
+func (t *byTime) Name() string    { return t.name }
 func (t *byTime) Dropped() uint64 { return 0 }
 
 func (t *byTime) windowStart(now time.Time) time.Time {

@@ -124,7 +124,7 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		objs := Objects{First: e.next, Len: n}
 		c, _ := strconv.ParseInt(args["count"], 10, 64)
 		for i := 0; i < n; i++ {
-			objs.Keys = append(objs.Keys, []byte(args["key"]))
+			objs.Keys = append(objs.Keys, args["key"])
 			objs.Sessions = append(objs.Sessions, args["session"])
 			objs.Groups = append(objs.Groups, args["group"])
 			objs.Counts = append(objs.Counts, c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -32,10 +33,10 @@ func (t *byName) Put(o Objects, _ time.Time, out []Firing) []Firing {
 	return out
 }
 func (t *byName) Tick(_ time.Time, out []Firing) []Firing { return out }
-func (t *byName) NextTick() time.Time                      { return time.Time{} }
-func (t *byName) Low() uint64                              { return t.low }
-func (t *byName) Pending() int                             { return 0 }
-func (t *byName) MarshalState() []byte                     { return binary.AppendUvarint(nil, t.low) }
+func (t *byName) NextTick() time.Time                     { return time.Time{} }
+func (t *byName) Low() uint64                             { return t.low }
+func (t *byName) Pending() int                            { return 0 }
+func (t *byName) MarshalState() []byte                    { return binary.AppendUvarint(nil, t.low) }
 func (t *byName) UnmarshalState(b []byte, next uint64) error {
 	if b == nil {
 		t.low = next
@@ -90,7 +91,7 @@ func (t *sessioned) get(name string, now time.Time) *session {
 				s.held[i] = missing
 			}
 		}
-		t.sessions[name] = s
+		t.sessions[strings.Clone(name)] = s
 	}
 	s.last = now.UnixNano()
 	return s
@@ -114,7 +115,7 @@ func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 			}
 			s.held[idx] = seq
 			if !slices.Contains(s.held, missing) {
-				out = append(out, Firing{Trigger: t.spec.Name, Session: name, Objects: spans(s.held)})
+				out = append(out, Firing{Trigger: t.spec.Name, Session: strings.Clone(name), Objects: spans(s.held)})
 				delete(t.sessions, name)
 			}
 		case Redundant:
@@ -142,7 +143,7 @@ func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 				continue
 			} else {
 				s.held = append(s.held, seq)
-				s.keys = append(s.keys, key)
+				s.keys = append(s.keys, strings.Clone(key))
 			}
 			if s.expect >= 0 && int64(len(s.held)) >= s.expect {
 				out = append(out, Firing{Trigger: t.spec.Name, Session: name, Objects: spans(s.held)})
@@ -155,7 +156,7 @@ func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 				s.seen++
 			} else {
 				s.held = append(s.held, seq)
-				s.keys = append(s.keys, o.group(i))
+				s.keys = append(s.keys, strings.Clone(o.group(i)))
 			}
 			if s.seen >= t.spec.Controls {
 				out = t.fireGroups(name, s, out)
@@ -399,7 +400,7 @@ func (t *sessioned) UnmarshalState(b []byte, next uint64) error {
 		for k := r.count(); k > 0 && r.err == nil; k-- {
 			s.ctrl = append(s.ctrl, r.uvarint())
 		}
-		t.sessions[name] = s
+		t.sessions[strings.Clone(name)] = s
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return fmt.Errorf("triggers: %s: corrupt state", t.spec.Name)

@@ -60,11 +60,12 @@ func (f Firing) Count() int {
 // Objects describes a run of objects just put into a bucket partition. Their
 // sequence numbers are First, First+1, ... First+Len-1. The per-object slices
 // are either nil (the bucket does not have that attribute) or of length Len;
-// they are only valid during the Put call.
+// they are only valid during the Put call, and their strings may point into
+// the objects' Arrow buffers: a trigger that keeps one must clone it.
 type Objects struct {
 	First      uint64
 	Len        int
-	Keys       [][]byte
+	Keys       []string
 	Sessions   []string
 	Groups     []string
 	Counts     []int64 // counts announced by dynamic_join control objects
@@ -75,7 +76,7 @@ func (o *Objects) key(i int) string {
 	if o.Keys == nil {
 		return ""
 	}
-	return string(o.Keys[i])
+	return o.Keys[i]
 }
 
 func (o *Objects) session(i int) string {

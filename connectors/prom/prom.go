@@ -22,6 +22,7 @@ type Metrics struct {
 	decodeErrors *prometheus.CounterVec
 	deadLetters  *prometheus.CounterVec
 	firings      *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
 	invocations  *prometheus.CounterVec
 	fnErrors     *prometheus.CounterVec
 	fnLatency    *prometheus.HistogramVec
@@ -54,6 +55,7 @@ func New(app string) *Metrics {
 		decodeErrors: f("decode_errors_total", "Source records that could not be decoded.", "source"),
 		deadLetters:  f("dead_letters_total", "Records written to the dead-letter topic, by reason.", "reason"),
 		firings:      f("trigger_firings_total", "Trigger firings.", "trigger"),
+		dropped:      f("trigger_dropped_total", "Objects a trigger discarded by design (late replicas of redundant, duplicate keys).", "trigger"),
 		invocations:  f("function_invocations_total", "Function invocation attempts.", "function"),
 		fnErrors:     f("function_errors_total", "Function invocation attempts that failed.", "function"),
 		bucketObjs:   g("bucket_objects", "Objects held per bucket partition.", "bucket", "partition"),
@@ -82,6 +84,9 @@ func (m *Metrics) DeadLetters(reason string, n int) {
 	m.deadLetters.WithLabelValues(reason).Add(float64(n))
 }
 func (m *Metrics) Firings(trigger string, n int) { m.firings.WithLabelValues(trigger).Add(float64(n)) }
+func (m *Metrics) TriggerDropped(trigger string, n int) {
+	m.dropped.WithLabelValues(trigger).Add(float64(n))
+}
 func (m *Metrics) Invocation(function string, d time.Duration, err error) {
 	m.invocations.WithLabelValues(function).Inc()
 	if err != nil {

@@ -93,8 +93,13 @@ type Generator struct {
 // Bucket is a named, partitioned store of objects.
 type Bucket struct {
 	Name string `yaml:"name"`
-	// Key is the column objects are keyed by (informational in this version).
+	// Key is the column whose value is an object's key (what by_name,
+	// by_set and the dynamic triggers look at). Default: the key column of
+	// the source that feeds the bucket.
 	Key string `yaml:"key"`
+	// Session is the column that holds an object's session id; objects
+	// without one share the session "".
+	Session string `yaml:"session"`
 	// MaxObjects bounds the objects held per partition; default 1,000,000.
 	MaxObjects int64 `yaml:"max_objects"`
 	// MaxBytes bounds the bytes held per partition; default 256 MiB.
@@ -111,9 +116,34 @@ type Trigger struct {
 	Count int `yaml:"count"`
 	// Window is the window length of by_time, a Go duration ("10s").
 	Window string `yaml:"window"`
+	// Match is the object key by_name fires on.
+	Match string `yaml:"match"`
+	// Keys is the set by_set waits for per session, in the order it
+	// passes the objects.
+	Keys []string `yaml:"keys"`
+	// K and N: redundant fires with the first k of n objects per session.
+	K int `yaml:"k"`
+	N int `yaml:"n"`
+	// ControlKey is the object key of control objects: the announcement of
+	// dynamic_join (default "_join") or the end-of-stage marker of
+	// dynamic_group (default "_done").
+	ControlKey string `yaml:"control_key"`
+	// CountColumn is the int64 column of a dynamic_join announcement that
+	// holds how many parts to wait for.
+	CountColumn string `yaml:"count_column"`
+	// Controls is how many control objects close a dynamic_group session.
+	Controls int `yaml:"controls"`
+	// GroupColumn is the column that holds a dynamic_group object's group.
+	GroupColumn string `yaml:"group_column"`
+	// SessionTimeout abandons a session idle this long; its objects go to
+	// the dead-letter topic (Go duration; default: never).
+	SessionTimeout string `yaml:"session_timeout"`
 
-	window time.Duration
+	window, sessionTimeout time.Duration
 }
+
+// SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
+func (t *Trigger) SessionTimeoutDuration() time.Duration { return t.sessionTimeout }
 
 // WindowDuration is the parsed Window (valid after Validate).
 func (t *Trigger) WindowDuration() time.Duration { return t.window }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ const (
 	DefaultMaxBytes       = 256 << 20
 	DefaultRetries        = 3
 )
+
+const primitives = "immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group"
 
 // Column names added by an aggregate fired by a time window.
 const (
@@ -87,6 +90,9 @@ func (a *App) Validate() error {
 		s := &a.Sources[i]
 		if schema := a.checkSource(c, p, s); schema != nil && a.Bucket(s.Bucket) != nil {
 			setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
+			if b := a.Bucket(s.Bucket); b.Key == "" && s.Key != "" {
+				b.Key = s.Key // objects are keyed like the records they came from
+			}
 		}
 		if s.Topic != "" {
 			if prev, dup := topics[s.Topic]; dup {
@@ -167,13 +173,71 @@ func (a *App) Validate() error {
 			} else {
 				t.window = d
 			}
+		case "by_name":
+			if t.Match == "" {
+				c.add(p+".match", "must be set for by_name (the key to fire on)")
+			}
+		case "by_set":
+			if len(t.Keys) == 0 {
+				c.add(p+".keys", "must list the keys by_set waits for")
+			}
+			seen := map[string]bool{}
+			for j, k := range t.Keys {
+				if seen[k] {
+					c.add(fmt.Sprintf("%s.keys[%d]", p, j), "duplicate key %q", k)
+				}
+				seen[k] = true
+			}
+		case "redundant":
+			if t.K <= 0 {
+				c.add(p+".k", "must be > 0")
+			}
+			if t.N < t.K {
+				c.add(p+".n", "must be >= k (%d): fire with the first k of n", t.K)
+			}
+		case "dynamic_join":
+			if t.ControlKey == "" {
+				t.ControlKey = "_join"
+			}
+			if t.CountColumn == "" {
+				c.add(p+".count_column", "must name the int64 column of the announcement that holds how many parts to wait for")
+			}
+		case "dynamic_group":
+			if t.ControlKey == "" {
+				t.ControlKey = "_done"
+			}
+			if t.Controls <= 0 {
+				c.add(p+".controls", "must be > 0: how many control objects close a stage")
+			}
+			if t.GroupColumn == "" {
+				c.add(p+".group_column", "must name the column that holds an object's group")
+			}
 		case "":
-			c.add(p+".primitive", "must be set (immediate, by_batch_size or by_time)")
-		case "by_name", "by_set", "redundant", "dynamic_join", "dynamic_group":
-			c.add(p+".primitive", "%q is not available in this version (immediate, by_batch_size, by_time)", t.Primitive)
+			c.add(p+".primitive", "must be set (%s)", primitives)
 		default:
-			c.add(p+".primitive", "unknown primitive %q (immediate, by_batch_size, by_time)", t.Primitive)
+			c.add(p+".primitive", "unknown primitive %q (%s)", t.Primitive, primitives)
 		}
+		if t.SessionTimeout != "" {
+			if d, err := time.ParseDuration(t.SessionTimeout); err != nil || d <= 0 {
+				c.add(p+".session_timeout", "%q is not a positive duration (try 30s, 5m)", t.SessionTimeout)
+			} else {
+				t.sessionTimeout = d
+			}
+		}
+		only := func(field string, set bool, prims ...string) {
+			if set && !slices.Contains(prims, t.Primitive) {
+				c.add(p+"."+field, "only %s take %s", strings.Join(prims, " and "), field)
+			}
+		}
+		only("match", t.Match != "", "by_name")
+		only("keys", len(t.Keys) > 0, "by_set")
+		only("k", t.K != 0, "redundant")
+		only("n", t.N != 0, "redundant")
+		only("control_key", t.ControlKey != "" && t.Primitive != "dynamic_join" && t.Primitive != "dynamic_group", "dynamic_join", "dynamic_group")
+		only("count_column", t.CountColumn != "", "dynamic_join")
+		only("controls", t.Controls != 0, "dynamic_group")
+		only("group_column", t.GroupColumn != "", "dynamic_group")
+		only("session_timeout", t.SessionTimeout != "", "by_set", "redundant", "dynamic_join", "dynamic_group")
 		if t.Primitive != "by_batch_size" && t.Count != 0 {
 			c.add(p+".count", "only by_batch_size takes a count")
 		}
@@ -255,10 +319,45 @@ func (a *App) Validate() error {
 		if !written[b.Name] && b.Name != "" {
 			c.add(fmt.Sprintf("buckets[%d]", i), "bucket %q is never written: no source or function outputs to it, so its triggers can never fire", b.Name)
 		}
-		if b.Key != "" {
-			if s := bucketSchema[b.Name]; s != nil && !hasColumn(s, b.Key) {
-				c.add(fmt.Sprintf("buckets[%d].key", i), "unknown column %q%s", b.Key, suggest(b.Key, columnNames(s)))
+		for _, fc := range [][2]string{{"key", b.Key}, {"session", b.Session}} {
+			field, col := fc[0], fc[1]
+			if col == "" {
+				continue
 			}
+			if s := bucketSchema[b.Name]; s != nil {
+				if !hasColumn(s, col) {
+					c.add(fmt.Sprintf("buckets[%d].%s", i, field), "unknown column %q%s", col, suggest(col, columnNames(s)))
+				} else if id := s.Field(s.FieldIndices(col)[0]).Type.ID(); id != arrow.STRING && id != arrow.INT64 && id != arrow.BINARY {
+					c.add(fmt.Sprintf("buckets[%d].%s", i, field), "column %q is %s; keys and sessions are string, bytes or int64 columns", col, s.Field(s.FieldIndices(col)[0]).Type)
+				}
+			}
+		}
+	}
+	for i, t := range a.Triggers {
+		b := a.Bucket(t.Bucket)
+		if b == nil {
+			continue
+		}
+		p := fmt.Sprintf("triggers[%d]", i)
+		switch t.Primitive {
+		case "by_name", "by_set", "dynamic_join", "dynamic_group":
+			if b.Key == "" {
+				c.add(p+".bucket", "%s looks at object keys, but bucket %q has no key column (set its key, or the key of the source that feeds it)", t.Primitive, b.Name)
+			}
+		}
+		s := bucketSchema[b.Name]
+		if s == nil {
+			continue
+		}
+		if t.CountColumn != "" {
+			if !hasColumn(s, t.CountColumn) {
+				c.add(p+".count_column", "unknown column %q%s", t.CountColumn, suggest(t.CountColumn, columnNames(s)))
+			} else if s.Field(s.FieldIndices(t.CountColumn)[0]).Type.ID() != arrow.INT64 {
+				c.add(p+".count_column", "column %q must be int64", t.CountColumn)
+			}
+		}
+		if t.GroupColumn != "" && !hasColumn(s, t.GroupColumn) {
+			c.add(p+".group_column", "unknown column %q%s", t.GroupColumn, suggest(t.GroupColumn, columnNames(s)))
 		}
 	}
 	for i, t := range a.Triggers {

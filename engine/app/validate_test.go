@@ -86,7 +86,7 @@ func TestBrokenApps(t *testing.T) {
 		{"sum of string", "op: sum, column: amount", "op: sum, column: user",
 			[]string{`functions[1].aggregates[1].column: sum needs an int64 or float64 column, "user" is utf8`}},
 		{"unknown primitive", "primitive: immediate", "primitive: sometimes",
-			[]string{`triggers[0].primitive: unknown primitive "sometimes" (immediate, by_batch_size, by_time)`}},
+			[]string{`triggers[0].primitive: unknown primitive "sometimes" (immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group)`}},
 		{"batch without count", "primitive: immediate", "primitive: by_batch_size",
 			[]string{`triggers[0].count: must be > 0 for by_batch_size`}},
 		{"unknown output", "outputs: [out]", "outputs: [nowhere]",

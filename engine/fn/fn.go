@@ -28,6 +28,8 @@ type Input struct {
 	Window triggers.Window
 	// Session is the session the firing belongs to ("" without sessions).
 	Session string
+	// Group is the group of a dynamic_group firing.
+	Group string
 }
 
 // Rows is the number of objects in the input.
