@@ -151,7 +151,7 @@ func (t *Trigger) WindowDuration() time.Duration { return t.window }
 // Function is a built-in function with its parameters.
 type Function struct {
 	Name string `yaml:"name"`
-	// Kind is filter, project, aggregate or emit.
+	// Kind is filter, project, aggregate, split or emit.
 	Kind string `yaml:"kind"`
 	// Expr is the boolean expression of a filter.
 	Expr string `yaml:"expr"`
@@ -160,6 +160,14 @@ type Function struct {
 	// GroupBy and Aggregates configure an aggregate.
 	GroupBy    []string    `yaml:"group_by"`
 	Aggregates []Aggregate `yaml:"aggregates"`
+	// Column, As and Separator configure a split: the string column to
+	// split, the name of the output column holding each part (default: the
+	// column's own name, replaced), and the separator (default: runs of
+	// white space). A null or empty value yields one row with a null part,
+	// so control records pass through.
+	Column    string `yaml:"column"`
+	As        string `yaml:"as"`
+	Separator string `yaml:"separator"`
 	// Outputs are bucket or sink names; every output gets the function's
 	// whole result.
 	Outputs []string `yaml:"outputs"`

@@ -573,6 +573,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 	only("columns", len(f.Columns) > 0 && f.Kind != "project", "project")
 	only("group_by", len(f.GroupBy) > 0 && f.Kind != "aggregate", "aggregate")
 	only("aggregates", len(f.Aggregates) > 0 && f.Kind != "aggregate", "aggregate")
+	only("column", f.Column != "" && f.Kind != "split", "split")
+	only("as", f.As != "" && f.Kind != "split", "split")
+	only("separator", f.Separator != "" && f.Kind != "split", "split")
 	switch f.Kind {
 	case "filter":
 		if f.Expr == "" {
@@ -591,6 +594,31 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		return in
 	case "emit":
 		return in
+	case "split":
+		if f.Column == "" {
+			c.add(p+".column", "a split needs the string column to split")
+			return nil
+		}
+		idx := in.FieldIndices(f.Column)
+		if len(idx) == 0 {
+			c.add(p+".column", "unknown column %q%s", f.Column, suggest(f.Column, columnNames(in)))
+			return nil
+		}
+		if in.Field(idx[0]).Type.ID() != arrow.STRING {
+			c.add(p+".column", "column %q is %s; split needs a string column", f.Column, in.Field(idx[0]).Type)
+			return nil
+		}
+		as := f.As
+		if as == "" {
+			as = f.Column
+		}
+		var fields []arrow.Field
+		for _, fl := range in.Fields() {
+			if fl.Name != f.Column && fl.Name != as {
+				fields = append(fields, fl)
+			}
+		}
+		return arrow.NewSchema(append(fields, arrow.Field{Name: as, Type: arrow.BinaryTypes.String, Nullable: true}), nil)
 	case "project":
 		if len(f.Columns) == 0 {
 			c.add(p+".columns", "a project needs at least one column")
@@ -738,9 +766,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		}
 		return arrow.NewSchema(fields, nil)
 	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, emit)")
+		c.add(p+".kind", "must be set (filter, project, aggregate, split, emit)")
 	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, emit)", f.Kind)
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, emit)", f.Kind)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -169,7 +170,11 @@ func TestDocumentedExampleValidates(t *testing.T) {
 }
 
 func TestExamplesValidate(t *testing.T) {
-	for _, p := range []string{"../../examples/quickstart/app.yaml"} {
+	paths, _ := filepath.Glob("../../examples/*/app.yaml")
+	if len(paths) < 2 {
+		t.Fatalf("examples not found: %v", paths)
+	}
+	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatal(err)
 		}

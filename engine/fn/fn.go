@@ -63,6 +63,8 @@ func Build(f *app.Function) (Function, error) {
 		return newProject(f)
 	case "aggregate":
 		return newAggregate(f)
+	case "split":
+		return newSplit(f), nil
 	case "emit":
 		return emit{}, nil
 	}

@@ -29,6 +29,7 @@ triggers:
   - {name: t1, bucket: in, primitive: immediate, function: shape}
   - {name: t2, bucket: in, primitive: by_time, window: 1m, function: stats}
   - {name: t3, bucket: in, primitive: immediate, function: keep}
+  - {name: t4, bucket: in, primitive: immediate, function: words}
 functions:
   - name: shape
     kind: project
@@ -52,6 +53,7 @@ functions:
       - {name: first_ts, op: min, column: ts}
     outputs: [out]
   - {name: keep, kind: filter, expr: "amount > 10 or user == 'zed'", outputs: [out]}
+  - {name: words, kind: split, column: user, as: part, separator: "n", outputs: [out]}
 sinks: [{name: out, topic: out}]
 `
 
@@ -161,6 +163,21 @@ func TestFilterDropsNullsAndKeepsOrder(t *testing.T) {
 		`{"id":1,"user":"ann","amount":10.5,"ts":"1970-01-01T00:00:03.000Z"}`,
 		`{"id":4,"user":null,"amount":20,"ts":null}`,
 		`{"id":5,"user":"zed","amount":null,"ts":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSplit(t *testing.T) {
+	got := run(t, "words", Input{Records: input(t,
+		`{"id":1,"user":"anna"}`, `{"id":2,"user":"nnn"}`, `{"id":3}`, `{"id":4,"user":"bob"}`)})
+	want := []string{
+		`{"id":1,"amount":null,"ts":null,"part":"a"}`,
+		`{"id":1,"amount":null,"ts":null,"part":"a"}`,
+		`{"id":2,"amount":null,"ts":null,"part":null}`,
+		`{"id":3,"amount":null,"ts":null,"part":null}`,
+		`{"id":4,"amount":null,"ts":null,"part":"bob"}`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
