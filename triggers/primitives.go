@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// immediate fires once for every Put with all the objects of that Put: the
-// engine puts objects in micro-batches, and a function over a micro-batch
-// sees the same rows as one invocation per object would, in order.
+// immediate fires for every Put with all the objects of that Put, one firing
+// per run of consecutive objects of the same session: the engine puts
+// objects in micro-batches, and a function over a micro-batch sees the same
+// rows as one invocation per object would, in order, never mixing sessions.
 type immediate struct {
 	name string
 	low  uint64
@@ -21,7 +22,18 @@ func (t *immediate) Put(o Objects, _ time.Time, out []Firing) []Firing {
 		return out
 	}
 	t.low = o.First + uint64(o.Len)
-	return append(out, Firing{Trigger: t.name, Objects: []Span{{o.First, t.low}}})
+	if o.Sessions == nil {
+		return append(out, Firing{Trigger: t.name, Objects: []Span{{o.First, t.low}}})
+	}
+	start := 0
+	for i := 1; i <= o.Len; i++ {
+		if i == o.Len || o.Sessions[i] != o.Sessions[start] {
+			out = append(out, Firing{Trigger: t.name, Session: o.Sessions[start],
+				Objects: []Span{{o.First + uint64(start), o.First + uint64(i)}}})
+			start = i
+		}
+	}
+	return out
 }
 func (t *immediate) Tick(_ time.Time, out []Firing) []Firing { return out }
 func (t *immediate) NextTick() time.Time                     { return time.Time{} }
@@ -38,57 +50,6 @@ func (t *immediate) UnmarshalState(b []byte, next uint64) error {
 		return fmt.Errorf("triggers: %s: corrupt state", t.name)
 	}
 	t.low = v
-	return nil
-}
-
-// byBatchSize fires every n objects with exactly those n objects, in put
-// order. Objects short of a full batch stay pending across restarts.
-type byBatchSize struct {
-	name        string
-	n           uint64
-	start, next uint64 // pending objects are [start, next)
-}
-
-func (t *byBatchSize) Name() string    { return t.name }
-func (t *byBatchSize) Dropped() uint64 { return 0 }
-func (t *byBatchSize) Put(o Objects, _ time.Time, out []Firing) []Firing {
-	if o.Len == 0 {
-		return out
-	}
-	if t.next != o.First {
-		// Objects are numbered densely per bucket partition; a gap means the
-		// engine lost track of the bucket, which must never happen.
-		panic(fmt.Sprintf("triggers: %s: put seq %d, expected %d", t.name, o.First, t.next))
-	}
-	t.next = o.First + uint64(o.Len)
-	for t.next-t.start >= t.n {
-		out = append(out, Firing{Trigger: t.name, Objects: []Span{{t.start, t.start + t.n}}})
-		t.start += t.n
-	}
-	return out
-}
-func (t *byBatchSize) Tick(_ time.Time, out []Firing) []Firing { return out }
-func (t *byBatchSize) NextTick() time.Time                     { return time.Time{} }
-func (t *byBatchSize) Low() uint64                             { return t.start }
-func (t *byBatchSize) Pending() int                            { return int(t.next - t.start) }
-func (t *byBatchSize) MarshalState() []byte {
-	b := binary.AppendUvarint(nil, t.start)
-	return binary.AppendUvarint(b, t.next)
-}
-func (t *byBatchSize) UnmarshalState(b []byte, next uint64) error {
-	if b == nil {
-		t.start, t.next = next, next
-		return nil
-	}
-	s, n1 := binary.Uvarint(b)
-	if n1 <= 0 {
-		return fmt.Errorf("triggers: %s: corrupt state", t.name)
-	}
-	e, n2 := binary.Uvarint(b[n1:])
-	if n2 <= 0 || e < s {
-		return fmt.Errorf("triggers: %s: corrupt state", t.name)
-	}
-	t.start, t.next = s, e
 	return nil
 }
 

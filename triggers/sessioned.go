@@ -64,8 +64,8 @@ type session struct {
 	fired  bool     // redundant: fired; later objects are dropped until n
 }
 
-// sessioned implements the primitives whose state is per session: by_set,
-// redundant, dynamic_join and dynamic_group. Sessions never share state; a
+// sessioned implements the primitives whose state is per session:
+// by_batch_size, by_set, redundant, dynamic_join and dynamic_group. Sessions never share state; a
 // session's state is deleted when it completes or times out.
 type sessioned struct {
 	spec     Spec
@@ -103,6 +103,15 @@ func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 		name := o.session(i)
 		key := o.key(i)
 		switch t.spec.Primitive {
+		case ByBatchSize:
+			// Batches never mix sessions (the reference implementation kept
+			// one buffer for all of them).
+			s := t.get(name, now)
+			s.held = append(s.held, seq)
+			if len(s.held) == t.spec.Count {
+				out = append(out, Firing{Trigger: t.spec.Name, Session: name, Objects: spans(s.held)})
+				delete(t.sessions, name)
+			}
 		case BySet:
 			idx := slices.Index(t.spec.Keys, key)
 			if idx < 0 {

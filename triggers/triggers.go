@@ -228,8 +228,6 @@ func New(s Spec, next uint64) (Trigger, error) {
 	switch s.Primitive {
 	case Immediate:
 		return &immediate{name: s.Name, low: next}, nil
-	case ByBatchSize:
-		return &byBatchSize{name: s.Name, n: uint64(s.Count), start: next, next: next}, nil
 	case ByTime:
 		return &byTime{name: s.Name, size: s.Window, next: next}, nil
 	case ByName:

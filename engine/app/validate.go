@@ -237,7 +237,7 @@ func (a *App) Validate() error {
 		only("count_column", t.CountColumn != "", "dynamic_join")
 		only("controls", t.Controls != 0, "dynamic_group")
 		only("group_column", t.GroupColumn != "", "dynamic_group")
-		only("session_timeout", t.SessionTimeout != "", "by_set", "redundant", "dynamic_join", "dynamic_group")
+		only("session_timeout", t.SessionTimeout != "", "by_batch_size", "by_set", "redundant", "dynamic_join", "dynamic_group")
 		if t.Primitive != "by_batch_size" && t.Count != 0 {
 			c.add(p+".count", "only by_batch_size takes a count")
 		}
