@@ -16,7 +16,8 @@ import (
 //
 //	new primitive=P [count=N] [window=D] [name=K] [keys=a,b] [k=K n=N]
 //	    [control=C] [controls=N] [timeout=D]  builds trigger "t" (next seq 0)
-//	put [n=N] [key=K] [session=S] [group=G] [count=C]
+//	    [time=event] [slide=D] [gap=D] [bound=D] [lateness=D] [idle=D] [future=D]
+//	put [n=N] [key=K] [session=S] [group=G] [count=C] [ts=D (event time)]
 //	                                        puts N objects (default 1) with those
 //	                                        attributes at the current time
 //	advance by=D                            moves the clock and calls Tick
@@ -106,6 +107,13 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		e.spec.K, _ = strconv.Atoi(args["k"])
 		e.spec.N, _ = strconv.Atoi(args["n"])
 		e.spec.ControlKey = args["control"]
+		e.spec.EventTime = args["time"] == "event"
+		for k, d := range map[string]*time.Duration{"slide": &e.spec.Slide, "gap": &e.spec.Gap, "bound": &e.spec.OutOfOrderness,
+			"lateness": &e.spec.AllowedLateness, "idle": &e.spec.IdleTimeout, "future": &e.spec.MaxFuture} {
+			if args[k] != "" {
+				*d = dur(k)
+			}
+		}
 		e.spec.Controls, _ = strconv.Atoi(args["controls"])
 		if args["at"] != "" {
 			e.now = time.Unix(0, 0).UTC().Add(dur("at"))
@@ -123,6 +131,11 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		}
 		objs := Objects{First: e.next, Len: n}
 		c, _ := strconv.ParseInt(args["count"], 10, 64)
+		if args["ts"] != "" {
+			for i := 0; i < n; i++ {
+				objs.EventTimes = append(objs.EventTimes, dur("ts").Milliseconds())
+			}
+		}
 		for i := 0; i < n; i++ {
 			objs.Keys = append(objs.Keys, args["key"])
 			objs.Sessions = append(objs.Sessions, args["session"])
@@ -170,6 +183,9 @@ func format(fs []Firing) []string {
 		s := "fire " + f.Trigger
 		if f.Expired {
 			s = "expire " + f.Trigger
+		}
+		if f.Late {
+			s = "late " + f.Trigger
 		}
 		if f.Session != "" {
 			s += " session=" + f.Session

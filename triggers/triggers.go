@@ -46,6 +46,9 @@ type Firing struct {
 	// before the trigger fired: the engine dead-letters them instead of
 	// invoking the function.
 	Expired bool
+	// Late marks event-time objects whose windows had all fired: the engine
+	// drops and counts them, or puts them into the trigger's late bucket.
+	Late bool
 }
 
 // Count is the number of objects the firing passes.
@@ -145,8 +148,19 @@ type Spec struct {
 	Primitive string
 	// Count is the batch size of by_batch_size.
 	Count int
-	// Window is the window length of by_time.
+	// Window is the window length of by_time (tumbling, or sliding with
+	// Slide); Gap makes session windows instead.
 	Window time.Duration
+	Slide  time.Duration
+	Gap    time.Duration
+	// EventTime makes by_time use the objects' event times and a watermark
+	// instead of the processing-time clock.
+	EventTime bool
+	// OutOfOrderness is how far behind the largest event time the watermark
+	// stays; AllowedLateness delays firing past the window end; IdleTimeout
+	// lets the watermark follow the clock when no objects arrive; MaxFuture
+	// clamps event times ahead of the clock.
+	OutOfOrderness, AllowedLateness, IdleTimeout, MaxFuture time.Duration
 	// Match is the key by_name fires on.
 	Match string
 	// Keys is the set by_set waits for, in the order it passes them.
@@ -171,8 +185,16 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("triggers: %s: count must be > 0", s.Primitive)
 		}
 	case ByTime:
-		if s.Window <= 0 {
+		switch {
+		case s.Gap > 0 && (s.Window != 0 || s.Slide != 0):
+			return fmt.Errorf("triggers: %s: a session window (gap) takes no window or slide", s.Primitive)
+		case s.Gap > 0:
+		case s.Window <= 0:
 			return fmt.Errorf("triggers: %s: window must be > 0", s.Primitive)
+		case s.Slide < 0 || s.Slide > s.Window:
+			return fmt.Errorf("triggers: %s: slide must be in (0, window]", s.Primitive)
+		case s.Slide > 0 && s.Window%s.Slide != 0:
+			return fmt.Errorf("triggers: %s: window must be a multiple of slide", s.Primitive)
 		}
 	case ByName:
 		if s.Match == "" {
@@ -229,7 +251,7 @@ func New(s Spec, next uint64) (Trigger, error) {
 	case Immediate:
 		return &immediate{name: s.Name, low: next}, nil
 	case ByTime:
-		return &byTime{name: s.Name, size: s.Window, next: next}, nil
+		return newWindowed(s, next), nil
 	case ByName:
 		return &byName{name: s.Name, match: s.Match, low: next}, nil
 	default:
