@@ -36,11 +36,12 @@ type bucket struct {
 }
 
 type trigger struct {
-	t        triggers.Trigger
-	fn       *fnPlan
-	groupCol string
-	countCol string
-	dropped  uint64 // Dropped() as last reported to the metrics
+	t          triggers.Trigger
+	fn         *fnPlan
+	groupCol   string
+	countCol   string
+	lateBucket string
+	dropped    uint64 // Dropped() as last reported to the metrics
 }
 
 type chunk struct {
@@ -86,7 +87,7 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		if err := tr.UnmarshalState(raw, b.next); err != nil {
 			return nil, err
 		}
-		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, dropped: tr.Dropped()})
+		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket, dropped: tr.Dropped()})
 	}
 	return b, nil
 }
@@ -120,11 +121,35 @@ func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
 	b.objects += int64(n)
 	b.bytes += size
 	return triggers.Objects{
-		First:    c.first,
-		Len:      int(n),
-		Keys:     stringColumn(rec, b.cfg.Key),
-		Sessions: stringColumn(rec, b.cfg.Session),
+		First:      c.first,
+		Len:        int(n),
+		Keys:       stringColumn(rec, b.cfg.Key),
+		Sessions:   stringColumn(rec, b.cfg.Session),
+		EventTimes: millisColumn(rec, b.cfg.EventTime),
 	}
+}
+
+// millisColumn reads a timestamp (milliseconds) or int64 column as unix
+// milliseconds (nil when not set or absent).
+func millisColumn(rec arrow.Record, name string) []int64 {
+	if name == "" {
+		return nil
+	}
+	idx := rec.Schema().FieldIndices(name)
+	if len(idx) == 0 {
+		return nil
+	}
+	switch a := rec.Column(idx[0]).(type) {
+	case *array.Int64:
+		return a.Int64Values()
+	case *array.Timestamp:
+		out := make([]int64, a.Len())
+		for i, v := range a.TimestampValues() {
+			out[i] = int64(v)
+		}
+		return out
+	}
+	return nil
 }
 
 // stringColumn reads column name of rec as strings (nil when the column is

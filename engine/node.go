@@ -133,10 +133,11 @@ type bucketPlan struct {
 }
 
 type trigPlan struct {
-	spec     triggers.Spec
-	fn       *fnPlan
-	groupCol string // dynamic_group: column of an object's group
-	countCol string // dynamic_join: column of the announced count
+	spec       triggers.Spec
+	fn         *fnPlan
+	groupCol   string // dynamic_group: column of an object's group
+	countCol   string // dynamic_join: column of the announced count
+	lateBucket string // by_time on event time: where late objects go
 }
 
 type fnPlan struct {
@@ -178,15 +179,19 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 		if bp == nil || p.functions[t.Function] == nil {
 			return nil, fmt.Errorf("engine: trigger %q: app not validated", t.Name)
 		}
+		slide, gap, ooo, lateness, idle, future := t.TimeSpec()
 		bp.triggers = append(bp.triggers, trigPlan{
 			spec: triggers.Spec{
+				Slide: slide, Gap: gap, EventTime: t.Time == "event", OutOfOrderness: ooo,
+				AllowedLateness: lateness, IdleTimeout: idle, MaxFuture: future,
 				Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration(),
 				Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
 				SessionTimeout: t.SessionTimeoutDuration(),
 			},
-			fn:       p.functions[t.Function],
-			groupCol: t.GroupColumn,
-			countCol: t.CountColumn,
+			fn:         p.functions[t.Function],
+			groupCol:   t.GroupColumn,
+			countCol:   t.CountColumn,
+			lateBucket: t.LateBucket,
 		})
 	}
 	return p, nil

@@ -417,6 +417,16 @@ func (t *task) drain() error {
 			}
 			continue
 		}
+		if q := c.queue[0]; q.f.Late && next == nil {
+			// Event-time objects that missed their windows: routed to the
+			// late bucket when there is one, else dropped (and counted).
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+			if err := t.routeLate(q); err != nil {
+				return t.abort(err)
+			}
+			continue
+		}
 		if next == nil {
 			var err error
 			if next, err = t.newJob(c.queue[0]); err != nil {
@@ -440,6 +450,27 @@ func (t *task) drain() error {
 		}
 	}
 	c.queue = c.queue[:0]
+	return nil
+}
+
+// routeLate puts late objects into the trigger's late bucket.
+func (t *task) routeLate(q queued) error {
+	if q.tr.lateBucket == "" {
+		return nil
+	}
+	var recs []arrow.Record
+	var err error
+	for _, sp := range q.f.Objects {
+		if recs, err = q.b.slices(t.n.o.Store, sp, recs); err != nil {
+			for _, r := range recs {
+				r.Release()
+			}
+			return err
+		}
+	}
+	for _, r := range recs {
+		t.put(t.buckets[q.tr.lateBucket], r)
+	}
 	return nil
 }
 

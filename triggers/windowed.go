@@ -35,6 +35,7 @@ type windowed struct {
 	maxTs       int64 // largest (clamped) event time seen
 	lastArrival int64 // processing time of the last put, unix ns
 	seen        bool  // any event-time object seen
+	minEnd      int64 // no pane ends before this (may be stale low)
 	next        uint64
 	late        uint64
 }
@@ -72,6 +73,9 @@ func (t *windowed) pane(start, end int64, key string) *pane {
 		}
 	}
 	p := &pane{start: start, end: end, key: key}
+	if len(t.panes) == 0 || end < t.minEnd {
+		t.minEnd = end
+	}
 	t.panes = append(t.panes, p)
 	return p
 }
@@ -84,7 +88,6 @@ func (t *windowed) Put(o Objects, now time.Time, out []Firing) []Firing {
 	if !t.eventTime() {
 		out = t.fire(nowNs, out)
 	}
-	var late []uint64
 	for i := 0; i < o.Len; i++ {
 		seq := o.First + uint64(i)
 		ts := nowNs
@@ -95,24 +98,28 @@ func (t *windowed) Put(o Objects, now time.Time, out []Firing) []Firing {
 			}
 		}
 		if !t.assign(seq, ts, o.key(i)) {
-			late = append(late, seq)
 			t.late++
+			if n := len(out); n > 0 && out[n-1].Late && out[n-1].Objects[len(out[n-1].Objects)-1].To == seq {
+				out[n-1].Objects[len(out[n-1].Objects)-1].To++
+			} else {
+				out = append(out, Firing{Trigger: t.spec.Name, Objects: []Span{{seq, seq + 1}}, Late: true})
+			}
 		}
-		if t.eventTime() && (!t.seen || ts > t.maxTs) {
+		if !t.eventTime() {
+			continue
+		}
+		// The watermark moves object by object, so what fires (and what is
+		// late) does not depend on how the input was batched.
+		if !t.seen || ts > t.maxTs {
 			t.maxTs, t.seen = ts, true
+		}
+		if wm := t.maxTs - int64(t.spec.OutOfOrderness); wm > t.wm {
+			t.wm = wm
+			out = t.fire(t.wm, out)
 		}
 	}
 	t.next = o.First + uint64(o.Len)
 	t.lastArrival = nowNs
-	if len(late) > 0 {
-		out = append(out, Firing{Trigger: t.spec.Name, Objects: spans(late), Late: true})
-	}
-	if t.eventTime() {
-		if wm := t.maxTs - int64(t.spec.OutOfOrderness); wm > t.wm {
-			t.wm = wm
-		}
-		out = t.fire(t.wm, out)
-	}
 	return out
 }
 
@@ -135,6 +142,9 @@ func (t *windowed) assign(seq uint64, ts int64, key string) bool {
 		}
 		t.panes = kept
 		slices.Sort(merged)
+		if len(t.panes) == 0 || end < t.minEnd {
+			t.minEnd = end
+		}
 		t.panes = append(t.panes, &pane{start: start, end: end, key: key, seqs: merged})
 		return true
 	}
@@ -162,6 +172,9 @@ func (t *windowed) fire(wm int64, out []Firing) []Firing {
 	if t.eventTime() {
 		lat = int64(t.spec.AllowedLateness)
 	}
+	if len(t.panes) == 0 || t.minEnd+lat > wm {
+		return out // nothing can be due: skip the scan
+	}
 	var due []*pane
 	kept := t.panes[:0]
 	for _, p := range t.panes {
@@ -172,6 +185,11 @@ func (t *windowed) fire(wm int64, out []Firing) []Firing {
 		}
 	}
 	t.panes = kept
+	for i, p := range kept {
+		if i == 0 || p.end < t.minEnd {
+			t.minEnd = p.end
+		}
+	}
 	sort.Slice(due, func(i, j int) bool {
 		a, b := due[i], due[j]
 		if a.end != b.end {
@@ -292,6 +310,9 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 		p := &pane{start: r.varint(), end: r.varint(), key: strings.Clone(r.string())}
 		for k := r.count(); k > 0 && r.err == nil; k-- {
 			p.seqs = append(p.seqs, r.uvarint())
+		}
+		if len(t.panes) == 0 || p.end < t.minEnd {
+			t.minEnd = p.end
 		}
 		t.panes = append(t.panes, p)
 	}

@@ -100,6 +100,9 @@ type Bucket struct {
 	// Session is the column that holds an object's session id; objects
 	// without one share the session "".
 	Session string `yaml:"session"`
+	// EventTime is the timestamp (or int64 milliseconds) column event-time
+	// triggers read; default: the event_time of the source that feeds it.
+	EventTime string `yaml:"event_time"`
 	// MaxObjects bounds the objects held per partition; default 1,000,000.
 	MaxObjects int64 `yaml:"max_objects"`
 	// MaxBytes bounds the bytes held per partition; default 256 MiB.
@@ -138,8 +141,33 @@ type Trigger struct {
 	// SessionTimeout abandons a session idle this long; its objects go to
 	// the dead-letter topic (Go duration; default: never).
 	SessionTimeout string `yaml:"session_timeout"`
+	// by_time: Slide makes the window sliding (hopping); Gap makes session
+	// windows per object key instead of Window.
+	Slide string `yaml:"slide"`
+	Gap   string `yaml:"gap"`
+	// Time is processing (default) or event: event time reads the bucket's
+	// event_time column and closes windows by watermark.
+	Time string `yaml:"time"`
+	// Event-time settings: OutOfOrderness (watermark = largest event time -
+	// this; default 0), AllowedLateness (fire this long after the window
+	// end; default 0), IdleTimeout (after this long without objects the
+	// watermark follows the clock; default: never), MaxFuture (event times
+	// further ahead of the clock are clamped; default 1h).
+	OutOfOrderness  string `yaml:"out_of_orderness"`
+	AllowedLateness string `yaml:"allowed_lateness"`
+	IdleTimeout     string `yaml:"idle_timeout"`
+	MaxFuture       string `yaml:"max_future"`
+	// LateBucket receives late objects (with the same schema); default:
+	// they are dropped and counted in pheromone_trigger_dropped_total.
+	LateBucket string `yaml:"late_bucket"`
 
-	window, sessionTimeout time.Duration
+	window, sessionTimeout                                time.Duration
+	slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration
+}
+
+// TimeSpec returns the parsed by_time settings (valid after Validate).
+func (t *Trigger) TimeSpec() (slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration) {
+	return t.slide, t.gap, t.outOfOrderness, t.lateness, t.idle, t.maxFuture
 }
 
 // SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).

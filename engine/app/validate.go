@@ -93,6 +93,9 @@ func (a *App) Validate() error {
 			if b := a.Bucket(s.Bucket); b.Key == "" && s.Key != "" {
 				b.Key = s.Key // objects are keyed like the records they came from
 			}
+			if b := a.Bucket(s.Bucket); b.EventTime == "" && s.EventTime != "" {
+				b.EventTime = s.EventTime
+			}
 		}
 		if s.Topic != "" {
 			if prev, dup := topics[s.Topic]; dup {
@@ -164,14 +167,54 @@ func (a *App) Validate() error {
 				c.add(p+".count", "must be > 0 for by_batch_size")
 			}
 		case "by_time":
-			if t.Window == "" {
-				c.add(p+".window", "must be set for by_time (a duration like 10s)")
-			} else if d, err := time.ParseDuration(t.Window); err != nil {
-				c.add(p+".window", "%q is not a duration (try 10s, 1m, 500ms)", t.Window)
-			} else if d <= 0 {
-				c.add(p+".window", "must be > 0")
-			} else {
-				t.window = d
+			dur := func(field, v string, dst *time.Duration) {
+				if v == "" {
+					return
+				}
+				if d, err := time.ParseDuration(v); err != nil {
+					c.add(p+"."+field, "%q is not a duration (try 10s, 1m, 500ms)", v)
+				} else if d <= 0 {
+					c.add(p+"."+field, "must be > 0")
+				} else {
+					*dst = d
+				}
+			}
+			dur("window", t.Window, &t.window)
+			dur("slide", t.Slide, &t.slide)
+			dur("gap", t.Gap, &t.gap)
+			dur("out_of_orderness", t.OutOfOrderness, &t.outOfOrderness)
+			dur("allowed_lateness", t.AllowedLateness, &t.lateness)
+			dur("idle_timeout", t.IdleTimeout, &t.idle)
+			dur("max_future", t.MaxFuture, &t.maxFuture)
+			switch {
+			case t.Window == "" && t.Gap == "":
+				c.add(p+".window", "must be set for by_time (a duration like 10s), or set gap for session windows")
+			case t.Gap != "" && (t.Window != "" || t.Slide != ""):
+				c.add(p+".gap", "session windows (gap) take no window or slide")
+			case t.slide > 0 && t.window > 0 && (t.slide > t.window || t.window%t.slide != 0):
+				c.add(p+".slide", "must divide the window (%s)", t.Window)
+			}
+			switch t.Time {
+			case "", "processing":
+				t.Time = "processing"
+				for _, f := range [][2]string{{"out_of_orderness", t.OutOfOrderness}, {"allowed_lateness", t.AllowedLateness},
+					{"idle_timeout", t.IdleTimeout}, {"max_future", t.MaxFuture}, {"late_bucket", t.LateBucket}} {
+					if f[1] != "" {
+						c.add(p+"."+f[0], "only event-time windows (time: event) take %s", f[0])
+					}
+				}
+			case "event":
+				if t.maxFuture == 0 {
+					t.maxFuture = time.Hour
+				}
+				if b := a.Bucket(t.Bucket); b != nil && b.EventTime == "" {
+					c.add(p+".time", "event time needs an event_time column on bucket %q (or on the source that feeds it)", t.Bucket)
+				}
+				if t.LateBucket != "" && a.Bucket(t.LateBucket) == nil {
+					c.add(p+".late_bucket", "unknown bucket %q%s", t.LateBucket, suggest(t.LateBucket, keys(a.bucketIdx)))
+				}
+			default:
+				c.add(p+".time", "%q: want processing or event", t.Time)
 			}
 		case "by_name":
 			if t.Match == "" {
@@ -241,16 +284,33 @@ func (a *App) Validate() error {
 		if t.Primitive != "by_batch_size" && t.Count != 0 {
 			c.add(p+".count", "only by_batch_size takes a count")
 		}
-		if t.Primitive != "by_time" && t.Window != "" {
-			c.add(p+".window", "only by_time takes a window")
+		if t.Primitive != "by_time" {
+			for _, f := range [][2]string{{"window", t.Window}, {"slide", t.Slide}, {"gap", t.Gap}, {"time", t.Time},
+				{"out_of_orderness", t.OutOfOrderness}, {"allowed_lateness", t.AllowedLateness}, {"idle_timeout", t.IdleTimeout},
+				{"max_future", t.MaxFuture}, {"late_bucket", t.LateBucket}} {
+				if f[1] != "" {
+					c.add(p+"."+f[0], "only by_time takes %s", f[0])
+				}
+			}
 		}
 	}
 
 	// Functions: derive schemas in dependency order, so a bucket fed by a
 	// function knows its schema before the triggers on it are checked.
 	checked := make([]bool, len(a.Functions))
+	lateDone := make([]bool, len(a.Triggers))
 	for progress := true; progress; {
 		progress = false
+		// A late bucket receives the objects of its trigger's bucket.
+		for i, t := range a.Triggers {
+			if lateDone[i] || t.LateBucket == "" || a.Bucket(t.LateBucket) == nil {
+				continue
+			}
+			if s := bucketSchema[t.Bucket]; s != nil {
+				setSchema(fmt.Sprintf("triggers[%d].late_bucket", i), t.LateBucket, s, "trigger "+t.Name+" (late objects)")
+				lateDone[i], progress = true, true
+			}
+		}
 		for i := range a.Functions {
 			f := &a.Functions[i]
 			if checked[i] {
@@ -308,6 +368,11 @@ func (a *App) Validate() error {
 	for _, s := range a.Sources {
 		written[s.Bucket] = true
 	}
+	for _, t := range a.Triggers {
+		if t.LateBucket != "" {
+			written[t.LateBucket] = true
+		}
+	}
 	for _, f := range a.Functions {
 		for _, o := range f.Outputs {
 			written[o] = true
@@ -318,6 +383,15 @@ func (a *App) Validate() error {
 		// an upstream function does not also report its bucket.
 		if !written[b.Name] && b.Name != "" {
 			c.add(fmt.Sprintf("buckets[%d]", i), "bucket %q is never written: no source or function outputs to it, so its triggers can never fire", b.Name)
+		}
+		if b.EventTime != "" {
+			if s := bucketSchema[b.Name]; s != nil {
+				if !hasColumn(s, b.EventTime) {
+					c.add(fmt.Sprintf("buckets[%d].event_time", i), "unknown column %q%s", b.EventTime, suggest(b.EventTime, columnNames(s)))
+				} else if id := s.Field(s.FieldIndices(b.EventTime)[0]).Type.ID(); id != arrow.TIMESTAMP && id != arrow.INT64 {
+					c.add(fmt.Sprintf("buckets[%d].event_time", i), "column %q must be a timestamp or int64 milliseconds", b.EventTime)
+				}
+			}
 		}
 		for _, fc := range [][2]string{{"key", b.Key}, {"session", b.Session}} {
 			field, col := fc[0], fc[1]
@@ -779,6 +853,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 func (a *App) checkCycles(c *checker, firedBy map[string][]int) {
 	next := map[string][]string{} // bucket -> buckets its triggers' functions write
 	for _, t := range a.Triggers {
+		if t.LateBucket != "" && a.Bucket(t.LateBucket) != nil {
+			next[t.Bucket] = append(next[t.Bucket], t.LateBucket)
+		}
 		if f := a.Function(t.Function); f != nil {
 			for _, o := range f.Outputs {
 				if a.Bucket(o) != nil {
