@@ -53,7 +53,8 @@ type task struct {
 	commits       chan *pendingCommit
 	committerDone chan struct{}
 	failed        chan error
-	durable       atomic.Uint64 // cycleSeq of the last committed batch
+	durable       atomic.Uint64    // cycleSeq of the last synced batch
+	unsynced      []*pendingCommit // committed without sync, awaiting the next sync (committer only)
 }
 
 // acks counts the writes of one cycle that Kafka has not acknowledged yet.
@@ -73,6 +74,10 @@ func (a *acks) done(err error) {
 	}
 	a.wg.Done()
 }
+
+// maxPendingCommits bounds the cycles built but not yet durable per task;
+// beyond it the task waits (backpressure on the disk).
+const maxPendingCommits = 16
 
 // pendingCommit is one cycle's state, committed once its acks are in.
 type pendingCommit struct {
@@ -116,7 +121,7 @@ func newTask(n *Node, part int32) (*task, error) {
 		results:  make(chan *result, n.o.Executors),
 
 		cur:           &acks{},
-		commits:       make(chan *pendingCommit, 2),
+		commits:       make(chan *pendingCommit, maxPendingCommits),
 		committerDone: make(chan struct{}),
 		failed:        make(chan error, 1),
 	}
@@ -604,13 +609,27 @@ func (t *task) committer() {
 			err = fmt.Errorf("produce: %w", err)
 			pc.batch.Close()
 		} else {
-			err = pc.batch.Commit(!t.n.o.NoSync)
+			// Group commit: when more cycles are already queued, only the
+			// last of the run syncs; a synced commit makes every earlier
+			// one durable too. Offsets are published only after a sync.
+			sync := !t.n.o.NoSync && len(t.commits) == 0
+			err = pc.batch.Commit(sync)
+			if err == nil && !sync && !t.n.o.NoSync {
+				t.unsynced = append(t.unsynced, pc)
+				continue
+			}
 		}
 		if err != nil {
 			failed = true
 			t.failed <- err
 			continue
 		}
+		for _, u := range t.unsynced {
+			if u.offsets != nil {
+				t.n.setCommitted(t.part, u.offsets)
+			}
+		}
+		t.unsynced = t.unsynced[:0]
 		t.durable.Store(pc.seq)
 		if pc.offsets != nil {
 			t.n.setCommitted(t.part, pc.offsets)

@@ -33,12 +33,20 @@ sources:
     schema: [{name: req, type: string}, {name: key, type: string}, {name: val, type: int64}, {name: expect, type: int64}]
     key: key
     bucket: join
+  - name: alerts
+    topic: alerts
+    partitions: 1
+    schema: [{name: host, type: string}, {name: key, type: string}, {name: val, type: int64}]
+    key: key
+    bucket: alerts
 buckets:
+  - {name: alerts, session: host}
   - {name: words, session: job}
   - {name: set, session: req}
   - {name: replicas, session: req}
   - {name: join, session: req}
 triggers:
+  - {name: alarm, bucket: alerts, primitive: by_name, match: alarm, function: pass_alarm}
   - {name: shuffle, bucket: words, primitive: dynamic_group, control_key: _done, controls: 2, group_column: word, function: reduce}
   - {name: all3, bucket: set, primitive: by_set, keys: [a, b, c], function: pass_set}
   - {name: first2, bucket: replicas, primitive: redundant, k: 2, n: 3, session_timeout: 10s, function: pass_replicas}
@@ -50,6 +58,7 @@ functions:
     aggregates: [{name: n, op: count}]
     outputs: [word_counts]
   - {name: pass_set, kind: emit, outputs: [set_out]}
+  - {name: pass_alarm, kind: emit, outputs: [alarms]}
   - {name: pass_replicas, kind: emit, outputs: [replicas_out]}
   - name: sum_join
     kind: aggregate
@@ -57,13 +66,14 @@ functions:
     aggregates: [{name: n, op: count}, {name: total, op: sum, column: val}]
     outputs: [join_out]
 sinks:
+  - {name: alarms, topic: alarms}
   - {name: word_counts, topic: word-counts}
   - {name: set_out, topic: set-out}
   - {name: replicas_out, topic: replicas-out}
   - {name: join_out, topic: join-out}
 `
 
-// TestSessionPrimitives runs dynamic_group (a MapReduce shuffle), by_set,
+// TestSessionPrimitives runs by_name, dynamic_group (a MapReduce shuffle), by_set,
 // redundant with a session timeout, and dynamic_join end to end over kfake,
 // with interleaved sessions, duplicates and late announcements, and checks
 // every output topic exactly.
@@ -103,6 +113,15 @@ func TestSessionPrimitives(t *testing.T) {
 		`{"req":"s1","key":"p2","val":7}`,
 		`{"req":"s2","key":"p9","val":1}`)
 
+	produce(t, brokers, "alerts", 0,
+		`{"host":"h1","key":"ok","val":0}`,
+		`{"host":"h1","key":"alarm","val":1}`,
+		`{"host":"h2","key":"alarm","val":2}`,
+		`{"host":"h1","key":"ok","val":3}`)
+	equalLines(t, "alarms (by_name)", values(consume(t, brokers, "alarms", 2, 200*time.Millisecond)), []string{
+		`{"host":"h1","key":"alarm","val":1}`,
+		`{"host":"h2","key":"alarm","val":2}`,
+	})
 	equalLines(t, "word counts (dynamic_group)", values(consume(t, brokers, "word-counts", 3, 200*time.Millisecond)), []string{
 		`{"job":"j1","word":"apple","n":2}`,
 		`{"job":"j1","word":"pear","n":2}`,
