@@ -133,7 +133,7 @@ func run(n, parts int) error {
 	}
 	defer stop()
 	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": parts, "raw-out": parts}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": parts}); err != nil {
 		return err
 	}
 	fmt.Printf("producing %d clickstream records into %d partitions...\n", n, parts)
@@ -249,6 +249,10 @@ func rawLoop(ctx context.Context, brokers []string, n int) (time.Duration, error
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(100_000),
 		kgo.DisableAutoCommit())
 	rawRuns++
+	outTopic := fmt.Sprintf("raw-out-%d", rawRuns)
+	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{outTopic: 4}); err != nil {
+		return 0, err
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -260,7 +264,7 @@ func rawLoop(ctx context.Context, brokers []string, n int) (time.Duration, error
 		fs := cl.PollRecords(ctx, 10_000)
 		fs.EachRecord(func(r *kgo.Record) {
 			consumed++
-			cl.Produce(ctx, &kgo.Record{Topic: "raw-out", Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
+			cl.Produce(ctx, &kgo.Record{Topic: outTopic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
 				if err == nil {
 					acked.Add(1)
 				}
@@ -341,6 +345,11 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	// the input, and this run starts with empty state.
 	appRuns++
 	a.Kafka.Group = fmt.Sprintf("%s-%d", a.Kafka.Group, appRuns)
+	// A fresh output topic per run too, so every run writes to an empty
+	// topic, as the raw loop does.
+	for i := range a.Sinks {
+		a.Sinks[i].Topic = fmt.Sprintf("%s-%d", a.Sinks[i].Topic, appRuns)
+	}
 	dir, err := os.MkdirTemp("", "pheromone-bench")
 	if err != nil {
 		return 0, err
