@@ -264,3 +264,94 @@ func TestSlowFunctionBackpressure(t *testing.T) {
 		t.Fatalf("%d outputs, want %d", len(out), delivered*10)
 	}
 }
+
+const countApp = `
+app: bounded
+sources:
+  - name: in
+    topic: in
+    partitions: 1
+    schema: [{name: id, type: int64}]
+    bucket: in
+buckets: [{name: in, max_objects: 50000}]
+triggers:
+  - {name: each, bucket: in, primitive: immediate, function: nothing}
+  - {name: thousands, bucket: in, primitive: by_batch_size, count: 1000, function: count}
+functions:
+  - {name: nothing, kind: filter, expr: "id < 0", outputs: [out]}
+  - {name: count, kind: aggregate, aggregates: [{name: n, op: count}, {name: hi, op: max, column: id}], outputs: [out]}
+sinks: [{name: out, topic: out, partitions: 1}]
+`
+
+// TestMillionObjectsLeaveNothingBehind feeds 1,000,000 objects through a
+// bucket whose triggers consume them all: the bucket (bounded at 50,000
+// objects, so it must be emptied as it goes) ends empty in memory and in
+// Pebble, and every batch was emitted.
+func TestMillionObjectsLeaveNothingBehind(t *testing.T) {
+	const total, per = 1_000_000, 5_000
+	a, err := app.Parse([]byte(countApp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := kafka.EnsureTopics(context.Background(), c.ListenAddrs(), a.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kafka.NewProducer(c.ListenAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	if err := n.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	for from := 0; from < total; from += per {
+		recs := make([]engine.Record, per)
+		for i := range recs {
+			recs[i] = engine.Record{Offset: int64(from + i), Value: fmt.Appendf(nil, `{"id":%d}`, from+i)}
+		}
+		if err := n.Deliver(ctx, "in", 0, recs, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCommitted(t, n, total)
+	n.Revoke([]engine.TopicPartition{p0})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	prod.Close()
+	chunks := 0
+	if err := st.Scan(engine.BucketChunkPrefix("bounded", "in", 0), func(k, v []byte) error { chunks++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if chunks != 0 {
+		t.Errorf("%d chunks left in Pebble after every object was consumed", chunks)
+	}
+	st.Close()
+	out := readAll(t, c.ListenAddrs(), "out", total/1000)
+	if len(out) != total/1000 {
+		t.Fatalf("%d batches emitted, want %d", len(out), total/1000)
+	}
+	if want := fmt.Sprintf(`{"n":1000,"hi":%d}`, total-1); out[len(out)-1] != want {
+		t.Errorf("last batch %s, want %s", out[len(out)-1], want)
+	}
+}
