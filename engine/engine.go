@@ -18,8 +18,19 @@ import (
 type Record struct {
 	Key       []byte
 	Value     []byte
+	Headers   []Header
 	Offset    int64
 	Timestamp time.Time
+}
+
+// Header returns the value of the first header named key, or nil.
+func (r *Record) Header(key string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
 }
 
 // Header is a Kafka record header.

@@ -158,6 +158,13 @@ func newTask(n *Node, part int32) (*task, error) {
 				t.releaseAll()
 				return nil, err
 			}
+			if src.SessionHeader != "" {
+				if err := d.SetExternal(src.SessionColumn); err != nil {
+					d.Release()
+					t.releaseAll()
+					return nil, err
+				}
+			}
 			t.decoders[topic] = d
 		}
 	}
@@ -307,7 +314,11 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 				t.deadRecord(src, topic, r, ReasonTooLarge, fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(r.Value), src.MaxRecordBytes))
 				continue
 			}
-			if err := d.Append(r.Value); err != nil {
+			var ext []byte
+			if src.SessionHeader != "" {
+				ext = r.Header(src.SessionHeader)
+			}
+			if err := d.AppendWith(r.Value, ext); err != nil {
 				t.deadRecord(src, topic, r, ReasonDecode, err)
 			}
 		}

@@ -223,6 +223,13 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 			recs := make([]engine.Record, len(ftp.Records))
 			for i, r := range ftp.Records {
 				recs[i] = engine.Record{Key: r.Key, Value: r.Value, Offset: r.Offset, Timestamp: r.Timestamp}
+				if len(r.Headers) > 0 {
+					hs := make([]engine.Header, len(r.Headers))
+					for j, h := range r.Headers {
+						hs[j] = engine.Header{Key: h.Key, Value: h.Value}
+					}
+					recs[i].Headers = hs
+				}
 			}
 			if err := s.Node.Deliver(ctx, ftp.Topic, ftp.Partition, recs, ftp.HighWatermark); err != nil && ctx.Err() == nil {
 				fatal = err

@@ -71,6 +71,11 @@ type Source struct {
 	// EventTime is an optional timestamp or int64 column.
 	EventTime string `yaml:"event_time"`
 	Bucket    string `yaml:"bucket"`
+	// SessionHeader names a Kafka record header that carries the session
+	// id; its value becomes the string column SessionColumn (default
+	// "session"), and the bucket's session unless the bucket names another.
+	SessionHeader string `yaml:"session_header"`
+	SessionColumn string `yaml:"session_column"`
 	// Partitions is used when the node creates the topic; default 4.
 	Partitions int `yaml:"partitions"`
 	// MaxRecordBytes larger records go to the dead-letter topic; default 1 MiB.

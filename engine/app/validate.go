@@ -96,6 +96,9 @@ func (a *App) Validate() error {
 			if b := a.Bucket(s.Bucket); b.EventTime == "" && s.EventTime != "" {
 				b.EventTime = s.EventTime
 			}
+			if b := a.Bucket(s.Bucket); b.Session == "" && s.SessionHeader != "" {
+				b.Session = s.SessionColumn
+			}
 		}
 		if s.Topic != "" {
 			if prev, dup := topics[s.Topic]; dup {
@@ -553,6 +556,22 @@ func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
 		s.Schema = []Column{{Name: "key", Type: "bytes"}, {Name: "value", Type: "bytes"}}
 	default:
 		c.add(p+".format", "unknown format %q (json, raw)", s.Format)
+	}
+	if s.SessionHeader != "" {
+		if s.Format != "json" {
+			c.add(p+".session_header", "only json sources take session_header")
+		}
+		if s.SessionColumn == "" {
+			s.SessionColumn = "session"
+		}
+		for _, col := range s.Schema {
+			if col.Name == s.SessionColumn {
+				c.add(p+".session_column", "%q is already a schema column; name the header's column differently", col.Name)
+			}
+		}
+		s.Schema = append(s.Schema, Column{Name: s.SessionColumn, Type: "string"})
+	} else if s.SessionColumn != "" {
+		c.add(p+".session_column", "only a source with session_header takes session_column")
 	}
 	seen := map[string]bool{}
 	ok := true

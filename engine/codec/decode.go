@@ -73,6 +73,10 @@ type JSONDecoder struct {
 	// dataBytes is how many string/binary bytes each column held in the
 	// last record, per row, to reserve value buffers up front.
 	dataPerRow []float64
+	// external is the column (or -1) whose value comes from outside the
+	// JSON document (a Kafka header), passed to AppendWith.
+	external int
+	extBuf   []byte
 }
 
 // NewJSONDecoder builds a decoder for schema. Columns listed in required
@@ -86,6 +90,7 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 		bld:        array.NewRecordBuilder(memory.DefaultAllocator, schema),
 		slots:      make([]slot, schema.NumFields()),
 		dataPerRow: make([]float64, schema.NumFields()),
+		external:   -1,
 		ints:       make([]int64, schema.NumFields()),
 		floats:     make([]float64, schema.NumFields()),
 	}
@@ -152,14 +157,37 @@ func (d *JSONDecoder) NewRecord() arrow.Record {
 // Release frees the builders.
 func (d *JSONDecoder) Release() { d.bld.Release() }
 
+// SetExternal makes the string column name take its value from the ext
+// argument of AppendWith instead of the JSON document.
+func (d *JSONDecoder) SetExternal(name string) error {
+	i, ok := d.names[name]
+	if !ok || d.types[i] != arrow.STRING {
+		return fmt.Errorf("codec: external column %q must be a string column of the schema", name)
+	}
+	d.external = i
+	delete(d.names, name)
+	return nil
+}
+
 // Append decodes one JSON object and appends it as a row. On error nothing
 // is appended and the error is a *DecodeError.
-func (d *JSONDecoder) Append(b []byte) error {
+func (d *JSONDecoder) Append(b []byte) error { return d.AppendWith(b, nil) }
+
+// AppendWith is Append with the value of the external column (nil: null).
+func (d *JSONDecoder) AppendWith(b, ext []byte) error {
 	for i := range d.slots {
 		d.slots[i] = slot{}
 	}
 	if err := d.scan(b); err != nil {
 		return err
+	}
+	if x := d.external; x >= 0 && ext != nil {
+		if !utf8.Valid(ext) {
+			return &DecodeError{Column: d.schema.Field(x).Name, Msg: "header value is not valid UTF-8"}
+		}
+		// Point the slot at ext: str() reads it from there.
+		d.slots[x] = slot{kind: vString, start: -1}
+		d.extBuf = ext
 	}
 	// Check every column before touching a builder.
 	for i, s := range d.slots {
@@ -168,6 +196,9 @@ func (d *JSONDecoder) Append(b []byte) error {
 				return &DecodeError{Column: d.schema.Field(i).Name, Msg: "missing (required)"}
 			}
 			continue
+		}
+		if s.start < 0 {
+			continue // external value, checked above
 		}
 		if err := d.check(i, b, s); err != nil {
 			return err
@@ -265,6 +296,9 @@ func (d *JSONDecoder) check(i int, b []byte, s slot) error {
 
 // str returns the bytes of string slot s, unescaped into scratch if needed.
 func (d *JSONDecoder) str(b []byte, s slot) []byte {
+	if s.start < 0 {
+		return d.extBuf
+	}
 	if !s.escaped {
 		return b[s.start:s.end]
 	}
