@@ -131,4 +131,5 @@ const (
 	ReasonFunction       = "function"
 	ReasonBucket         = "bucket_full"
 	ReasonSessionTimeout = "session_timeout"
+	ReasonSessionFull    = "session_full"
 )

@@ -187,6 +187,7 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 				Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration(),
 				Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
 				SessionTimeout: t.SessionTimeoutDuration(),
+				MaxPerSession:  bp.cfg.MaxObjectsPerSession,
 			},
 			fn:         p.functions[t.Function],
 			groupCol:   t.GroupColumn,

@@ -423,7 +423,7 @@ func (t *task) drain() error {
 			}
 			continue
 		}
-		if q := c.queue[0]; q.f.Expired && next == nil {
+		if q := c.queue[0]; (q.f.Expired || q.f.Overflow) && next == nil {
 			// A session timed out: its objects go to the dead-letter topic
 			// instead of to the function.
 			c.queue[0] = queued{}
@@ -490,8 +490,15 @@ func (t *task) routeLate(q queued) error {
 	return nil
 }
 
-// expire dead-letters the objects of a timed-out session.
+// expire dead-letters the objects of a timed-out session, or those a full
+// session refused.
 func (t *task) expire(q queued) error {
+	reason, cause := ReasonSessionTimeout, fmt.Errorf("session %q of trigger %q timed out before it fired", q.f.Session, q.f.Trigger)
+	if q.f.Overflow {
+		reason = ReasonSessionFull
+		cause = fmt.Errorf("session %q holds max_objects_per_session %d objects in trigger %q of bucket %q",
+			q.f.Session, q.b.cfg.MaxObjectsPerSession, q.f.Trigger, q.b.name)
+	}
 	var recs []arrow.Record
 	var err error
 	for _, sp := range q.f.Objects {
@@ -501,7 +508,7 @@ func (t *task) expire(q queued) error {
 	}
 	for _, r := range recs {
 		if err == nil {
-			t.deadRows(r, ReasonSessionTimeout, fmt.Errorf("session %q of trigger %q timed out before it fired", q.f.Session, q.f.Trigger),
+			t.deadRows(r, reason, cause,
 				Header{HeaderTrigger, []byte(q.f.Trigger)}, Header{HeaderBucket, []byte(q.b.name)}, Header{HeaderSession, []byte(q.f.Session)})
 		}
 		r.Release()

@@ -115,6 +115,7 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 			}
 		}
 		e.spec.Controls, _ = strconv.Atoi(args["controls"])
+		e.spec.MaxPerSession, _ = strconv.Atoi(args["max"])
 		if args["at"] != "" {
 			e.now = time.Unix(0, 0).UTC().Add(dur("at"))
 		}
@@ -186,6 +187,9 @@ func format(fs []Firing) []string {
 		}
 		if f.Late {
 			s = "late " + f.Trigger
+		}
+		if f.Overflow {
+			s = "overflow " + f.Trigger
 		}
 		if f.Session != "" {
 			s += " session=" + f.Session

@@ -97,11 +97,40 @@ func (t *sessioned) get(name string, now time.Time) *session {
 	return s
 }
 
+// full reports whether session name already holds the most objects it may.
+func (t *sessioned) full(name string) bool {
+	if t.spec.MaxPerSession <= 0 {
+		return false
+	}
+	s, ok := t.sessions[name]
+	if !ok {
+		return false
+	}
+	n := len(s.ctrl)
+	for _, v := range s.held {
+		if v != missing {
+			n++
+		}
+	}
+	return n >= t.spec.MaxPerSession
+}
+
 func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 	for i := 0; i < o.Len; i++ {
 		seq := o.First + uint64(i)
 		name := o.session(i)
 		key := o.key(i)
+		// Control objects are never refused: a full session still needs its
+		// announcement or end-of-stage markers to complete.
+		control := t.spec.ControlKey != "" && key == t.spec.ControlKey
+		if !control && t.full(name) {
+			if n := len(out); n > 0 && out[n-1].Overflow && out[n-1].Session == name && out[n-1].Objects[len(out[n-1].Objects)-1].To == seq {
+				out[n-1].Objects[len(out[n-1].Objects)-1].To++
+			} else {
+				out = append(out, Firing{Trigger: t.spec.Name, Session: name, Objects: []Span{{seq, seq + 1}}, Overflow: true})
+			}
+			continue
+		}
 		switch t.spec.Primitive {
 		case ByBatchSize:
 			// Batches never mix sessions (the reference implementation kept

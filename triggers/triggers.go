@@ -49,6 +49,9 @@ type Firing struct {
 	// Late marks event-time objects whose windows had all fired: the engine
 	// drops and counts them, or puts them into the trigger's late bucket.
 	Late bool
+	// Overflow marks objects refused because their session already held
+	// MaxPerSession objects: the engine dead-letters them.
+	Overflow bool
 }
 
 // Count is the number of objects the firing passes.
@@ -174,6 +177,9 @@ type Spec struct {
 	Controls int
 	// SessionTimeout abandons a session idle this long (0: never).
 	SessionTimeout time.Duration
+	// MaxPerSession bounds the objects one session may hold in a
+	// per-session trigger (0: no bound); more are refused as Overflow.
+	MaxPerSession int
 }
 
 // Validate reports the first problem with the spec.

@@ -112,6 +112,11 @@ type Bucket struct {
 	MaxObjects int64 `yaml:"max_objects"`
 	// MaxBytes bounds the bytes held per partition; default 256 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxObjectsPerSession bounds what one session may hold in each
+	// per-session trigger of the bucket (by_batch_size, by_set, redundant,
+	// dynamic_join, dynamic_group); more objects go to the dead-letter topic
+	// with reason session_full. Default: no bound.
+	MaxObjectsPerSession int `yaml:"max_objects_per_session"`
 }
 
 // Trigger attaches a primitive to a bucket and names the function it fires.

@@ -120,6 +120,9 @@ func (a *App) Validate() error {
 		} else if b.MaxBytes < 0 {
 			c.add(p+".max_bytes", "must be > 0")
 		}
+		if b.MaxObjectsPerSession < 0 {
+			c.add(p+".max_objects_per_session", "must be > 0")
+		}
 	}
 	for i := range a.Sinks {
 		p := fmt.Sprintf("sinks[%d]", i)
@@ -438,8 +441,23 @@ func (a *App) Validate() error {
 		}
 	}
 	for i, t := range a.Triggers {
-		if b := a.Bucket(t.Bucket); b != nil && t.Primitive == "by_batch_size" && b.MaxObjects > 0 && int64(t.Count) > b.MaxObjects {
+		b := a.Bucket(t.Bucket)
+		if b == nil {
+			continue
+		}
+		if t.Primitive == "by_batch_size" && b.MaxObjects > 0 && int64(t.Count) > b.MaxObjects {
 			c.add(fmt.Sprintf("triggers[%d].count", i), "%d exceeds max_objects %d of bucket %q: the trigger can never fire", t.Count, b.MaxObjects, b.Name)
+		}
+		if m := b.MaxObjectsPerSession; m > 0 {
+			if t.Primitive == "by_batch_size" && t.Count > m {
+				c.add(fmt.Sprintf("triggers[%d].count", i), "%d exceeds max_objects_per_session %d of bucket %q: the trigger can never fire", t.Count, m, b.Name)
+			}
+			if t.Primitive == "by_set" && len(t.Keys) > m {
+				c.add(fmt.Sprintf("triggers[%d].keys", i), "%d keys exceed max_objects_per_session %d of bucket %q: the set can never complete", len(t.Keys), m, b.Name)
+			}
+			if t.Primitive == "redundant" && t.K > m {
+				c.add(fmt.Sprintf("triggers[%d].k", i), "%d exceeds max_objects_per_session %d of bucket %q: the trigger can never fire", t.K, m, b.Name)
+			}
 		}
 	}
 	a.checkCycles(c, firedBy)

@@ -58,3 +58,43 @@ func TestBucketBoundsOverflowToDeadLetters(t *testing.T) {
 		t.Errorf("bucket_full dead letters = %s, want 3", got)
 	}
 }
+
+const sessionBoundApp = `
+app: sbound
+sources:
+  - name: parts
+    topic: parts
+    partitions: 1
+    schema: [{name: req, type: string}, {name: key, type: string}, {name: n, type: int64}]
+    key: key
+    bucket: parts
+buckets: [{name: parts, session: req, max_objects_per_session: 2}]
+triggers: [{name: join, bucket: parts, primitive: dynamic_join, count_column: n, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out}]
+`
+
+// TestSessionBoundOverflow: a session may hold max_objects_per_session
+// objects; the excess goes to the dead-letter topic with reason
+// session_full, other sessions and the announcement are unaffected.
+func TestSessionBoundOverflow(t *testing.T) {
+	brokers := cluster(t)
+	startNode(t, sessionBoundApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	produce(t, brokers, "parts", 0,
+		`{"req":"r1","key":"p1"}`,
+		`{"req":"r1","key":"p2"}`,
+		`{"req":"r1","key":"p3"}`,
+		`{"req":"r2","key":"p1"}`,
+		`{"req":"r1","key":"_join","n":2}`,
+		`{"req":"r2","key":"_join","n":1}`)
+	equalLines(t, "joined", values(consume(t, brokers, "out", 3, 200*time.Millisecond)), []string{
+		`{"req":"r1","key":"p1","n":null}`,
+		`{"req":"r1","key":"p2","n":null}`,
+		`{"req":"r2","key":"p1","n":null}`,
+	})
+	dead := consume(t, brokers, "sbound.dlq", 1, 200*time.Millisecond)
+	equalLines(t, "refused", values(dead), []string{`{"req":"r1","key":"p3","n":null}`})
+	if len(dead) == 1 && header(dead[0], engine.HeaderReason) != engine.ReasonSessionFull {
+		t.Errorf("reason %q", header(dead[0], engine.HeaderReason))
+	}
+}
