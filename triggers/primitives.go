@@ -52,4 +52,3 @@ func (t *immediate) UnmarshalState(b []byte, next uint64) error {
 	t.low = v
 	return nil
 }
-
