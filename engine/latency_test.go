@@ -8,13 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
-	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/fn"
-	"github.com/pheromone-go/pheromone/state/pebblestore"
 )
 
 type signal chan time.Time
@@ -52,40 +47,10 @@ func BenchmarkFiringLatency(b *testing.B) {
 		{"by_set", "{name: t, bucket: in, primitive: by_set, keys: [a, b, c], function: f}", []string{"a", "b", "c"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			a, err := app.Parse([]byte(strings.ReplaceAll(latencyApp, "TRIGGER", tc.trigger)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := a.Validate(); err != nil {
-				b.Fatal(err)
-			}
-			c, err := kfake.NewCluster(kfake.NumBrokers(1))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			if err := kafka.EnsureTopics(context.Background(), c.ListenAddrs(), a.Topics()); err != nil {
-				b.Fatal(err)
-			}
-			st, err := pebblestore.Open(b.TempDir(), pebblestore.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			prod, err := kafka.NewProducer(c.ListenAddrs())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer prod.Close()
+			a := parseApp(b, strings.ReplaceAll(latencyApp, "TRIGGER", tc.trigger))
 			sig := make(signal, 1)
-			n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod, Functions: map[string]fn.Function{"f": sig}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- n.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			f := start(b, a, b.TempDir(), startBroker(b, a), engine.Options{Functions: map[string]fn.Function{"f": sig}})
+			n, ctx := f.node, context.Background()
 			if err := n.Assign([]engine.TopicPartition{{Topic: "in", Partition: 0}}); err != nil {
 				b.Fatal(err)
 			}

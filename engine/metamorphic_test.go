@@ -8,12 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
-	"github.com/pheromone-go/pheromone/engine/app"
-	"github.com/pheromone-go/pheromone/state/pebblestore"
 )
 
 // A pipeline that chains several primitives: events are split per session
@@ -95,71 +90,35 @@ func TestMetamorphicApp(t *testing.T) {
 
 func runChain(t *testing.T, input [][]byte, batch int, restart bool) map[string][]string {
 	t.Helper()
-	a, err := app.Parse([]byte(chainApp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	if err := kafka.EnsureTopics(context.Background(), brokers, a.Topics()); err != nil {
-		t.Fatal(err)
-	}
+	a := parseApp(t, chainApp)
+	brokers := startBroker(t, a)
 	dir := t.TempDir()
 	clock := engine.NewManualClock(time.Unix(0, 0))
-	start := func() (*engine.Node, func()) {
-		st, err := pebblestore.Open(dir, pebblestore.Options{})
-		if err != nil {
+	f := start(t, a, dir, brokers, engine.Options{Clock: clock})
+	assign := func() {
+		if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
 			t.Fatal(err)
-		}
-		prod, err := kafka.NewProducer(brokers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod, Clock: clock})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- n.Run(ctx) }()
-		if err := n.Assign([]engine.TopicPartition{p0}); err != nil {
-			t.Fatal(err)
-		}
-		return n, func() {
-			n.Revoke([]engine.TopicPartition{p0})
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-			prod.Close()
-			st.Close()
 		}
 	}
-	n, stop := start()
+	assign()
 	for from := 0; from < len(input); from += batch {
 		to := min(from+batch, len(input))
 		recs := make([]engine.Record, 0, to-from)
 		for i := from; i < to; i++ {
 			recs = append(recs, engine.Record{Offset: int64(i), Value: input[i]})
 		}
-		if err := n.Deliver(context.Background(), "in", 0, recs, -1); err != nil {
+		if err := f.node.Deliver(context.Background(), "in", 0, recs, -1); err != nil {
 			t.Fatal(err)
 		}
 		if restart {
-			waitCommitted(t, n, int64(to))
-			stop()
-			n, stop = start()
+			waitCommitted(t, f.node, int64(to))
+			f.stop()
+			f = start(t, a, dir, brokers, engine.Options{Clock: clock})
+			assign()
 		}
 	}
-	waitCommitted(t, n, int64(len(input)))
-	stop()
+	waitCommitted(t, f.node, int64(len(input)))
+	f.stop()
 	out := map[string][]string{}
 	for _, topic := range chainTopics {
 		out[topic] = readAll(t, brokers, topic, 1)

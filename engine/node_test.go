@@ -43,26 +43,38 @@ type fixture struct {
 	stop    func()
 }
 
-func newFixture(t *testing.T, dir string, brokers []string, fns map[string]fn.Function, queue int) *fixture {
+// parseApp parses and validates an app file for a test.
+func parseApp(t testing.TB, yaml string) *app.App {
 	t.Helper()
-	a, err := app.Parse([]byte(copyApp))
+	a, err := app.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if brokers == nil {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		brokers = c.ListenAddrs()
-		if err := kafka.EnsureTopics(context.Background(), brokers, a.Topics()); err != nil {
-			t.Fatal(err)
-		}
+	return a
+}
+
+// startBroker runs a one-broker kfake cluster holding the app's topics.
+func startBroker(t testing.TB, a *app.App) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
+	if err := kafka.EnsureTopics(context.Background(), c.ListenAddrs(), a.Topics()); err != nil {
+		t.Fatal(err)
+	}
+	return c.ListenAddrs()
+}
+
+// start runs a Node for app a with its state in dir and a producer to
+// brokers; o supplies the optional settings. stop (also run at cleanup)
+// stops it softly and closes the store, so dir can be reopened.
+func start(t testing.TB, a *app.App, dir string, brokers []string, o engine.Options) *fixture {
+	t.Helper()
 	st, err := pebblestore.Open(dir, pebblestore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +83,8 @@ func newFixture(t *testing.T, dir string, brokers []string, fns map[string]fn.Fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod, Functions: fns, QueueDepth: queue, Executors: 2})
+	o.App, o.Store, o.Producer = a, st, prod
+	n, err := engine.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +107,15 @@ func newFixture(t *testing.T, dir string, brokers []string, fns map[string]fn.Fu
 	}
 	t.Cleanup(f.stop)
 	return f
+}
+
+func newFixture(t *testing.T, dir string, brokers []string, fns map[string]fn.Function, queue int) *fixture {
+	t.Helper()
+	a := parseApp(t, copyApp)
+	if brokers == nil {
+		brokers = startBroker(t, a)
+	}
+	return start(t, a, dir, brokers, engine.Options{Functions: fns, QueueDepth: queue, Executors: 2})
 }
 
 func records(from, to int) []engine.Record {
@@ -289,37 +311,11 @@ sinks: [{name: out, topic: out, partitions: 1}]
 // Pebble, and every batch was emitted.
 func TestMillionObjectsLeaveNothingBehind(t *testing.T) {
 	const total, per = 1_000_000, 5_000
-	a, err := app.Parse([]byte(countApp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := kafka.EnsureTopics(context.Background(), c.ListenAddrs(), a.Topics()); err != nil {
-		t.Fatal(err)
-	}
+	a := parseApp(t, countApp)
+	brokers := startBroker(t, a)
 	dir := t.TempDir()
-	st, err := pebblestore.Open(dir, pebblestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prod, err := kafka.NewProducer(c.ListenAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := engine.New(engine.Options{App: a, Store: st, Producer: prod})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	f := start(t, a, dir, brokers, engine.Options{})
+	n := f.node
 	if err := n.Assign([]engine.TopicPartition{p0}); err != nil {
 		t.Fatal(err)
 	}
@@ -328,17 +324,17 @@ func TestMillionObjectsLeaveNothingBehind(t *testing.T) {
 		for i := range recs {
 			recs[i] = engine.Record{Offset: int64(from + i), Value: fmt.Appendf(nil, `{"id":%d}`, from+i)}
 		}
-		if err := n.Deliver(ctx, "in", 0, recs, -1); err != nil {
+		if err := n.Deliver(context.Background(), "in", 0, recs, -1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitCommitted(t, n, total)
-	n.Revoke([]engine.TopicPartition{p0})
-	cancel()
-	if err := <-done; err != nil {
+	f.stop()
+	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	prod.Close()
+	defer st.Close()
 	chunks := 0
 	if err := st.Scan(engine.BucketChunkPrefix("bounded", "in", 0), func(k, v []byte) error { chunks++; return nil }); err != nil {
 		t.Fatal(err)
@@ -346,8 +342,7 @@ func TestMillionObjectsLeaveNothingBehind(t *testing.T) {
 	if chunks != 0 {
 		t.Errorf("%d chunks left in Pebble after every object was consumed", chunks)
 	}
-	st.Close()
-	out := readAll(t, c.ListenAddrs(), "out", total/1000)
+	out := readAll(t, brokers, "out", total/1000)
 	if len(out) != total/1000 {
 		t.Fatalf("%d batches emitted, want %d", len(out), total/1000)
 	}
