@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -80,11 +81,27 @@ func (n *Node) executor(ctx context.Context) {
 	}
 }
 
-// collector is the fn.Output of one attempt.
-type collector struct{ recs []arrow.Record }
+// collector is the fn.Output of one attempt: what was emitted, and to
+// which output ("" for all of them).
+type collector struct {
+	outputs []string // the function's declared outputs
+	recs    []arrow.Record
+	to      []string
+}
 
 func (c *collector) Emit(rec arrow.Record) error {
 	c.recs = append(c.recs, rec)
+	c.to = append(c.to, "")
+	return nil
+}
+
+func (c *collector) EmitTo(output string, rec arrow.Record) error {
+	if !slices.Contains(c.outputs, output) {
+		rec.Release()
+		return fmt.Errorf("emit to %q: not an output of this function (outputs: %s)", output, strings.Join(c.outputs, ", "))
+	}
+	c.recs = append(c.recs, rec)
+	c.to = append(c.to, output)
 	return nil
 }
 
@@ -92,7 +109,7 @@ func (c *collector) reset() {
 	for _, r := range c.recs {
 		r.Release()
 	}
-	c.recs = c.recs[:0]
+	c.recs, c.to = c.recs[:0], c.to[:0]
 }
 
 // invoke runs a job with retries; a function that still fails sends its
@@ -100,12 +117,18 @@ func (c *collector) reset() {
 func (n *Node) invoke(ctx context.Context, j *job) *result {
 	cfg := j.fn.cfg
 	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session, Group: j.firing.Group}
-	var out collector
+	out := &collector{outputs: cfg.Outputs}
 	var err error
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		err = safeInvoke(ctx, j.fn.impl, in, &out)
+		var abandoned bool
+		err, abandoned = invokeWithTimeout(ctx, j.fn.impl, in, out, cfg.TimeoutDuration())
+		if abandoned {
+			// The hung attempt may still write to its collector: leave it
+			// to that goroutine and use a fresh one.
+			out = &collector{outputs: cfg.Outputs}
+		}
 		n.o.Metrics.Invocation(cfg.Name, time.Since(start), err)
 		if err == nil || attempt >= cfg.Retries || ctx.Err() != nil {
 			break
@@ -141,22 +164,30 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		return r
 	}
 	for _, b := range j.fn.buckets {
-		for _, rec := range out.recs {
+		for i, rec := range out.recs {
+			if out.to[i] != "" && out.to[i] != b {
+				continue
+			}
 			rec.Retain()
 			r.puts = append(r.puts, put{bucket: b, rec: rec})
 		}
 	}
 	if len(j.fn.sinks) > 0 {
-		rows := 0
+		all := 0
 		for _, rec := range out.recs {
-			rows += int(rec.NumRows())
+			all += int(rec.NumRows())
 		}
-		r.sinkRecs = make([]OutRecord, 0, rows*len(j.fn.sinks))
+		r.sinkRecs = make([]OutRecord, 0, all*len(j.fn.sinks))
 		r.sinkCounts = make(map[string]int, len(j.fn.sinks))
 		var enc codec.JSONEncoder
 		for _, s := range j.fn.sinks {
 			var buf, kbuf []byte
-			for _, rec := range out.recs {
+			rows := 0
+			for i, rec := range out.recs {
+				if out.to[i] != "" && out.to[i] != s.Name {
+					continue
+				}
+				rows += int(rec.NumRows())
 				// One allocation for the batch: size it from the first row.
 				if rec.NumRows() > 0 {
 					probe := enc.AppendRow(nil, rec, 0)
@@ -180,9 +211,50 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			}
 			r.sinkCounts[s.Name] += rows
 		}
+		for s, n := range r.sinkCounts {
+			if n == 0 {
+				delete(r.sinkCounts, s)
+			}
+		}
 	}
 	out.reset()
 	return r
+}
+
+// invokeWithTimeout runs f, bounded by timeout (0: none). A function that
+// does not return in time is abandoned: its goroutine keeps the inputs it
+// was given (retained) until it returns, and abandoned reports true so the
+// caller stops using out.
+func invokeWithTimeout(ctx context.Context, f fn.Function, in fn.Input, out fn.Output, timeout time.Duration) (err error, abandoned bool) {
+	if timeout <= 0 {
+		return safeInvoke(ctx, f, in, out), false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	for _, r := range in.Records {
+		r.Retain()
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			for _, r := range in.Records {
+				r.Release()
+			}
+		}()
+		done <- safeInvoke(ctx, f, in, out)
+	}()
+	select {
+	case err := <-done:
+		cancel()
+		return err, false
+	case <-ctx.Done():
+		cancel()
+		select {
+		case err := <-done: // it returned just in time after all
+			return err, false
+		default:
+		}
+		return fmt.Errorf("function timed out after %s", timeout), true
+	}
 }
 
 // safeInvoke turns a panicking function into an error.

@@ -189,7 +189,8 @@ func (t *Trigger) WindowDuration() time.Duration { return t.window }
 // Function is a built-in function with its parameters.
 type Function struct {
 	Name string `yaml:"name"`
-	// Kind is filter, project, aggregate, split or emit.
+	// Kind is filter, project, aggregate, split, emit, or go (a Go function
+	// registered under the function's name in the binary).
 	Kind string `yaml:"kind"`
 	// Expr is the boolean expression of a filter.
 	Expr string `yaml:"expr"`
@@ -212,6 +213,14 @@ type Function struct {
 	// Retries is how often a failed invocation is retried before its inputs
 	// go to the dead-letter topic; default 3.
 	Retries int `yaml:"retries"`
+	// Timeout bounds one attempt (Go duration; default 30s). An attempt
+	// that does not return in time counts as failed; its goroutine is
+	// abandoned.
+	Timeout string `yaml:"timeout"`
+	// Schema declares the output columns of a `kind: go` function.
+	Schema []Column `yaml:"schema"`
+
+	timeout time.Duration
 
 	inSchema, outSchema *arrow.Schema
 }
@@ -328,6 +337,9 @@ func (a *App) Sink(name string) *Sink {
 	}
 	return nil
 }
+
+// TimeoutDuration is the parsed Timeout (valid after Validate).
+func (f *Function) TimeoutDuration() time.Duration { return f.timeout }
 
 // InputSchema is the schema of the batches the function receives (valid
 // after Validate).

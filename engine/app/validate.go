@@ -19,6 +19,7 @@ const (
 	DefaultMaxObjects     = 1_000_000
 	DefaultMaxBytes       = 256 << 20
 	DefaultRetries        = 3
+	DefaultTimeout        = 30 * time.Second
 )
 
 const primitives = "immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group"
@@ -369,6 +370,13 @@ func (a *App) Validate() error {
 		} else if f.Retries < 0 {
 			c.add(p+".retries", "must be >= 0")
 		}
+		if f.Timeout == "" {
+			f.timeout = DefaultTimeout
+		} else if d, err := time.ParseDuration(f.Timeout); err != nil || d <= 0 {
+			c.add(p+".timeout", "%q is not a positive duration (try 500ms, 30s)", f.Timeout)
+		} else {
+			f.timeout = d
+		}
 	}
 	written := map[string]bool{}
 	for _, s := range a.Sources {
@@ -687,6 +695,7 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 	only("column", f.Column != "" && f.Kind != "split", "split")
 	only("as", f.As != "" && f.Kind != "split", "split")
 	only("separator", f.Separator != "" && f.Kind != "split", "split")
+	only("schema", len(f.Schema) > 0 && f.Kind != "go", "go")
 	switch f.Kind {
 	case "filter":
 		if f.Expr == "" {
@@ -705,6 +714,30 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		return in
 	case "emit":
 		return in
+	case "go":
+		if len(f.Schema) == 0 {
+			c.add(p+".schema", "a go function must declare the columns it emits (name and type of each)")
+			return nil
+		}
+		var fields []arrow.Field
+		seen := map[string]bool{}
+		for j, col := range f.Schema {
+			t, ok := ColumnType(col.Type)
+			switch {
+			case col.Name == "":
+				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "must be set")
+				return nil
+			case seen[col.Name]:
+				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "duplicate column %q", col.Name)
+				return nil
+			case !ok:
+				c.add(fmt.Sprintf("%s.schema[%d].type", p, j), "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
+				return nil
+			}
+			seen[col.Name] = true
+			fields = append(fields, arrow.Field{Name: col.Name, Type: t, Nullable: true})
+		}
+		return arrow.NewSchema(fields, nil)
 	case "split":
 		if f.Column == "" {
 			c.add(p+".column", "a split needs the string column to split")
@@ -877,9 +910,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		}
 		return arrow.NewSchema(fields, nil)
 	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, split, emit)")
+		c.add(p+".kind", "must be set (filter, project, aggregate, split, emit, go)")
 	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, emit)", f.Kind)
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, emit, go)", f.Kind)
 	}
 	return nil
 }

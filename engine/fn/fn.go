@@ -46,12 +46,56 @@ type Output interface {
 	// Emit sends rec to every output of the function. Emit takes over one
 	// reference: the caller must not Release rec afterwards.
 	Emit(rec arrow.Record) error
+	// EmitTo sends rec to one output (a bucket or sink named in the
+	// function's outputs); it takes over the reference like Emit.
+	EmitTo(output string, rec arrow.Record) error
 }
 
 // Function is user or built-in code fired by a trigger. Invoke may be called
 // concurrently from several executors and must not keep state between calls.
+// It should return when ctx is done (the function's timeout).
 type Function interface {
 	Invoke(ctx context.Context, in Input, out Output) error
+}
+
+// Func adapts a plain Go function to Function.
+type Func func(ctx context.Context, in Input, out Output) error
+
+// Invoke calls f.
+func (f Func) Invoke(ctx context.Context, in Input, out Output) error { return f(ctx, in, out) }
+
+// Registry holds the Go functions an app file can name with `kind: go`.
+// Build one per binary and pass it to cli.MainWith; it is not safe to
+// Register while a node runs.
+type Registry struct{ m map[string]Function }
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[string]Function{}} }
+
+// Register adds f under name, replacing any earlier one.
+func (r *Registry) Register(name string, f Function) *Registry {
+	r.m[name] = f
+	return r
+}
+
+// Lookup returns the function registered under name.
+func (r *Registry) Lookup(name string) (Function, bool) {
+	if r == nil {
+		return nil, false
+	}
+	f, ok := r.m[name]
+	return f, ok
+}
+
+// Functions returns the registered functions by name (a copy).
+func (r *Registry) Functions() map[string]Function {
+	out := map[string]Function{}
+	if r != nil {
+		for k, v := range r.m {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Build makes the built-in function declared by f (after app validation).
@@ -67,6 +111,8 @@ func Build(f *app.Function) (Function, error) {
 		return newSplit(f), nil
 	case "emit":
 		return emit{}, nil
+	case "go":
+		return nil, fmt.Errorf("fn: %s: kind go needs a Go function registered under %q", f.Name, f.Name)
 	}
 	return nil, fmt.Errorf("fn: unknown function kind %q", f.Kind)
 }

@@ -59,6 +59,8 @@ sinks: [{name: out, topic: out}]
 
 type sink struct{ rows []string }
 
+func (s *sink) EmitTo(_ string, rec arrow.Record) error { return s.Emit(rec) }
+
 func (s *sink) Emit(rec arrow.Record) error {
 	var enc codec.JSONEncoder
 	for i := 0; i < int(rec.NumRows()); i++ {

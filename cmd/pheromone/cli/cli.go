@@ -39,7 +39,11 @@ Usage:
 
 // Main runs the command line with args (without the program name) and
 // returns the exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int { return MainWith(nil, args, stdout, stderr) }
+
+// MainWith is Main for a binary that brings its own Go functions: the app
+// file refers to them with `kind: go` and the function's name.
+func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -48,9 +52,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	switch args[0] {
 	case "run":
-		return cmdRun(ctx, args[1:], stdout, stderr)
+		return cmdRun(ctx, reg, args[1:], stdout, stderr)
 	case "validate":
-		return cmdValidate(args[1:], stdout, stderr)
+		return cmdValidate(reg, args[1:], stdout, stderr)
 	case "broker":
 		return cmdBroker(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
@@ -61,7 +65,27 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
+// load reads and validates the app file, including that every `kind: go`
+// function is registered in reg.
+func load(file string, reg *fn.Registry) (*app.App, error) {
+	a, err := app.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	var ps app.Problems
+	for i, f := range a.Functions {
+		if _, ok := reg.Lookup(f.Name); f.Kind == "go" && !ok {
+			ps = append(ps, app.Problem{Path: fmt.Sprintf("functions[%d].name", i),
+				Msg: fmt.Sprintf("no Go function %q is registered in this binary (build one with cli.MainWith and a fn.Registry)", f.Name)})
+		}
+	}
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	return a, nil
+}
+
+func cmdValidate(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "app file")
@@ -72,7 +96,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pheromone validate: -f app.yaml is required")
 		return 2
 	}
-	a, err := app.Load(*file)
+	a, err := load(*file, reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 1
@@ -131,7 +155,7 @@ type Info struct {
 	Node     *engine.Node
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "app file")
@@ -146,12 +170,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pheromone run: -f app.yaml is required")
 		return 2
 	}
-	a, err := app.Load(*file)
+	a, err := load(*file, reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 1
 	}
-	cfg := RunConfig{App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
+	cfg := RunConfig{Functions: reg.Functions(), App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *brokers != "" {
 		cfg.Brokers = strings.Split(*brokers, ",")
