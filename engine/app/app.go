@@ -189,7 +189,7 @@ func (t *Trigger) WindowDuration() time.Duration { return t.window }
 // Function is a built-in function with its parameters.
 type Function struct {
 	Name string `yaml:"name"`
-	// Kind is filter, project, aggregate, split, emit, or go (a Go function
+	// Kind is filter, project, aggregate, split, route, emit, or go (a Go function
 	// registered under the function's name in the binary).
 	Kind string `yaml:"kind"`
 	// Expr is the boolean expression of a filter.
@@ -219,10 +219,23 @@ type Function struct {
 	Timeout string `yaml:"timeout"`
 	// Schema declares the output columns of a `kind: go` function.
 	Schema []Column `yaml:"schema"`
+	// Route configures a route: By names a string column whose value is
+	// the output a row goes to; Routes send rows to the first route whose
+	// expression holds; Default takes the rest (without it they are
+	// dropped).
+	By      string  `yaml:"by"`
+	Routes  []Route `yaml:"routes"`
+	Default string  `yaml:"default"`
 
 	timeout time.Duration
 
 	inSchema, outSchema *arrow.Schema
+}
+
+// Route is one branch of a route function.
+type Route struct {
+	When string `yaml:"when"`
+	To   string `yaml:"to"`
 }
 
 // ProjectColumn is one output column of a project: a column kept as is
@@ -236,9 +249,11 @@ type ProjectColumn struct {
 // Aggregate is one aggregate column.
 type Aggregate struct {
 	Name string `yaml:"name"`
-	// Op is count, sum, min, max or avg.
+	// Op is count, sum, min, max, avg, count_distinct or top_k.
 	Op     string `yaml:"op"`
 	Column string `yaml:"column"`
+	// K is how many values top_k keeps (most frequent first; ties by value).
+	K int `yaml:"k"`
 }
 
 // Sink writes a function's output to a Kafka topic.

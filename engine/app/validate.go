@@ -22,6 +22,8 @@ const (
 	DefaultTimeout        = 30 * time.Second
 )
 
+const aggregateOps = "count, sum, min, max, avg, count_distinct, top_k"
+
 const primitives = "immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group"
 
 // Column names added by an aggregate fired by a time window.
@@ -696,6 +698,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 	only("as", f.As != "" && f.Kind != "split", "split")
 	only("separator", f.Separator != "" && f.Kind != "split", "split")
 	only("schema", len(f.Schema) > 0 && f.Kind != "go", "go")
+	only("by", f.By != "" && f.Kind != "route", "route")
+	only("routes", len(f.Routes) > 0 && f.Kind != "route", "route")
+	only("default", f.Default != "" && f.Kind != "route", "route")
 	switch f.Kind {
 	case "filter":
 		if f.Expr == "" {
@@ -713,6 +718,49 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		}
 		return in
 	case "emit":
+		return in
+	case "route":
+		switch {
+		case f.By == "" && len(f.Routes) == 0:
+			c.add(p, "a route needs by (a column naming the output) or routes (when/to)")
+			return nil
+		case f.By != "" && len(f.Routes) > 0:
+			c.add(p, "a route takes by or routes, not both")
+			return nil
+		}
+		if f.By != "" {
+			idx := in.FieldIndices(f.By)
+			if len(idx) == 0 {
+				c.add(p+".by", "unknown column %q%s", f.By, suggest(f.By, columnNames(in)))
+				return nil
+			}
+			if in.Field(idx[0]).Type.ID() != arrow.STRING {
+				c.add(p+".by", "column %q must be a string (the output name)", f.By)
+				return nil
+			}
+		}
+		ok := true
+		for j, r := range f.Routes {
+			rp := fmt.Sprintf("%s.routes[%d]", p, j)
+			if e, err := expr.Compile(r.When, in); err != nil {
+				c.add(rp+".when", "%v", strings.TrimPrefix(err.Error(), "expr: "))
+				ok = false
+			} else if e.Kind() != expr.Bool {
+				c.add(rp+".when", "is %s; a route condition needs a bool", e.Kind())
+				ok = false
+			}
+			if !slices.Contains(f.Outputs, r.To) {
+				c.add(rp+".to", "%q is not one of the function's outputs", r.To)
+				ok = false
+			}
+		}
+		if f.Default != "" && !slices.Contains(f.Outputs, f.Default) {
+			c.add(p+".default", "%q is not one of the function's outputs", f.Default)
+			ok = false
+		}
+		if !ok {
+			return nil
+		}
 		return in
 	case "go":
 		if len(f.Schema) == 0 {
@@ -894,14 +942,26 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 					ok = false
 					continue
 				}
+			case "count_distinct":
+				out = arrow.PrimitiveTypes.Int64
+			case "top_k":
+				if ag.K <= 0 {
+					c.add(ap+".k", "top_k needs k > 0")
+					ok = false
+					continue
+				}
+				out = arrow.ListOf(arrow.BinaryTypes.String)
 			case "":
-				c.add(ap+".op", "must be set (count, sum, min, max, avg)")
+				c.add(ap+".op", "must be set (%s)", aggregateOps)
 				ok = false
 				continue
 			default:
-				c.add(ap+".op", "unknown aggregate %q (count, sum, min, max, avg)", ag.Op)
+				c.add(ap+".op", "unknown aggregate %q (%s)", ag.Op, aggregateOps)
 				ok = false
 				continue
+			}
+			if ag.K != 0 && ag.Op != "top_k" {
+				c.add(ap+".k", "only top_k takes k")
 			}
 			fields = append(fields, arrow.Field{Name: ag.Name, Type: out, Nullable: true})
 		}
@@ -910,9 +970,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		}
 		return arrow.NewSchema(fields, nil)
 	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, split, emit, go)")
+		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, emit, go)")
 	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, emit, go)", f.Kind)
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, emit, go)", f.Kind)
 	}
 	return nil
 }

@@ -97,6 +97,17 @@ func AppendValue(dst []byte, col arrow.Array, i int) []byte {
 		return strconv.AppendFloat(dst, v, 'g', -1, 64)
 	case *array.Boolean:
 		return strconv.AppendBool(dst, a.Value(i))
+	case *array.List:
+		start, end := a.ValueOffsets(i)
+		vals := a.ListValues()
+		dst = append(dst, '[')
+		for j := start; j < end; j++ {
+			if j > start {
+				dst = append(dst, ',')
+			}
+			dst = AppendValue(dst, vals, int(j))
+		}
+		return append(dst, ']')
 	case *array.Timestamp:
 		unit := a.DataType().(*arrow.TimestampType).Unit
 		t := a.Value(i).ToTime(unit).UTC()

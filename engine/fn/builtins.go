@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/codec"
 	"github.com/pheromone-go/pheromone/engine/expr"
 )
 
@@ -93,6 +95,13 @@ func AppendFrom(b array.Builder, col arrow.Array, i int) {
 		b.(*array.BooleanBuilder).Append(a.Value(i))
 	case *array.Timestamp:
 		b.(*array.TimestampBuilder).Append(a.Value(i))
+	case *array.List:
+		lb := b.(*array.ListBuilder)
+		lb.Append(true)
+		start, end := a.ValueOffsets(i)
+		for j := start; j < end; j++ {
+			AppendFrom(lb.ValueBuilder(), a.ListValues(), int(j))
+		}
 	default:
 		panic(fmt.Sprintf("fn: AppendFrom: unsupported type %s", col.DataType()))
 	}
@@ -213,7 +222,8 @@ func newAggregate(f *app.Function) (Function, error) {
 }
 
 type acc struct {
-	n      int64 // non-null values seen (count of rows for count without column)
+	seen   map[string]int64 // count_distinct, top_k: occurrences per value
+	n      int64            // non-null values seen (count of rows for count without column)
 	i      int64
 	f      float64
 	s      string
@@ -303,7 +313,7 @@ func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
 	for j, ag := range a.aggs {
 		fb := b.Field(col + j)
 		for _, gr := range groups {
-			appendResult(fb, ag.Op, &gr.accs[j])
+			appendResult(fb, ag.Op, ag.K, &gr.accs[j])
 		}
 	}
 	return out.Emit(b.NewRecord())
@@ -356,6 +366,13 @@ func accumulate(ac *acc, op string, col arrow.Array, i int) {
 		return
 	}
 	ac.n++
+	if op == "count_distinct" || op == "top_k" {
+		if ac.seen == nil {
+			ac.seen = map[string]int64{}
+		}
+		ac.seen[string(codec.AppendKey(nil, col, i))]++
+		return
+	}
 	switch a := col.(type) {
 	case *array.Int64:
 		v := a.Value(i)
@@ -417,9 +434,32 @@ func accumulate(ac *acc, op string, col arrow.Array, i int) {
 	ac.isSet = true
 }
 
-func appendResult(b array.Builder, op string, ac *acc) {
+func appendResult(b array.Builder, op string, k int, ac *acc) {
 	if op == "count" {
 		b.(*array.Int64Builder).Append(ac.n)
+		return
+	}
+	if op == "count_distinct" {
+		b.(*array.Int64Builder).Append(int64(len(ac.seen)))
+		return
+	}
+	if op == "top_k" {
+		vals := make([]string, 0, len(ac.seen))
+		for v := range ac.seen {
+			vals = append(vals, v)
+		}
+		sort.Slice(vals, func(i, j int) bool {
+			if ac.seen[vals[i]] != ac.seen[vals[j]] {
+				return ac.seen[vals[i]] > ac.seen[vals[j]]
+			}
+			return vals[i] < vals[j]
+		})
+		lb := b.(*array.ListBuilder)
+		lb.Append(true)
+		vb := lb.ValueBuilder().(*array.StringBuilder)
+		for _, v := range vals[:min(k, len(vals))] {
+			vb.Append(v)
+		}
 		return
 	}
 	if ac.n == 0 {

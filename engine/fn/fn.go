@@ -109,6 +109,8 @@ func Build(f *app.Function) (Function, error) {
 		return newAggregate(f)
 	case "split":
 		return newSplit(f), nil
+	case "route":
+		return newRoute(f)
 	case "emit":
 		return emit{}, nil
 	case "go":

@@ -30,6 +30,7 @@ triggers:
   - {name: t2, bucket: in, primitive: by_time, window: 1m, function: stats}
   - {name: t3, bucket: in, primitive: immediate, function: keep}
   - {name: t4, bucket: in, primitive: immediate, function: words}
+  - {name: t5, bucket: in, primitive: immediate, function: split_by_amount}
 functions:
   - name: shape
     kind: project
@@ -51,10 +52,17 @@ functions:
       - {name: hi, op: max, column: id}
       - {name: avg, op: avg, column: amount}
       - {name: first_ts, op: min, column: ts}
+      - {name: ids, op: count_distinct, column: id}
+      - {name: top, op: top_k, column: amount, k: 1}
     outputs: [out]
   - {name: keep, kind: filter, expr: "amount > 10 or user == 'zed'", outputs: [out]}
   - {name: words, kind: split, column: user, as: part, separator: "n", outputs: [out]}
-sinks: [{name: out, topic: out}]
+  - name: split_by_amount
+    kind: route
+    routes: [{when: "amount > 10", to: big}, {when: "amount > 0", to: small}]
+    default: other
+    outputs: [big, small, other]
+sinks: [{name: out, topic: out}, {name: big, topic: big}, {name: small, topic: small}, {name: other, topic: other}]
 `
 
 type sink struct{ rows []string }
@@ -146,10 +154,10 @@ func TestAggregate(t *testing.T) {
 	got := run(t, "stats", Input{Records: input(t, rows...), Window: w})
 	ws := `"window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z"`
 	want := []string{
-		`{"user":"ann",` + ws + `,"n":2,"n_amount":2,"sum":12.5,"sum_id":4,"lo":2,"hi":3,"avg":6.25,"first_ts":"1970-01-01T00:00:02.000Z"}`,
-		`{"user":"bob",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":2,"lo":null,"hi":2,"avg":null,"first_ts":"1970-01-01T00:00:01.000Z"}`,
-		`{"user":null,` + ws + `,"n":1,"n_amount":1,"sum":20,"sum_id":4,"lo":20,"hi":4,"avg":20,"first_ts":null}`,
-		`{"user":"zed",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":5,"lo":null,"hi":5,"avg":null,"first_ts":null}`,
+		`{"user":"ann",` + ws + `,"n":2,"n_amount":2,"sum":12.5,"sum_id":4,"lo":2,"hi":3,"avg":6.25,"first_ts":"1970-01-01T00:00:02.000Z","ids":2,"top":["10.5"]}`,
+		`{"user":"bob",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":2,"lo":null,"hi":2,"avg":null,"first_ts":"1970-01-01T00:00:01.000Z","ids":1,"top":[]}`,
+		`{"user":null,` + ws + `,"n":1,"n_amount":1,"sum":20,"sum_id":4,"lo":20,"hi":4,"avg":20,"first_ts":null,"ids":1,"top":["20"]}`,
+		`{"user":"zed",` + ws + `,"n":1,"n_amount":0,"sum":null,"sum_id":5,"lo":null,"hi":5,"avg":null,"first_ts":null,"ids":1,"top":[]}`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -183,5 +191,44 @@ func TestSplit(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+type routed struct{ rows []string }
+
+func (r *routed) Emit(rec arrow.Record) error { return r.EmitTo("*", rec) }
+func (r *routed) EmitTo(to string, rec arrow.Record) error {
+	var enc codec.JSONEncoder
+	for i := 0; i < int(rec.NumRows()); i++ {
+		r.rows = append(r.rows, to+" "+string(enc.AppendRow(nil, rec, i)))
+	}
+	rec.Release()
+	return nil
+}
+
+func TestRoute(t *testing.T) {
+	a, _ := app.Parse([]byte(fnApp))
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Build(a.Function("split_by_amount"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out routed
+	if err := f.Invoke(context.Background(), Input{Records: input(t, rows...)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	// The input arrives as two records (rows 1-3, rows 4-5); each is split
+	// per output in first-use order.
+	want := []string{
+		`big {"id":1,"user":"ann","amount":10.5,"ts":"1970-01-01T00:00:03.000Z"}`,
+		`other {"id":2,"user":"bob","amount":null,"ts":"1970-01-01T00:00:01.000Z"}`,
+		`small {"id":3,"user":"ann","amount":2,"ts":"1970-01-01T00:00:02.000Z"}`,
+		`big {"id":4,"user":null,"amount":20,"ts":null}`,
+		`other {"id":5,"user":"zed","amount":null,"ts":null}`,
+	}
+	if strings.Join(out.rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(out.rows, "\n"), strings.Join(want, "\n"))
 	}
 }
