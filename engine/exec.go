@@ -36,7 +36,9 @@ func (j *job) release() {
 // result is what an invocation produced, applied by the task in order.
 type result struct {
 	id         uint64
+	session    string // of the firing: objects put into buckets inherit it
 	puts       []put
+	replies    []reply
 	sinkRecs   []OutRecord
 	sinkCounts map[string]int
 	dead       []*OutRecord
@@ -45,6 +47,12 @@ type result struct {
 type put struct {
 	bucket string
 	rec    arrow.Record
+}
+
+// reply answers the invocation of a session.
+type reply struct {
+	session string
+	body    []byte // JSON array of rows
 }
 
 func (r *result) release() {
@@ -140,7 +148,7 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		}
 		backoff = min(backoff*2, time.Second)
 	}
-	r := &result{id: j.id}
+	r := &result{id: j.id, session: j.firing.Session}
 	if err != nil {
 		out.reset()
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",
@@ -162,6 +170,26 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			}
 		}
 		return r
+	}
+	if j.fn.result != "" && j.firing.Session != "" {
+		var enc codec.JSONEncoder
+		body := []byte{'['}
+		rows := 0
+		for i, rec := range out.recs {
+			if out.to[i] != "" && out.to[i] != j.fn.result {
+				continue
+			}
+			for k := 0; k < int(rec.NumRows()); k++ {
+				if rows > 0 {
+					body = append(body, ',')
+				}
+				body = enc.AppendRow(body, rec, k)
+				rows++
+			}
+		}
+		if rows > 0 {
+			r.replies = append(r.replies, reply{session: j.firing.Session, body: append(body, ']')})
+		}
 	}
 	for _, b := range j.fn.buckets {
 		for i, rec := range out.recs {

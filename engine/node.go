@@ -77,6 +77,8 @@ type Node struct {
 
 	in, out, firings, dead, invocations atomic.Int64
 	logLimiter                          logLimiter
+
+	sessions sessionTable
 }
 
 // New validates options and compiles the app's functions.
@@ -144,7 +146,8 @@ type fnPlan struct {
 	cfg     *app.Function
 	impl    fn.Function
 	buckets []string    // outputs that are buckets
-	sinks   []*app.Sink // outputs that are sinks
+	sinks   []*app.Sink // outputs that are Kafka sinks
+	result  string      // the output that answers invocations, if any
 }
 
 func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
@@ -163,9 +166,12 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 		}
 		fp := &fnPlan{cfg: f, impl: impl}
 		for _, o := range f.Outputs {
-			if s := a.Sink(o); s != nil {
+			switch s := a.Sink(o); {
+			case s != nil && s.Kind == "result":
+				fp.result = o
+			case s != nil:
 				fp.sinks = append(fp.sinks, s)
-			} else {
+			default:
 				fp.buckets = append(fp.buckets, o)
 			}
 		}

@@ -88,9 +88,10 @@ type pendingCommit struct {
 }
 
 type inbound struct {
-	topic string
-	recs  []Record
-	hwm   int64
+	topic  string
+	recs   []Record
+	hwm    int64
+	invoke arrow.Record // an invocation's input, instead of records
 }
 
 // cycle is the bookkeeping of one unit of work.
@@ -272,6 +273,13 @@ func (t *task) tick() error {
 
 // process runs one batch of input records as one cycle.
 func (t *task) process(in inbound) error {
+	if in.invoke != nil {
+		t.put(t.buckets[t.n.plan.app.Invoke.Entry], in.invoke, "")
+		if err := t.drain(); err != nil {
+			return err
+		}
+		return t.commit()
+	}
 	src := t.n.plan.sources[in.topic]
 	next, seen := t.offsets[in.topic]
 	recs := in.recs
@@ -328,7 +336,7 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 		rec.Release()
 		return nil
 	}
-	t.put(t.buckets[src.Bucket], rec)
+	t.put(t.buckets[src.Bucket], rec, "")
 	return nil
 }
 
@@ -369,7 +377,9 @@ func (t *task) produce(r *OutRecord) {
 }
 
 // put stores rec in b (taking over the reference) and queues the firings.
-func (t *task) put(b *bucket, rec arrow.Record) {
+// Objects of a bucket without a session column inherit session (the
+// session of the firing whose function emitted them).
+func (t *task) put(b *bucket, rec arrow.Record, session string) {
 	size := recordSize(rec)
 	if !b.fits(rec.NumRows(), size) {
 		t.deadRows(rec, ReasonBucket, fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
@@ -378,6 +388,12 @@ func (t *task) put(b *bucket, rec arrow.Record) {
 		return
 	}
 	objs := b.append(rec, size)
+	if objs.Sessions == nil && session != "" {
+		objs.Sessions = make([]string, objs.Len)
+		for i := range objs.Sessions {
+			objs.Sessions[i] = session
+		}
+	}
 	now := t.n.o.Clock.Now()
 	var out []triggers.Firing
 	for _, tr := range b.triggers {
@@ -485,7 +501,7 @@ func (t *task) routeLate(q queued) error {
 		}
 	}
 	for _, r := range recs {
-		t.put(t.buckets[q.tr.lateBucket], r)
+		t.put(t.buckets[q.tr.lateBucket], r, "")
 	}
 	return nil
 }
@@ -556,7 +572,10 @@ func (t *task) apply(r *result) error {
 		t.dead(d, ReasonFunction)
 	}
 	for _, p := range r.puts {
-		t.put(t.buckets[p.bucket], p.rec)
+		t.put(t.buckets[p.bucket], p.rec, r.session)
+	}
+	for _, rep := range r.replies {
+		n.sessions.complete(rep.session, rep.body)
 	}
 	for i := range r.sinkRecs {
 		t.produce(&r.sinkRecs[i])

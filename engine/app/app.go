@@ -30,6 +30,8 @@ type App struct {
 	Triggers  []Trigger  `yaml:"triggers"`
 	Functions []Function `yaml:"functions"`
 	Sinks     []Sink     `yaml:"sinks"`
+	// Invoke enables request/response invocation over HTTP (optional).
+	Invoke *Invoke `yaml:"invoke"`
 
 	// Derived by Validate.
 	bucketIdx   map[string]int
@@ -258,7 +260,10 @@ type Aggregate struct {
 
 // Sink writes a function's output to a Kafka topic.
 type Sink struct {
-	Name  string `yaml:"name"`
+	Name string `yaml:"name"`
+	// Kind is kafka (default: a topic) or result: what a function emits to
+	// a result sink answers the invocation of its session.
+	Kind  string `yaml:"kind"`
 	Topic string `yaml:"topic"`
 	// Format is json (default).
 	Format string `yaml:"format"`
@@ -266,6 +271,38 @@ type Sink struct {
 	Key string `yaml:"key"`
 	// Partitions is used when the node creates the topic; default 4.
 	Partitions int `yaml:"partitions"`
+}
+
+// Invoke configures POST /v1/apps/{app}/invoke: the request body becomes
+// objects of session S in the Entry bucket (on a partition this node owns,
+// without a Kafka round trip), and the first batch a function emits to the
+// Result sink in session S is the response.
+type Invoke struct {
+	// Entry is a bucket fed by a source, with a string session column.
+	Entry string `yaml:"entry"`
+	// Result is a sink of kind result.
+	Result string `yaml:"result"`
+	// Timeout bounds a synchronous invocation; default 30s.
+	Timeout string `yaml:"timeout"`
+
+	timeout time.Duration
+}
+
+// TimeoutDuration is the parsed Timeout (valid after Validate).
+func (iv *Invoke) TimeoutDuration() time.Duration { return iv.timeout }
+
+// EntrySource is the source that feeds the invoke entry bucket (valid
+// after Validate; nil without invoke).
+func (a *App) EntrySource() *Source {
+	if a.Invoke == nil {
+		return nil
+	}
+	for i := range a.Sources {
+		if a.Sources[i].Bucket == a.Invoke.Entry {
+			return &a.Sources[i]
+		}
+	}
+	return nil
 }
 
 // Problem is one thing wrong with an app file.
@@ -371,7 +408,9 @@ func (a *App) Topics() map[string]int {
 		out[s.Topic] = s.Partitions
 	}
 	for _, s := range a.Sinks {
-		out[s.Topic] = s.Partitions
+		if s.Kind != "result" {
+			out[s.Topic] = s.Partitions
+		}
 	}
 	return out
 }

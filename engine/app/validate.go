@@ -130,6 +130,21 @@ func (a *App) Validate() error {
 	for i := range a.Sinks {
 		p := fmt.Sprintf("sinks[%d]", i)
 		s := &a.Sinks[i]
+		switch s.Kind {
+		case "", "kafka":
+			s.Kind = "kafka"
+		case "result":
+			if s.Topic != "" || s.Key != "" || s.Partitions != 0 {
+				c.add(p, "a result sink answers invocations; it takes no topic, key or partitions")
+			}
+			if a.Invoke == nil || a.Invoke.Result != s.Name {
+				c.add(p+".kind", "a result sink must be the invoke.result of the app")
+			}
+			continue
+		default:
+			c.add(p+".kind", "unknown sink kind %q (kafka, result)", s.Kind)
+			continue
+		}
 		if s.Topic == "" {
 			c.add(p+".topic", "must be set")
 		} else if prev, dup := topics[s.Topic]; dup {
@@ -468,6 +483,33 @@ func (a *App) Validate() error {
 			if t.Primitive == "redundant" && t.K > m {
 				c.add(fmt.Sprintf("triggers[%d].k", i), "%d exceeds max_objects_per_session %d of bucket %q: the trigger can never fire", t.K, m, b.Name)
 			}
+		}
+	}
+	if iv := a.Invoke; iv != nil {
+		if iv.Entry == "" {
+			c.add("invoke.entry", "must name the bucket invocations land in")
+		} else if b := a.Bucket(iv.Entry); b == nil {
+			c.add("invoke.entry", "unknown bucket %q%s", iv.Entry, suggest(iv.Entry, keys(a.bucketIdx)))
+		} else if src := a.EntrySource(); src == nil || src.Format != "json" {
+			c.add("invoke.entry", "bucket %q must be fed by a json source (its schema is the request's)", iv.Entry)
+		} else if b.Session == "" {
+			c.add("invoke.entry", "bucket %q needs a session column (buckets[].session or the source's session_header)", iv.Entry)
+		} else if s := bucketSchema[iv.Entry]; s != nil {
+			if idx := s.FieldIndices(b.Session); len(idx) == 0 || s.Field(idx[0]).Type.ID() != arrow.STRING {
+				c.add("invoke.entry", "the session column %q of bucket %q must be a string column", b.Session, iv.Entry)
+			}
+		}
+		if iv.Result == "" {
+			c.add("invoke.result", "must name a sink of kind result")
+		} else if s := a.Sink(iv.Result); s == nil || s.Kind != "result" {
+			c.add("invoke.result", "%q must be a sink of kind result", iv.Result)
+		}
+		if iv.Timeout == "" {
+			iv.timeout = DefaultTimeout
+		} else if d, err := time.ParseDuration(iv.Timeout); err != nil || d <= 0 {
+			c.add("invoke.timeout", "%q is not a positive duration", iv.Timeout)
+		} else {
+			iv.timeout = d
 		}
 	}
 	a.checkCycles(c, firedBy)

@@ -35,6 +35,7 @@ Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR]
   pheromone validate -f app.yaml
   pheromone broker [--data-dir DIR] [--addr ADDR]
+  pheromone invoke APP [--data FILE] [--addr URL] [--async]
 `
 
 // Main runs the command line with args (without the program name) and
@@ -57,6 +58,8 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(reg, args[1:], stdout, stderr)
 	case "broker":
 		return cmdBroker(ctx, args[1:], stdout, stderr)
+	case "invoke":
+		return cmdInvoke(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -256,7 +259,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpAddr = ln.Addr().String()
-		srv = &http.Server{Handler: httpHandler(node, metrics), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: httpHandler(a, node, metrics), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -337,8 +340,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	return runErr
 }
 
-func httpHandler(node *engine.Node, m *prom.Metrics) http.Handler {
+func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics) http.Handler {
 	mux := http.NewServeMux()
+	(&invokeHandler{app: a, node: node}).register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/codec"
+)
+
+// invokeHandler serves POST /v1/apps/{app}/invoke and GET /v1/sessions/{id}.
+type invokeHandler struct {
+	app  *app.App
+	node *engine.Node
+}
+
+func (h *invokeHandler) register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/apps/{app}/invoke", h.invoke)
+	mux.HandleFunc("GET /v1/sessions/{id}", h.session)
+}
+
+type sessionJSON struct {
+	Session string          `json:"session"`
+	Status  string          `json:"status"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   string          `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// invoke decodes the body (one JSON object or an array of them, in the
+// entry source's schema), starts a session and, unless ?async=true, waits
+// for its result.
+func (h *invokeHandler) invoke(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("app") != h.app.Name {
+		writeJSON(w, http.StatusNotFound, sessionJSON{Error: fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+		return
+	}
+	if h.app.Invoke == nil {
+		writeJSON(w, http.StatusNotFound, sessionJSON{Error: "the app has no invoke section"})
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, sessionJSON{Error: err.Error()})
+		return
+	}
+	id := newSessionID()
+	rec, err := h.decode(body, id)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, sessionJSON{Session: id, Status: "rejected", Error: err.Error()})
+		return
+	}
+	done, err := h.node.Invoke(r.Context(), id, rec)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		writeJSON(w, code, sessionJSON{Session: id, Status: "rejected", Error: err.Error()})
+		return
+	}
+	if r.URL.Query().Get("async") == "true" {
+		writeJSON(w, http.StatusAccepted, sessionJSON{Session: id, Status: "pending"})
+		return
+	}
+	timeout := h.app.Invoke.TimeoutDuration()
+	select {
+	case <-done:
+		st, _ := h.node.Session(id)
+		writeJSON(w, http.StatusOK, sessionJSON{Session: id, Status: "done", Result: st.Result})
+	case <-time.After(timeout):
+		writeJSON(w, http.StatusGatewayTimeout, sessionJSON{Session: id, Status: "pending",
+			Error: fmt.Sprintf("no result within %s; poll GET /v1/sessions/%s", timeout, id)})
+	case <-r.Context().Done():
+	}
+}
+
+func (h *invokeHandler) session(w http.ResponseWriter, r *http.Request) {
+	st, ok := h.node.Session(r.PathValue("id"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, sessionJSON{Session: r.PathValue("id"), Error: "unknown session"})
+		return
+	}
+	if !st.Done {
+		writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "pending"})
+		return
+	}
+	writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "done", Result: st.Result})
+}
+
+// decode turns the request body into rows of the entry source's schema,
+// with the session column set to session (whatever the body says).
+func (h *invokeHandler) decode(body []byte, session string) (arrow.Record, error) {
+	src := h.app.EntrySource()
+	d, err := codec.NewJSONDecoder(src.ArrowSchema())
+	if err != nil {
+		return nil, err
+	}
+	defer d.Release()
+	if err := d.SetExternal(h.app.Bucket(h.app.Invoke.Entry).Session); err != nil {
+		return nil, err
+	}
+	trimmed := bytes.TrimSpace(body)
+	var rows []json.RawMessage
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &rows); err != nil {
+			return nil, fmt.Errorf("body: %w", err)
+		}
+	} else {
+		rows = []json.RawMessage{trimmed}
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("body: no objects")
+	}
+	d.Reserve(len(rows))
+	for i, row := range rows {
+		if err := d.AppendWith(row, []byte(session)); err != nil {
+			return nil, fmt.Errorf("body[%d]: %w", i, err)
+		}
+	}
+	return d.NewRecord(), nil
+}
+
+func newSessionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// cmdInvoke posts a request to a running node and prints the response.
+func cmdInvoke(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "file with the JSON input (default: standard input)")
+	addr := fs.String("addr", "http://127.0.0.1:8080", "the node's HTTP address")
+	async := fs.Bool("async", false, "return the session id at once")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "pheromone invoke: usage: pheromone invoke APP [--data FILE] [--addr URL] [--async]")
+		return 2
+	}
+	appName := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	var body []byte
+	var err error
+	if *data == "" {
+		body, err = io.ReadAll(os.Stdin)
+	} else {
+		body, err = os.ReadFile(*data)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 1
+	}
+	url := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + appName + "/invoke"
+	if *async {
+		url += "?async=true"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	fmt.Fprint(stdout, string(out))
+	if resp.StatusCode >= 300 {
+		return 1
+	}
+	return 0
+}
