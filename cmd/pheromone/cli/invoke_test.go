@@ -128,3 +128,57 @@ func TestInvokeChain(t *testing.T) {
 		t.Errorf("pheromone invoke: exit %d, %s %s", code, out.String(), errb.String())
 	}
 }
+
+const fanApp = `
+app: fan
+sources:
+  - name: requests
+    topic: requests
+    partitions: 1
+    schema: [{name: session, type: string}, {name: words, type: string}, {name: n, type: int64}]
+    bucket: requests
+buckets:
+  - {name: requests, session: session}
+  - {name: parts, key: key, session: session}
+  - {name: replicas, session: session}
+invoke: {entry: requests, result: reply}
+triggers:
+  - {name: fan, bucket: requests, primitive: immediate, function: fan_out}
+  - {name: announce, bucket: requests, primitive: immediate, function: announce}
+  - {name: copies, bucket: requests, primitive: immediate, function: replicate}
+  - {name: joined, bucket: parts, primitive: dynamic_join, count_column: n, session_timeout: 1m, function: join}
+  - {name: first3, bucket: replicas, primitive: redundant, k: 3, n: 4, function: vote}
+functions:
+  - {name: fan_out, kind: split, column: words, as: key, outputs: [parts]}
+  - name: announce
+    kind: project
+    columns: [{name: session}, {name: n}, {name: key, expr: '"_join"'}]
+    outputs: [parts]
+  - {name: replicate, kind: split, column: words, as: replica, outputs: [replicas]}
+  - {name: join, kind: aggregate, aggregates: [{name: parts, op: count}, {name: distinct, op: count_distinct, column: key}], outputs: [reply]}
+  - {name: vote, kind: aggregate, aggregates: [{name: answers, op: count}], outputs: [reply]}
+sinks: [{name: reply, kind: result}]
+`
+
+// TestInvokeFanOutAndQuorum: one invocation fans out into 100 parts joined
+// by dynamic_join (the announcement comes from the same request), and one
+// fans out into 4 replicas of which the first 3 are kept (k of n).
+func TestInvokeFanOutAndQuorum(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, fanApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	base := "http://" + n.info.HTTPAddr
+	var words []string
+	for i := 0; i < 100; i++ {
+		words = append(words, fmt.Sprintf("w%d", i))
+	}
+	// 100 parts: results are applied in firing order, and the join fires
+	// (on the announcement) before the quorum's vote, so it answers.
+	code, r := post(t, base+"/v1/apps/fan/invoke", fmt.Sprintf(`{"words":%q,"n":100}`, strings.Join(words, " ")))
+	if code != http.StatusOK || string(r.Result) != `[{"parts":100,"distinct":100}]` {
+		t.Fatalf("fan-out: %d %s", code, r.Result)
+	}
+	code, r = post(t, base+"/v1/apps/fan/invoke", `{"words":"r1 r2 r3 r4","n":99}`)
+	if code != http.StatusOK || string(r.Result) != `[{"answers":3}]` {
+		t.Fatalf("quorum: %d %s", code, r.Result)
+	}
+}
