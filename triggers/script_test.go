@@ -207,3 +207,14 @@ func format(fs []Firing) []string {
 	}
 	return out
 }
+
+func TestProgress(t *testing.T) {
+	tr, _ := New(Spec{Name: "s", Primitive: BySet, Keys: []string{"a", "b", "c"}}, 0)
+	tr.Put(Objects{First: 0, Len: 3, Keys: []string{"b", "a", "c"}, Sessions: []string{"s2", "s1", "s2"}}, time.Unix(0, 0), nil)
+	got := fmt.Sprintf("%+v", tr.(Progressor).Progress())
+	want := "[{Session:s1 Group: Have:1 Need:3 Missing:[b c] Controls:0 WindowStart:<nil> WindowEnd:<nil>} " +
+		"{Session:s2 Group: Have:2 Need:3 Missing:[a] Controls:0 WindowStart:<nil> WindowEnd:<nil>}]"
+	if got != want {
+		t.Errorf("progress:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -36,6 +36,7 @@ Usage:
   pheromone validate -f app.yaml
   pheromone broker [--data-dir DIR] [--addr ADDR]
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
+  pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
 `
 
 // Main runs the command line with args (without the program name) and
@@ -60,6 +61,8 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdBroker(ctx, args[1:], stdout, stderr)
 	case "invoke":
 		return cmdInvoke(args[1:], stdout, stderr)
+	case "query":
+		return cmdQuery(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

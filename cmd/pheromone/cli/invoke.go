@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,24 @@ type invokeHandler struct {
 func (h *invokeHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/apps/{app}/invoke", h.invoke)
 	mux.HandleFunc("GET /v1/sessions/{id}", h.session)
+	mux.HandleFunc("GET /v1/apps/{app}/buckets/{bucket}", h.bucket)
+}
+
+// bucket serves the live state of a bucket: objects held and, per trigger,
+// how close it is to firing. Query parameters: key, session, limit.
+func (h *invokeHandler) bucket(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("app") != h.app.Name {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+		return
+	}
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	view, err := h.node.QueryBucket(r.PathValue("bucket"), engine.BucketQuery{
+		Key: r.URL.Query().Get("key"), Session: r.URL.Query().Get("session"), Limit: limit})
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 type sessionJSON struct {
@@ -180,6 +200,44 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	fmt.Fprint(stdout, string(out))
+	if resp.StatusCode >= 300 {
+		return 1
+	}
+	return 0
+}
+
+// cmdQuery prints a bucket's live state from a running node.
+func cmdQuery(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "the node's HTTP address")
+	key := fs.String("key", "", "only objects with this key")
+	session := fs.String("session", "", "only this session")
+	limit := fs.Int("limit", 100, "objects per partition")
+	if len(args) < 2 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[1], "-") {
+		fmt.Fprintln(stderr, "pheromone query: usage: pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]")
+		return 2
+	}
+	if err := fs.Parse(args[2:]); err != nil {
+		return 2
+	}
+	q := url.Values{}
+	if *key != "" {
+		q.Set("key", *key)
+	}
+	if *session != "" {
+		q.Set("session", *session)
+	}
+	q.Set("limit", strconv.Itoa(*limit))
+	u := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + url.PathEscape(args[0]) + "/buckets/" + url.PathEscape(args[1]) + "?" + q.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone query:", err)
 		return 1
 	}
 	defer resp.Body.Close()

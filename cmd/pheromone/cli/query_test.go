@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+const queryApp = `
+app: q
+sources:
+  - name: parts
+    topic: parts
+    partitions: 1
+    schema: [{name: req, type: string}, {name: key, type: string}, {name: v, type: int64}]
+    key: key
+    bucket: parts
+buckets: [{name: parts, session: req}]
+triggers: [{name: all3, bucket: parts, primitive: by_set, keys: [a, b, c], function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out}]
+`
+
+func query(t *testing.T, url string) engine.BucketView {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	var v engine.BucketView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestQueryPendingState: GET /v1/apps/{app}/buckets/{bucket} shows the
+// objects held and how close each session's set is, exactly, before and
+// after the set completes.
+func TestQueryPendingState(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, queryApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	url := "http://" + n.info.HTTPAddr + "/v1/apps/q/buckets/parts"
+	produce(t, brokers, "parts", 0, `{"req":"r1","key":"a","v":1}`, `{"req":"r2","key":"c","v":2}`, `{"req":"r1","key":"b","v":3}`)
+	waitFor(t, 10*time.Second, "3 objects held", func() bool {
+		v := query(t, url)
+		return len(v.Partitions) == 1 && v.Partitions[0].Held == 3
+	})
+	v := query(t, url+"?session=r1")
+	p := v.Partitions[0]
+	if len(p.Objects) != 2 || string(p.Objects[0]) != `{"req":"r1","key":"a","v":1}` || string(p.Objects[1]) != `{"req":"r1","key":"b","v":3}` {
+		t.Errorf("r1 objects: %s", p.Objects)
+	}
+	tr := p.Triggers[0]
+	if tr.Name != "all3" || tr.Primitive != "by_set" || tr.Pending != 3 || len(tr.Progress) != 1 {
+		t.Fatalf("trigger view %+v", tr)
+	}
+	if pr := tr.Progress[0]; pr.Session != "r1" || pr.Have != 2 || pr.Need != 3 || len(pr.Missing) != 1 || pr.Missing[0] != "c" {
+		t.Errorf("r1 progress %+v", pr)
+	}
+	if v := query(t, url+"?key=c"); len(v.Partitions[0].Objects) != 1 {
+		t.Errorf("key filter: %s", v.Partitions[0].Objects)
+	}
+
+	produce(t, brokers, "parts", 0, `{"req":"r1","key":"c","v":4}`)
+	waitFor(t, 10*time.Second, "r1 fired", func() bool { return query(t, url).Partitions[0].Held == 1 })
+	p = query(t, url).Partitions[0]
+	if len(p.Objects) != 1 || string(p.Objects[0]) != `{"req":"r2","key":"c","v":2}` {
+		t.Errorf("after firing: %s", p.Objects)
+	}
+	if pr := p.Triggers[0].Progress; len(pr) != 1 || pr[0].Session != "r2" || pr[0].Have != 1 {
+		t.Errorf("after firing: progress %+v", pr)
+	}
+	if resp, _ := http.Get("http://" + n.info.HTTPAddr + "/v1/apps/q/buckets/nope"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown bucket: %d", resp.StatusCode)
+	}
+	var out, errb bytes.Buffer
+	if code := Main([]string{"query", "q", "parts", "--addr", "http://" + n.info.HTTPAddr, "--session", "r2"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), `"objects":[{"req":"r2","key":"c","v":2}]`) {
+		t.Errorf("pheromone query: %d %s %s", code, out.String(), errb.String())
+	}
+}

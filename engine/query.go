@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/triggers"
+)
+
+// BucketQuery filters a bucket query; empty fields match everything.
+type BucketQuery struct {
+	Key, Session string
+	// Limit bounds the objects returned per partition; default 100.
+	Limit int
+}
+
+// BucketView is what a bucket holds on this node, read from the last
+// committed state (a consistent snapshot; the partition tasks are never
+// blocked by a query).
+type BucketView struct {
+	Bucket     string          `json:"bucket"`
+	Partitions []PartitionView `json:"partitions"`
+}
+
+// PartitionView is one bucket partition.
+type PartitionView struct {
+	Partition int32 `json:"partition"`
+	// Held counts the objects some trigger holds (all stored objects for a
+	// bucket without triggers); Objects lists those matching the query, up
+	// to the limit, oldest first.
+	Held     int64             `json:"held"`
+	Objects  []json.RawMessage `json:"objects"`
+	Triggers []TriggerView     `json:"triggers"`
+}
+
+// TriggerView is a trigger's pending state.
+type TriggerView struct {
+	Name      string              `json:"name"`
+	Primitive string              `json:"primitive"`
+	Pending   int                 `json:"pending"`
+	Dropped   uint64              `json:"dropped,omitempty"`
+	Progress  []triggers.Progress `json:"progress,omitempty"`
+}
+
+// QueryBucket returns the bucket's state on the partitions this node owns.
+func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
+	bp := n.plan.buckets[bucket]
+	if bp == nil {
+		return BucketView{}, fmt.Errorf("engine: no bucket %q", bucket)
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	snap := n.o.Store.Snapshot()
+	defer snap.Close()
+	view := BucketView{Bucket: bucket, Partitions: []PartitionView{}}
+	for _, part := range n.Partitions() {
+		b, err := loadBucket(snap, n.plan.app.Name, bp, part)
+		if err != nil {
+			return BucketView{}, err
+		}
+		pv := PartitionView{Partition: part, Objects: []json.RawMessage{}, Triggers: []TriggerView{}}
+		low := b.low()
+		// The objects some trigger holds; nil means every object from low
+		// on (a bucket without triggers keeps everything).
+		var held map[uint64]bool
+		if len(b.triggers) > 0 {
+			held = map[uint64]bool{}
+			for _, tr := range b.triggers {
+				h, ok := tr.t.(triggers.SeqHolder)
+				if !ok {
+					held = nil
+					break
+				}
+				for _, s := range h.HeldSeqs() {
+					held[s] = true
+				}
+			}
+		}
+		if held != nil {
+			pv.Held = int64(len(held))
+		} else {
+			pv.Held = b.pending()
+		}
+		var enc codec.JSONEncoder
+		for _, c := range b.chunks {
+			if len(pv.Objects) >= q.Limit || c.end <= low {
+				continue
+			}
+			rec, err := readChunk(snap, chunkKey(b.prefix, c.first, c.end))
+			if err != nil {
+				return BucketView{}, err
+			}
+			keys, sessions := stringColumn(rec, b.cfg.Key), stringColumn(rec, b.cfg.Session)
+			for i := int(max(low, c.first) - c.first); i < int(rec.NumRows()) && len(pv.Objects) < q.Limit; i++ {
+				if held != nil && !held[c.first+uint64(i)] {
+					continue
+				}
+				if q.Key != "" && (keys == nil || keys[i] != q.Key) {
+					continue
+				}
+				if q.Session != "" && (sessions == nil || sessions[i] != q.Session) {
+					continue
+				}
+				pv.Objects = append(pv.Objects, json.RawMessage(enc.AppendRow(nil, rec, i)))
+			}
+			rec.Release()
+		}
+		for _, tr := range b.triggers {
+			tv := TriggerView{Name: tr.t.Name(), Pending: tr.t.Pending(), Dropped: tr.t.Dropped()}
+			for _, tp := range bp.triggers {
+				if tp.spec.Name == tv.Name {
+					tv.Primitive = tp.spec.Primitive
+				}
+			}
+			if p, ok := tr.t.(triggers.Progressor); ok {
+				tv.Progress = p.Progress()
+				if q.Session != "" {
+					tv.Progress = slices.DeleteFunc(tv.Progress, func(p triggers.Progress) bool { return p.Session != q.Session })
+				}
+			}
+			pv.Triggers = append(pv.Triggers, tv)
+		}
+		view.Partitions = append(view.Partitions, pv)
+	}
+	return view, nil
+}
