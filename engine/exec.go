@@ -39,6 +39,7 @@ type result struct {
 	session    string // of the firing: objects put into buckets inherit it
 	puts       []put
 	replies    []reply
+	tableRows  []tableRow
 	sinkRecs   []OutRecord
 	sinkCounts map[string]int
 	dead       []*OutRecord
@@ -47,6 +48,13 @@ type result struct {
 type put struct {
 	bucket string
 	rec    arrow.Record
+}
+
+// tableRow is one upsert of a table sink.
+type tableRow struct {
+	table string
+	key   []byte
+	value []byte // JSON row
 }
 
 // reply answers the invocation of a session.
@@ -189,6 +197,19 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		}
 		if rows > 0 {
 			r.replies = append(r.replies, reply{session: j.firing.Session, body: append(body, ']')})
+		}
+	}
+	for _, tb := range j.fn.tables {
+		var enc codec.JSONEncoder
+		for i, rec := range out.recs {
+			if out.to[i] != "" && out.to[i] != tb.Name {
+				continue
+			}
+			keyCol := rec.Column(rec.Schema().FieldIndices(tb.Key)[0])
+			for k := 0; k < int(rec.NumRows()); k++ {
+				r.tableRows = append(r.tableRows, tableRow{table: tb.Name,
+					key: codec.AppendKey(nil, keyCol, k), value: enc.AppendRow(nil, rec, k)})
+			}
 		}
 	}
 	for _, b := range j.fn.buckets {

@@ -9,6 +9,8 @@ import "encoding/binary"
 //	b/<bucket>\x00<partition:4>/c/<first:8><end:8>  chunk of objects [first,end), Arrow IPC
 //	b/<bucket>\x00<partition:4>/t/<trigger>     trigger state
 //
+//	t/<table>\x00<partition:4><key>          latest JSON row of a table sink
+//
 // Integers are big-endian so chunks scan in sequence order.
 
 func appPrefix(app string) []byte { return []byte("a/" + app + "/") }
@@ -61,4 +63,15 @@ func ChunkRange(key []byte) (first, end uint64) {
 // TriggerKey is the state key of a trigger's state in one bucket partition.
 func TriggerKey(app, bucket string, part int32, trigger string) []byte {
 	return triggerKey(bucketPrefix(app, bucket, part), trigger)
+}
+
+func tablePrefix(app, table string) []byte {
+	k := append(appPrefix(app), 't', '/')
+	k = append(k, table...)
+	return append(k, 0)
+}
+
+func tableKey(app, table string, part int32, key []byte) []byte {
+	k := binary.BigEndian.AppendUint32(tablePrefix(app, table), uint32(part))
+	return append(k, key...)
 }

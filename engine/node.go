@@ -148,6 +148,7 @@ type fnPlan struct {
 	buckets []string    // outputs that are buckets
 	sinks   []*app.Sink // outputs that are Kafka sinks
 	result  string      // the output that answers invocations, if any
+	tables  []*app.Sink // outputs that are tables
 }
 
 func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
@@ -169,6 +170,8 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 			switch s := a.Sink(o); {
 			case s != nil && s.Kind == "result":
 				fp.result = o
+			case s != nil && s.Kind == "table":
+				fp.tables = append(fp.tables, s)
 			case s != nil:
 				fp.sinks = append(fp.sinks, s)
 			default:

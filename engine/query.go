@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -126,4 +127,38 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 		view.Partitions = append(view.Partitions, pv)
 	}
 	return view, nil
+}
+
+// TableRow is one row of a table sink.
+type TableRow struct {
+	Partition int32           `json:"partition"`
+	Key       string          `json:"key"`
+	Row       json.RawMessage `json:"row"`
+}
+
+// QueryTable returns the latest row per key of a table sink, from the last
+// committed state, ordered by partition and key; key filters to one key.
+func (n *Node) QueryTable(table, key string) ([]TableRow, error) {
+	s := n.plan.app.Sink(table)
+	if s == nil || s.Kind != "table" {
+		return nil, fmt.Errorf("engine: no table %q", table)
+	}
+	snap := n.o.Store.Snapshot()
+	defer snap.Close()
+	prefix := tablePrefix(n.plan.app.Name, table)
+	out := []TableRow{}
+	err := snap.Scan(prefix, func(k, v []byte) error {
+		rest := k[len(prefix):]
+		if len(rest) < 4 {
+			return nil
+		}
+		tr := TableRow{Partition: int32(binary.BigEndian.Uint32(rest)), Key: string(rest[4:])}
+		if key != "" && tr.Key != key {
+			return nil
+		}
+		tr.Row = json.RawMessage(slices.Clone(v))
+		out = append(out, tr)
+		return nil
+	})
+	return out, err
 }

@@ -44,6 +44,8 @@ type task struct {
 	results chan *result
 	cyc     cycle
 
+	tableWrites []tableRow // this cycle's table upserts, in order
+
 	// Commits are pipelined: at the end of a cycle the task builds its state
 	// batch and hands it to the committer goroutine, which waits for the
 	// cycle's Kafka acks, commits, and publishes the offsets; meanwhile the
@@ -577,6 +579,11 @@ func (t *task) apply(r *result) error {
 	for _, rep := range r.replies {
 		n.sessions.complete(rep.session, rep.body)
 	}
+	for _, tr := range r.tableRows {
+		t.tableWrites = append(t.tableWrites, tr)
+		n.out.Add(1)
+		n.o.Metrics.RecordsOut(tr.table, 1)
+	}
 	for i := range r.sinkRecs {
 		t.produce(&r.sinkRecs[i])
 	}
@@ -601,6 +608,10 @@ func (t *task) commit() error {
 		}
 	}
 	a := t.n.plan.app.Name
+	for _, tr := range t.tableWrites {
+		batch.Set(tableKey(a, tr.table, t.part, tr.key), tr.value)
+	}
+	t.tableWrites = t.tableWrites[:0]
 	var offs map[string]int64
 	if len(t.pending) > 0 {
 		offs = make(map[string]int64, len(t.pending))

@@ -261,8 +261,10 @@ type Aggregate struct {
 // Sink writes a function's output to a Kafka topic.
 type Sink struct {
 	Name string `yaml:"name"`
-	// Kind is kafka (default: a topic) or result: what a function emits to
-	// a result sink answers the invocation of its session.
+	// Kind is kafka (default: a topic), table (the latest row per Key is
+	// kept in the node's state and served by GET /v1/apps/{app}/tables/{name})
+	// or result (what a function emits to it answers the invocation of its
+	// session).
 	Kind  string `yaml:"kind"`
 	Topic string `yaml:"topic"`
 	// Format is json (default).
@@ -408,7 +410,7 @@ func (a *App) Topics() map[string]int {
 		out[s.Topic] = s.Partitions
 	}
 	for _, s := range a.Sinks {
-		if s.Kind != "result" {
+		if s.Kind == "kafka" || s.Kind == "" {
 			out[s.Topic] = s.Partitions
 		}
 	}

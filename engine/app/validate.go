@@ -141,8 +141,16 @@ func (a *App) Validate() error {
 				c.add(p+".kind", "a result sink must be the invoke.result of the app")
 			}
 			continue
+		case "table":
+			if s.Topic != "" || s.Partitions != 0 {
+				c.add(p, "a table sink keeps the latest row per key in the node's state; it takes no topic or partitions")
+			}
+			if s.Key == "" {
+				c.add(p+".key", "a table needs the key column its rows are kept by")
+			}
+			continue
 		default:
-			c.add(p+".kind", "unknown sink kind %q (kafka, result)", s.Kind)
+			c.add(p+".kind", "unknown sink kind %q (kafka, table, result)", s.Kind)
 			continue
 		}
 		if s.Topic == "" {

@@ -34,6 +34,21 @@ func (h *invokeHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/apps/{app}/invoke", h.invoke)
 	mux.HandleFunc("GET /v1/sessions/{id}", h.session)
 	mux.HandleFunc("GET /v1/apps/{app}/buckets/{bucket}", h.bucket)
+	mux.HandleFunc("GET /v1/apps/{app}/tables/{table}", h.table)
+}
+
+// table serves the latest row per key of a table sink (?key= for one key).
+func (h *invokeHandler) table(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("app") != h.app.Name {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+		return
+	}
+	rows, err := h.node.QueryTable(r.PathValue("table"), r.URL.Query().Get("key"))
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"table": r.PathValue("table"), "rows": rows})
 }
 
 // bucket serves the live state of a bucket: objects held and, per trigger,

@@ -89,3 +89,55 @@ func TestQueryPendingState(t *testing.T) {
 		t.Errorf("pheromone query: %d %s %s", code, out.String(), errb.String())
 	}
 }
+
+const tableApp = `
+app: tbl
+sources:
+  - name: clicks
+    topic: clicks
+    partitions: 1
+    schema: [{name: user, type: string}, {name: ms, type: int64}]
+    bucket: clicks
+buckets: [{name: clicks}]
+triggers: [{name: pairs, bucket: clicks, primitive: by_batch_size, count: 2, function: per_user}]
+functions:
+  - name: per_user
+    kind: aggregate
+    group_by: [user]
+    aggregates: [{name: n, op: count}, {name: total, op: sum, column: ms}]
+    outputs: [latest]
+sinks: [{name: latest, kind: table, key: user}]
+`
+
+// TestTableKeepsLatestPerKey: a table sink keeps the latest row per key in
+// Pebble; GET /v1/apps/{app}/tables/{name} serves it.
+func TestTableKeepsLatestPerKey(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, tableApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	produce(t, brokers, "clicks", 0, `{"user":"u1","ms":10}`, `{"user":"u1","ms":20}`)
+	produce(t, brokers, "clicks", 0, `{"user":"u2","ms":5}`, `{"user":"u1","ms":1}`)
+	url := "http://" + n.info.HTTPAddr + "/v1/apps/tbl/tables/latest"
+	type table struct {
+		Rows []engine.TableRow `json:"rows"`
+	}
+	get := func(u string) []string {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tb table
+		_ = json.NewDecoder(resp.Body).Decode(&tb)
+		var out []string
+		for _, r := range tb.Rows {
+			out = append(out, r.Key+" "+string(r.Row))
+		}
+		return out
+	}
+	waitFor(t, 10*time.Second, "both users in the table", func() bool { return len(get(url)) == 2 })
+	equalLines(t, "table", get(url), []string{
+		`u1 {"user":"u1","n":1,"total":1}`,
+		`u2 {"user":"u2","n":1,"total":5}`,
+	})
+	equalLines(t, "one key", get(url+"?key=u2"), []string{`u2 {"user":"u2","n":1,"total":5}`})
+}
