@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/apache/arrow/go/v15/arrow"
+
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -15,6 +18,9 @@ type BucketQuery struct {
 	Key, Session string
 	// Limit bounds the objects returned per partition; default 100.
 	Limit int
+	// Arrow returns the objects as Arrow records (BucketView.Records)
+	// instead of JSON rows.
+	Arrow bool
 }
 
 // BucketView is what a bucket holds on this node, read from the last
@@ -23,6 +29,9 @@ type BucketQuery struct {
 type BucketView struct {
 	Bucket     string          `json:"bucket"`
 	Partitions []PartitionView `json:"partitions"`
+	// Records hold the objects when BucketQuery.Arrow was set; the caller
+	// releases them.
+	Records []arrow.Record `json:"-"`
 }
 
 // PartitionView is one bucket partition.
@@ -95,6 +104,7 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 				return BucketView{}, err
 			}
 			keys, sessions := stringColumn(rec, b.cfg.Key), stringColumn(rec, b.cfg.Session)
+			var take []int
 			for i := int(max(low, c.first) - c.first); i < int(rec.NumRows()) && len(pv.Objects) < q.Limit; i++ {
 				if held != nil && !held[c.first+uint64(i)] {
 					continue
@@ -106,6 +116,10 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 					continue
 				}
 				pv.Objects = append(pv.Objects, json.RawMessage(enc.AppendRow(nil, rec, i)))
+				take = append(take, i)
+			}
+			if q.Arrow && len(take) > 0 {
+				view.Records = append(view.Records, fn.Take(rec, take))
 			}
 			rec.Release()
 		}
@@ -162,3 +176,32 @@ func (n *Node) QueryTable(table, key string) ([]TableRow, error) {
 	})
 	return out, err
 }
+
+// TableRecord returns the table's rows (from QueryTable) as one Arrow record
+// with the schema of the function that writes the table; release it.
+func (n *Node) TableRecord(table string, rows []TableRow) (arrow.Record, error) {
+	var schema *arrow.Schema
+	for i := range n.plan.app.Functions {
+		f := &n.plan.app.Functions[i]
+		if slices.Contains(f.Outputs, table) {
+			schema = f.OutputSchema()
+		}
+	}
+	if schema == nil {
+		return nil, fmt.Errorf("engine: no function writes table %q", table)
+	}
+	d, err := codec.NewJSONDecoder(schema)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Release()
+	for _, r := range rows {
+		if err := d.Append(r.Row); err != nil {
+			return nil, err
+		}
+	}
+	return d.NewRecord(), nil
+}
+
+// BucketSchema is the Arrow schema of a bucket's objects.
+func (n *Node) BucketSchema(bucket string) *arrow.Schema { return n.plan.app.BucketSchema(bucket) }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -48,6 +49,15 @@ func (h *invokeHandler) table(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
 	}
+	if wantsArrow(r) {
+		rec, err := h.node.TableRecord(r.PathValue("table"), rows)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeArrow(w, rec.Schema(), []arrow.Record{rec})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"table": r.PathValue("table"), "rows": rows})
 }
 
@@ -59,10 +69,15 @@ func (h *invokeHandler) bucket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	asArrow := wantsArrow(r)
 	view, err := h.node.QueryBucket(r.PathValue("bucket"), engine.BucketQuery{
-		Key: r.URL.Query().Get("key"), Session: r.URL.Query().Get("session"), Limit: limit})
+		Key: r.URL.Query().Get("key"), Session: r.URL.Query().Get("session"), Limit: limit, Arrow: asArrow})
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		return
+	}
+	if asArrow {
+		writeArrow(w, h.node.BucketSchema(r.PathValue("bucket")), view.Records)
 		return
 	}
 	writeJSON(w, http.StatusOK, view)
@@ -262,4 +277,29 @@ func cmdQuery(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// ArrowStream is the media type of Arrow IPC streams.
+const ArrowStream = "application/vnd.apache.arrow.stream"
+
+func wantsArrow(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), ArrowStream)
+}
+
+// writeArrow answers with an Arrow IPC stream of recs (released here).
+func writeArrow(w http.ResponseWriter, schema *arrow.Schema, recs []arrow.Record) {
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	w.Header().Set("Content-Type", ArrowStream)
+	w.WriteHeader(http.StatusOK)
+	iw := ipc.NewWriter(w, ipc.WithSchema(schema))
+	for _, r := range recs {
+		if err := iw.Write(r); err != nil {
+			return
+		}
+	}
+	_ = iw.Close()
 }

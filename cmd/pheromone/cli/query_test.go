@@ -3,12 +3,18 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/codec"
 )
 
 const queryApp = `
@@ -140,4 +146,59 @@ func TestTableKeepsLatestPerKey(t *testing.T) {
 		`u2 {"user":"u2","n":1,"total":5}`,
 	})
 	equalLines(t, "one key", get(url+"?key=u2"), []string{`u2 {"user":"u2","n":1,"total":5}`})
+}
+
+// TestQueriesAsArrow: with Accept: application/vnd.apache.arrow.stream the
+// bucket and table queries answer with Arrow IPC streams that the Arrow Go
+// reader decodes, and (when the apache-arrow npm package is installed, as
+// .ci/run does) so does the independent JavaScript implementation.
+func TestQueriesAsArrow(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, queryApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	produce(t, brokers, "parts", 0, `{"req":"r1","key":"a","v":1}`, `{"req":"r2","key":"c","v":2}`)
+	url := "http://" + n.info.HTTPAddr + "/v1/apps/q/buckets/parts"
+	waitFor(t, 10*time.Second, "2 objects held", func() bool { return query(t, url).Partitions[0].Held == 2 })
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", ArrowStream)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != ArrowStream {
+		t.Fatalf("content type %q", ct)
+	}
+	rd, err := ipc.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	var enc codec.JSONEncoder
+	for rd.Next() {
+		rec := rd.Record()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			rows = append(rows, string(enc.AppendRow(nil, rec, i)))
+		}
+	}
+	rd.Release()
+	equalLines(t, "arrow rows (Go reader)", rows, []string{`{"req":"r1","key":"a","v":1}`, `{"req":"r2","key":"c","v":2}`})
+
+	modules := os.Getenv("PHEROMONE_ARROWJS")
+	if modules == "" {
+		t.Skip("independent Arrow check skipped: set PHEROMONE_ARROWJS to a node_modules dir with apache-arrow (.ci/run does)")
+	}
+	file := writeFile(t, t.TempDir(), "parts.arrows", string(body))
+	script := `const {tableFromIPC} = require("apache-arrow"); const fs = require("fs");
+const t = tableFromIPC(fs.readFileSync(process.argv[1]));
+console.log(JSON.stringify(t.toArray().map(r => ({req: r.req, key: r.key, v: Number(r.v)}))));`
+	cmd := exec.Command("node", "-e", script, file)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != `[{"req":"r1","key":"a","v":1},{"req":"r2","key":"c","v":2}]` {
+		t.Errorf("apache-arrow (JS) read %s", got)
+	}
 }
