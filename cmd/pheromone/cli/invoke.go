@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
 )
 
 // invokeHandler serves POST /v1/apps/{app}/invoke and GET /v1/sessions/{id}.
@@ -114,7 +117,12 @@ func (h *invokeHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newSessionID()
-	rec, err := h.decode(body, id)
+	var rec arrow.Record
+	if strings.HasPrefix(r.Header.Get("Content-Type"), ArrowStream) {
+		rec, err = h.decodeArrow(body, id)
+	} else {
+		rec, err = h.decode(body, id)
+	}
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, sessionJSON{Session: id, Status: "rejected", Error: err.Error()})
 		return
@@ -185,6 +193,57 @@ func (h *invokeHandler) decode(body []byte, session string) (arrow.Record, error
 		}
 	}
 	return d.NewRecord(), nil
+}
+
+// decodeArrow reads an Arrow IPC stream body into rows of the entry
+// source's schema: columns are matched by name and must have the same
+// type; missing ones are null; the session column is set to session.
+func (h *invokeHandler) decodeArrow(body []byte, session string) (arrow.Record, error) {
+	schema := h.app.EntrySource().ArrowSchema()
+	sessionCol := h.app.Bucket(h.app.Invoke.Entry).Session
+	rd, err := ipc.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("body: not an Arrow IPC stream: %w", err)
+	}
+	defer rd.Release()
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	rows := 0
+	for rd.Next() {
+		in := rd.Record()
+		n := int(in.NumRows())
+		for c, f := range schema.Fields() {
+			fb := b.Field(c)
+			if f.Name == sessionCol {
+				for i := 0; i < n; i++ {
+					fb.(*array.StringBuilder).Append(session)
+				}
+				continue
+			}
+			idx := in.Schema().FieldIndices(f.Name)
+			if len(idx) == 0 {
+				for i := 0; i < n; i++ {
+					fb.AppendNull()
+				}
+				continue
+			}
+			col := in.Column(idx[0])
+			if !arrow.TypeEqual(col.DataType(), f.Type) {
+				return nil, fmt.Errorf("body: column %q is %s, want %s", f.Name, col.DataType(), f.Type)
+			}
+			for i := 0; i < n; i++ {
+				fn.AppendFrom(fb, col, i)
+			}
+		}
+		rows += n
+	}
+	if err := rd.Err(); err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	if rows == 0 {
+		return nil, errors.New("body: no rows")
+	}
+	return b.NewRecord(), nil
 }
 
 func newSessionID() string {

@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
 	"github.com/pheromone-go/pheromone/engine"
 )
 
@@ -180,5 +185,38 @@ func TestInvokeFanOutAndQuorum(t *testing.T) {
 	code, r = post(t, base+"/v1/apps/fan/invoke", `{"words":"r1 r2 r3 r4","n":99}`)
 	if code != http.StatusOK || string(r.Result) != `[{"answers":3}]` {
 		t.Fatalf("quorum: %d %s", code, r.Result)
+	}
+}
+
+// TestInvokeWithArrowBody: the request body may be an Arrow IPC stream;
+// columns are matched by name to the entry schema.
+func TestInvokeWithArrowBody(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, chainInvokeApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "n", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "text", Type: arrow.BinaryTypes.String},
+	}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	b.Field(0).(*array.Int64Builder).AppendValues([]int64{1, 2}, nil)
+	b.Field(1).(*array.StringBuilder).AppendValues([]string{"x", "y"}, nil)
+	rec := b.NewRecord()
+	b.Release()
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	rec.Release()
+	resp, err := http.Post("http://"+n.info.HTTPAddr+"/v1/apps/chain/invoke", ArrowStream, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r invokeResp
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	if resp.StatusCode != http.StatusOK || string(r.Result) != `[{"answer":"X!","n":2},{"answer":"Y!","n":4}]` {
+		t.Fatalf("%d %+v %s", resp.StatusCode, r, r.Result)
 	}
 }
