@@ -79,6 +79,7 @@ type Node struct {
 	logLimiter                          logLimiter
 
 	sessions sessionTable
+	tables   *tableStore
 }
 
 // New validates options and compiles the app's functions.
@@ -104,11 +105,16 @@ func New(o Options) (*Node, error) {
 	if o.MemoryBudget <= 0 {
 		o.MemoryBudget = 32 << 20
 	}
-	p, err := compile(o.App, o.Functions)
+	tables, err := newTableStore(o.App)
+	if err != nil {
+		return nil, err
+	}
+	p, err := compile(o.App, o.Functions, tables)
 	if err != nil {
 		return nil, err
 	}
 	return &Node{
+		tables:    tables,
 		o:         o,
 		plan:      p,
 		log:       o.Logger,
@@ -151,7 +157,7 @@ type fnPlan struct {
 	tables  []*app.Sink // outputs that are tables
 }
 
-func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
+func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*plan, error) {
 	p := &plan{app: a, sources: map[string]*app.Source{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
 	for i := range a.Sources {
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
@@ -161,7 +167,7 @@ func compile(a *app.App, overrides map[string]fn.Function) (*plan, error) {
 		impl, ok := overrides[f.Name]
 		if !ok {
 			var err error
-			if impl, err = fn.Build(f); err != nil {
+			if impl, err = fn.BuildWith(f, tables); err != nil {
 				return nil, err
 			}
 		}

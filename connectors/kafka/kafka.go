@@ -254,6 +254,16 @@ func contains(ps []int32, p int32) bool {
 // partition counts (replication factor 1 on a single broker, else the
 // broker default).
 func EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) error {
+	return ensureTopics(ctx, brokers, topics, nil)
+}
+
+// EnsureCompactedTopics is EnsureTopics for topics with cleanup.policy=compact.
+func EnsureCompactedTopics(ctx context.Context, brokers []string, topics map[string]int) error {
+	compact := "compact"
+	return ensureTopics(ctx, brokers, topics, map[string]*string{"cleanup.policy": &compact})
+}
+
+func ensureTopics(ctx context.Context, brokers []string, topics map[string]int, configs map[string]*string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return fmt.Errorf("kafka: admin: %w", err)
@@ -261,7 +271,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) 
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	for topic, parts := range topics {
-		resp, err := adm.CreateTopic(ctx, int32(parts), -1, nil, topic)
+		resp, err := adm.CreateTopic(ctx, int32(parts), -1, configs, topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -309,4 +319,70 @@ func portOf(addr string) (int, error) {
 		return 0, fmt.Errorf("kafka: bad broker address %q (want host:port)", addr)
 	}
 	return port, nil
+}
+
+// FeedTable reads a (compacted) topic from the start and hands every record
+// to upsert (value nil for tombstones). It returns once it has caught up with
+// the end offsets the topic had when it started, so lookups see the whole
+// table from the first record processed; tail then keeps following the
+// topic until its ctx ends.
+func FeedTable(ctx context.Context, brokers []string, topic string, upsert func(key, value []byte) error, log *slog.Logger) (tail func(context.Context) error, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	acl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("kafka: table %s: %w", topic, err)
+	}
+	ends, err := kadm.NewClient(acl).ListEndOffsets(ctx, topic)
+	acl.Close()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: table %s: end offsets: %w", topic, err)
+	}
+	need := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			need[o.Partition] = o.Offset
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("kafka: table %s: %w", topic, err)
+	}
+	poll := func(ctx context.Context) error {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fs.EachError(func(_ string, p int32, err error) {
+			log.Warn("table fetch error", "topic", topic, "partition", p, "error", err)
+		})
+		var bad error
+		fs.EachRecord(func(r *kgo.Record) {
+			if err := upsert(r.Key, r.Value); err != nil && bad == nil {
+				bad = err
+			}
+			if end, ok := need[r.Partition]; ok && r.Offset+1 >= end {
+				delete(need, r.Partition)
+			}
+		})
+		if bad != nil {
+			log.Warn("bad table record skipped", "topic", topic, "error", bad)
+		}
+		return nil
+	}
+	for len(need) > 0 {
+		if err := poll(ctx); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("kafka: table %s: %w", topic, err)
+		}
+	}
+	return func(ctx context.Context) error {
+		defer cl.Close()
+		for ctx.Err() == nil {
+			_ = poll(ctx)
+		}
+		return nil
+	}, nil
 }

@@ -32,6 +32,8 @@ type App struct {
 	Sinks     []Sink     `yaml:"sinks"`
 	// Invoke enables request/response invocation over HTTP (optional).
 	Invoke *Invoke `yaml:"invoke"`
+	// Tables are reference data that lookup functions join against.
+	Tables []Table `yaml:"tables"`
 
 	// Derived by Validate.
 	bucketIdx   map[string]int
@@ -191,7 +193,7 @@ func (t *Trigger) WindowDuration() time.Duration { return t.window }
 // Function is a built-in function with its parameters.
 type Function struct {
 	Name string `yaml:"name"`
-	// Kind is filter, project, aggregate, split, route, emit, or go (a Go function
+	// Kind is filter, project, aggregate, split, route, lookup, emit, or go (a Go function
 	// registered under the function's name in the binary).
 	Kind string `yaml:"kind"`
 	// Expr is the boolean expression of a filter.
@@ -221,6 +223,14 @@ type Function struct {
 	Timeout string `yaml:"timeout"`
 	// Schema declares the output columns of a `kind: go` function.
 	Schema []Column `yaml:"schema"`
+	// Lookup joins each row with the row of Table whose key equals column
+	// On, adding TableColumns (default: all but the key); rows without a
+	// match are dropped unless KeepUnmatched (then the added columns are
+	// null).
+	Table         string   `yaml:"table"`
+	On            string   `yaml:"on"`
+	TableColumns  []string `yaml:"table_columns"`
+	KeepUnmatched bool     `yaml:"keep_unmatched"`
 	// Route configures a route: By names a string column whose value is
 	// the output a row goes to; Routes send rows to the first route whose
 	// expression holds; Default takes the rest (without it they are
@@ -273,6 +283,47 @@ type Sink struct {
 	Key string `yaml:"key"`
 	// Partitions is used when the node creates the topic; default 4.
 	Partitions int `yaml:"partitions"`
+}
+
+// Table is reference data for lookups: the latest JSON row per key, read
+// in full by every node (like a Kafka Streams GlobalKTable) from a compacted
+// topic (kept up to date while the node runs) or from a file of JSON lines.
+type Table struct {
+	Name   string   `yaml:"name"`
+	Topic  string   `yaml:"topic"`
+	File   string   `yaml:"file"`
+	Schema []Column `yaml:"schema"`
+	// Key is the column rows are kept by (and looked up by).
+	Key string `yaml:"key"`
+	// Partitions is used when the node creates the topic; default 1.
+	Partitions int `yaml:"partitions"`
+}
+
+// ArrowSchema is the table's schema (valid after Validate).
+func (t *Table) ArrowSchema() *arrow.Schema {
+	src := Source{Schema: t.Schema}
+	return src.ArrowSchema()
+}
+
+// Table returns the table named name, or nil.
+func (a *App) Table(name string) *Table {
+	for i := range a.Tables {
+		if a.Tables[i].Name == name {
+			return &a.Tables[i]
+		}
+	}
+	return nil
+}
+
+// CompactedTopics lists the table topics (created with cleanup.policy=compact).
+func (a *App) CompactedTopics() map[string]int {
+	out := map[string]int{}
+	for _, t := range a.Tables {
+		if t.Topic != "" {
+			out[t.Topic] = t.Partitions
+		}
+	}
+	return out
 }
 
 // Invoke configures POST /v1/apps/{app}/invoke: the request body becomes

@@ -72,6 +72,38 @@ func (a *App) Validate() error {
 	if len(a.Sources) == 0 {
 		c.add("sources", "an app needs at least one source")
 	}
+	index(c, "tables", len(a.Tables), func(i int) string { return a.Tables[i].Name })
+	for i := range a.Tables {
+		tb := &a.Tables[i]
+		p := fmt.Sprintf("tables[%d]", i)
+		switch {
+		case tb.Topic == "" && tb.File == "":
+			c.add(p, "a table needs a topic (compacted) or a file (JSON lines)")
+		case tb.Topic != "" && tb.File != "":
+			c.add(p, "a table takes a topic or a file, not both")
+		}
+		if tb.Partitions == 0 {
+			tb.Partitions = 1
+		}
+		if len(tb.Schema) == 0 {
+			c.add(p+".schema", "a table needs a schema")
+		}
+		names := map[string]bool{}
+		for j, col := range tb.Schema {
+			if _, ok := ColumnType(col.Type); !ok {
+				c.add(fmt.Sprintf("%s.schema[%d].type", p, j), "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
+			}
+			if names[col.Name] || col.Name == "" {
+				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "empty or duplicate column %q", col.Name)
+			}
+			names[col.Name] = true
+		}
+		if tb.Key == "" {
+			c.add(p+".key", "must name the key column")
+		} else if !names[tb.Key] {
+			c.add(p+".key", "unknown column %q", tb.Key)
+		}
+	}
 
 	bucketSchema := map[string]*arrow.Schema{}
 	bucketFrom := map[string]string{}
@@ -748,6 +780,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 	only("as", f.As != "" && f.Kind != "split", "split")
 	only("separator", f.Separator != "" && f.Kind != "split", "split")
 	only("schema", len(f.Schema) > 0 && f.Kind != "go", "go")
+	only("table", f.Table != "" && f.Kind != "lookup", "lookup")
+	only("on", f.On != "" && f.Kind != "lookup", "lookup")
+	only("table_columns", len(f.TableColumns) > 0 && f.Kind != "lookup", "lookup")
 	only("by", f.By != "" && f.Kind != "route", "route")
 	only("routes", len(f.Routes) > 0 && f.Kind != "route", "route")
 	only("default", f.Default != "" && f.Kind != "route", "route")
@@ -769,6 +804,45 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		return in
 	case "emit":
 		return in
+	case "lookup":
+		tb := a.Table(f.Table)
+		if tb == nil {
+			c.add(p+".table", "unknown table %q", f.Table)
+			return nil
+		}
+		idx := in.FieldIndices(f.On)
+		if len(idx) == 0 {
+			c.add(p+".on", "unknown column %q%s", f.On, suggest(f.On, columnNames(in)))
+			return nil
+		}
+		if id := in.Field(idx[0]).Type.ID(); id != arrow.STRING && id != arrow.INT64 {
+			c.add(p+".on", "column %q must be a string or int64", f.On)
+			return nil
+		}
+		ts := tb.ArrowSchema()
+		cols := f.TableColumns
+		if len(cols) == 0 {
+			for _, col := range tb.Schema {
+				if col.Name != tb.Key {
+					cols = append(cols, col.Name)
+				}
+			}
+			f.TableColumns = cols
+		}
+		fields := slices.Clone(in.Fields())
+		for j, name := range cols {
+			ti := ts.FieldIndices(name)
+			if len(ti) == 0 {
+				c.add(fmt.Sprintf("%s.table_columns[%d]", p, j), "table %q has no column %q", tb.Name, name)
+				return nil
+			}
+			if hasColumn(in, name) {
+				c.add(fmt.Sprintf("%s.table_columns[%d]", p, j), "the input already has a column %q", name)
+				return nil
+			}
+			fields = append(fields, arrow.Field{Name: name, Type: ts.Field(ti[0]).Type, Nullable: true})
+		}
+		return arrow.NewSchema(fields, nil)
 	case "route":
 		switch {
 		case f.By == "" && len(f.Routes) == 0:
@@ -1020,9 +1094,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		}
 		return arrow.NewSchema(fields, nil)
 	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, emit, go)")
+		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, lookup, emit, go)")
 	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, emit, go)", f.Kind)
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, lookup, emit, go)", f.Kind)
 	}
 	return nil
 }

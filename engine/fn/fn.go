@@ -99,7 +99,10 @@ func (r *Registry) Functions() map[string]Function {
 }
 
 // Build makes the built-in function declared by f (after app validation).
-func Build(f *app.Function) (Function, error) {
+func Build(f *app.Function) (Function, error) { return BuildWith(f, nil) }
+
+// BuildWith is Build with the reference tables lookup functions read.
+func BuildWith(f *app.Function, tables Tables) (Function, error) {
 	switch f.Kind {
 	case "filter":
 		return newFilter(f)
@@ -111,6 +114,8 @@ func Build(f *app.Function) (Function, error) {
 		return newSplit(f), nil
 	case "route":
 		return newRoute(f)
+	case "lookup":
+		return newLookup(f, tables)
 	case "emit":
 		return emit{}, nil
 	case "go":

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -230,6 +231,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	err := kafka.EnsureTopics(setupCtx, brokers, a.Topics())
+	if err == nil {
+		err = kafka.EnsureCompactedTopics(setupCtx, brokers, a.CompactedTopics())
+	}
 	cancelSetup()
 	if err != nil {
 		return err
@@ -254,6 +258,33 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
+	// Reference tables are loaded before any record is processed, then
+	// followed while the node runs.
+	for _, tb := range a.Tables {
+		tb := tb
+		if tb.File != "" {
+			if err := loadTableFile(node, &tb); err != nil {
+				cancel()
+				wg.Wait()
+				return err
+			}
+			continue
+		}
+		loadCtx, cancelLoad := context.WithTimeout(ctx, 2*time.Minute)
+		tail, err := kafka.FeedTable(loadCtx, brokers, tb.Topic, func(k, v []byte) error { return node.UpsertTable(tb.Name, k, v) }, cfg.Logger)
+		cancelLoad()
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = tail(ctx)
+		}()
+	}
+
 	httpAddr := ""
 	var srv *http.Server
 	if cfg.HTTPAddr != "" {
@@ -412,4 +443,21 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// loadTableFile reads a table from a file of JSON lines.
+func loadTableFile(node *engine.Node, tb *app.Table) error {
+	raw, err := os.ReadFile(tb.File)
+	if err != nil {
+		return fmt.Errorf("table %s: %w", tb.Name, err)
+	}
+	for i, line := range bytes.Split(raw, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if err := node.UpsertTable(tb.Name, nil, line); err != nil {
+			return fmt.Errorf("%s:%d: %w", tb.File, i+1, err)
+		}
+	}
+	return nil
 }
