@@ -19,6 +19,7 @@ import (
 // job is one invocation handed to the executor pool.
 type job struct {
 	id     uint64
+	early  bool // caused by a result applied on completion
 	task   *task
 	fn     *fnPlan
 	bucket string
@@ -36,6 +37,7 @@ func (j *job) release() {
 // result is what an invocation produced, applied by the task in order.
 type result struct {
 	id         uint64
+	early      bool   // apply on completion, not in firing order
 	session    string // of the firing: objects put into buckets inherit it
 	puts       []put
 	replies    []reply
@@ -71,7 +73,7 @@ func (r *result) release() {
 }
 
 func (t *task) newJob(q queued) (*job, error) {
-	j := &job{id: t.cyc.nextID, task: t, fn: q.tr.fn, bucket: q.b.name, firing: q.f}
+	j := &job{id: t.cyc.nextID, task: t, fn: q.tr.fn, bucket: q.b.name, firing: q.f, early: q.early}
 	var err error
 	for _, sp := range q.f.Objects {
 		j.input, err = q.b.slices(t.n.o.Store, sp, j.input)
@@ -156,7 +158,7 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		}
 		backoff = min(backoff*2, time.Second)
 	}
-	r := &result{id: j.id, session: j.firing.Session}
+	r := &result{id: j.id, session: j.firing.Session, early: j.early || cfg.Order == "completion"}
 	if err != nil {
 		out.reset()
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",

@@ -44,7 +44,8 @@ type task struct {
 	results chan *result
 	cyc     cycle
 
-	tableWrites []tableRow // this cycle's table upserts, in order
+	tableWrites   []tableRow // this cycle's table upserts, in order
+	applyingEarly bool       // apply is running for an early result
 
 	// Commits are pipelined: at the end of a cycle the task builds its state
 	// batch and hands it to the committer goroutine, which waits for the
@@ -109,6 +110,10 @@ type queued struct {
 	b  *bucket
 	tr *trigger
 	f  triggers.Firing
+	// early: caused by a result applied on completion, so it is applied on
+	// completion too (it is downstream of timing already, and must not wait
+	// behind unrelated slower invocations).
+	early bool
 }
 
 func newTask(n *Node, part int32) (*task, error) {
@@ -404,7 +409,7 @@ func (t *task) put(b *bucket, rec arrow.Record, session string) {
 		o.Counts = int64Column(rec, tr.countCol)
 		out = tr.t.Put(o, now, out[:0])
 		for _, f := range out {
-			t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f})
+			t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f, early: t.applyingEarly})
 		}
 		if d := tr.t.Dropped(); d != tr.dropped {
 			t.n.o.Metrics.TriggerDropped(tr.t.Name(), int(d-tr.dropped))
@@ -553,7 +558,20 @@ func (t *task) receive(r *result) error {
 	if c.parked == nil {
 		c.parked = map[uint64]*result{}
 	}
-	c.parked[r.id] = r
+	if r.early {
+		// A function with order: completion (or a firing it caused) is
+		// applied as soon as it returns — k-of-n straggler cuts need that;
+		// its slot in the firing order is marked done.
+		c.parked[r.id] = nil
+		t.applyingEarly = true
+		err := t.apply(r)
+		t.applyingEarly = false
+		if err != nil {
+			return err
+		}
+	} else {
+		c.parked[r.id] = r
+	}
 	for {
 		r, ok := c.parked[c.applyID]
 		if !ok {
@@ -561,6 +579,9 @@ func (t *task) receive(r *result) error {
 		}
 		delete(c.parked, c.applyID)
 		c.applyID++
+		if r == nil {
+			continue // applied early
+		}
 		if err := t.apply(r); err != nil {
 			return err
 		}

@@ -221,6 +221,11 @@ type Function struct {
 	// that does not return in time counts as failed; its goroutine is
 	// abandoned.
 	Timeout string `yaml:"timeout"`
+	// Order is firing (default): the outputs of a cycle's invocations are
+	// applied in the order the triggers fired, so results do not depend on
+	// executor timing; or completion: applied as soon as the invocation
+	// returns (for replicas whose fastest k should win, see redundant).
+	Order string `yaml:"order"`
 	// Schema declares the output columns of a `kind: go` function.
 	Schema []Column `yaml:"schema"`
 	// Lookup joins each row with the row of Table whose key equals column

@@ -427,6 +427,13 @@ func (a *App) Validate() error {
 		} else if f.Retries < 0 {
 			c.add(p+".retries", "must be >= 0")
 		}
+		switch f.Order {
+		case "", "firing":
+			f.Order = "firing"
+		case "completion":
+		default:
+			c.add(p+".order", "%q: want firing or completion", f.Order)
+		}
 		if f.Timeout == "" {
 			f.timeout = DefaultTimeout
 		} else if d, err := time.ParseDuration(f.Timeout); err != nil || d <= 0 {

@@ -33,7 +33,7 @@ import (
 const usage = `pheromone: data-centric stream processing on Kafka
 
 Usage:
-  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR]
+  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
   pheromone validate -f app.yaml
   pheromone broker [--data-dir DIR] [--addr ADDR]
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
@@ -151,6 +151,8 @@ type RunConfig struct {
 	Logger *slog.Logger
 	// Functions replace built-in function implementations by name.
 	Functions map[string]fn.Function
+	// Executors sizes the function executor pool (default GOMAXPROCS).
+	Executors int
 	// Started is called once the node serves, with its addresses.
 	Started func(Info)
 }
@@ -170,6 +172,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics")
 	brokers := fs.String("brokers", "", "comma-separated Kafka brokers (default: the app file's kafka.brokers, else the embedded broker)")
 	embedded := fs.String("embedded-broker", "127.0.0.1:9092", "address of the embedded broker")
+	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -182,7 +185,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 1
 	}
-	cfg := RunConfig{Functions: reg.Functions(), App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
+	cfg := RunConfig{Functions: reg.Functions(), Executors: *executors, App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *brokers != "" {
 		cfg.Brokers = strings.Split(*brokers, ",")
@@ -249,7 +252,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	defer producer.Close()
 	metrics := prom.New(a.Name)
-	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger, Functions: cfg.Functions})
+	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger, Functions: cfg.Functions, Executors: cfg.Executors})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/fn"
 )
 
 const chainInvokeApp = `
@@ -218,5 +220,102 @@ func TestInvokeWithArrowBody(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&r)
 	if resp.StatusCode != http.StatusOK || string(r.Result) != `[{"answer":"X!","n":2},{"answer":"Y!","n":4}]` {
 		t.Fatalf("%d %+v %s", resp.StatusCode, r, r.Result)
+	}
+}
+
+// TestInvokeBySetOf100AndBatch: a fan-out of 100 parts joined by a by_set
+// of 100 keys, and by a by_batch_size of 100, both through invoke.
+func TestInvokeBySetOf100AndBatch(t *testing.T) {
+	var keys, words []string
+	for i := 0; i < 100; i++ {
+		keys = append(keys, fmt.Sprintf("k%d", i))
+		words = append(words, fmt.Sprintf("k%d", 99-i)) // arrive in reverse order
+	}
+	yaml := `
+app: set100
+sources:
+  - {name: requests, topic: requests, partitions: 1, schema: [{name: session, type: string}, {name: words, type: string}, {name: how, type: string}], bucket: requests}
+buckets:
+  - {name: requests, session: session}
+  - {name: parts, key: key}
+invoke: {entry: requests, result: reply}
+triggers:
+  - {name: fan, bucket: requests, primitive: immediate, function: fan_out}
+  - {name: all, bucket: parts, primitive: by_set, keys: [` + strings.Join(keys, ", ") + `], function: first_last}
+functions:
+  - {name: fan_out, kind: split, column: words, as: key, outputs: [parts]}
+  - name: first_last
+    kind: project
+    columns: [{name: key}]
+    outputs: [reply]
+sinks: [{name: reply, kind: result}]
+`
+	brokers := cluster(t)
+	n := startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	code, r := post(t, "http://"+n.info.HTTPAddr+"/v1/apps/set100/invoke", fmt.Sprintf(`{"words":%q}`, strings.Join(words, " ")))
+	var got []struct{ Key string }
+	_ = json.Unmarshal(r.Result, &got)
+	if code != http.StatusOK || len(got) != 100 || got[0].Key != "k0" || got[99].Key != "k99" {
+		t.Fatalf("by_set of 100: %d, %d rows (%s)", code, len(got), r.Result)
+	}
+	for i, g := range got {
+		if g.Key != keys[i] {
+			t.Fatalf("row %d is %s, want %s: by_set passes objects in the declared key order", i, g.Key, keys[i])
+		}
+	}
+}
+
+// TestInvokeStragglerCut: four replica functions answer a request; the
+// first three to finish fire the k-of-n (redundant) trigger and answer the
+// invocation while the fourth is still running: it is cut. The slow
+// replica blocks until the test has the response, so the test deadlocks
+// (and fails on its deadline) if the answer waited for it.
+func TestInvokeStragglerCut(t *testing.T) {
+	yaml := `
+app: quorum
+sources:
+  - {name: requests, topic: requests, partitions: 1, schema: [{name: session, type: string}, {name: x, type: int64}], bucket: requests}
+buckets:
+  - {name: requests, session: session}
+  - {name: answers}
+invoke: {entry: requests, result: reply}
+triggers:
+  - {name: r1, bucket: requests, primitive: immediate, function: slow}
+  - {name: r2, bucket: requests, primitive: immediate, function: fast2}
+  - {name: r3, bucket: requests, primitive: immediate, function: fast3}
+  - {name: r4, bucket: requests, primitive: immediate, function: fast4}
+  - {name: first3, bucket: answers, primitive: redundant, k: 3, n: 4, function: vote}
+functions:
+  - {name: slow, kind: go, order: completion, schema: [{name: replica, type: string}], outputs: [answers]}
+  - {name: fast2, kind: go, order: completion, schema: [{name: replica, type: string}], outputs: [answers]}
+  - {name: fast3, kind: go, order: completion, schema: [{name: replica, type: string}], outputs: [answers]}
+  - {name: fast4, kind: go, order: completion, schema: [{name: replica, type: string}], outputs: [answers]}
+  - {name: vote, kind: aggregate, aggregates: [{name: answers, op: count}, {name: first, op: min, column: replica}], outputs: [reply]}
+sinks: [{name: reply, kind: result}]
+`
+	release := make(chan struct{})
+	replica := func(name string, wait bool) fn.Function {
+		return fn.Func(func(ctx context.Context, in fn.Input, out fn.Output) error {
+			if wait {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			s := arrow.NewSchema([]arrow.Field{{Name: "replica", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+			b := array.NewRecordBuilder(memory.DefaultAllocator, s)
+			defer b.Release()
+			b.Field(0).(*array.StringBuilder).Append(name)
+			return out.Emit(b.NewRecord())
+		})
+	}
+	brokers := cluster(t)
+	n := startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir(), map[string]fn.Function{
+		"slow": replica("r1", true), "fast2": replica("r2", false), "fast3": replica("r3", false), "fast4": replica("r4", false)})
+	code, r := post(t, "http://"+n.info.HTTPAddr+"/v1/apps/quorum/invoke", `{"x":1}`)
+	close(release)
+	if code != http.StatusOK || string(r.Result) != `[{"answers":3,"first":"r2"}]` {
+		t.Fatalf("quorum: %d %s", code, r.Result)
 	}
 }
