@@ -38,6 +38,7 @@ Usage:
   pheromone broker [--data-dir DIR] [--addr ADDR]
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
+  pheromone gen ysb [--rate N] [--duration D | --count N] [--seed S] [--brokers LIST] [--expected FILE]
 `
 
 // Main runs the command line with args (without the program name) and
@@ -64,6 +65,8 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdInvoke(args[1:], stdout, stderr)
 	case "query":
 		return cmdQuery(args[1:], stdout, stderr)
+	case "gen":
+		return cmdGen(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
