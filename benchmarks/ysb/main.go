@@ -1,0 +1,354 @@
+// Command ysb runs the Yahoo Streaming Benchmark three ways against the same
+// broker in one run and prints one table:
+//
+//	raw        franz-go consume→produce of the events, no work (the ceiling)
+//	franz-go   a hand-written YSB: encoding/json, a map of windows, the
+//	           campaigns table in memory — what a user writes without an engine
+//	pheromone  examples/ysb on a node (Pebble state, synced commits)
+//
+// with throughput, ratios, the node's peak RSS and state size, and checks
+// that both YSB implementations produce exactly the generator's counts.
+//
+//	go run ./benchmarks/ysb -n 1000000 -out benchmarks/ysb-results
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
+	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
+	"github.com/pheromone-go/pheromone/connectors/generator"
+	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/engine/app"
+)
+
+type row struct {
+	Name         string  `json:"name"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	PerCore      float64 `json:"events_per_sec_per_core"`
+	RatioRaw     float64 `json:"ratio_to_raw"`
+	RatioFranzGo float64 `json:"ratio_to_franz_go"`
+	Correct      string  `json:"correct"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib,omitempty"`
+	StateDiskMiB float64 `json:"state_disk_mib,omitempty"`
+}
+
+func main() {
+	bench.ServeBrokerIfChild()
+	n := flag.Int("n", 1_000_000, "events")
+	seed := flag.Int64("seed", 7, "generator seed")
+	out := flag.String("out", "", "also write the table to OUT.md and OUT.json")
+	flag.Parse()
+	if err := run(*n, *seed, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "ysb:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(n int, seed int64, outPath string) error {
+	ctx := context.Background()
+	brokers, stop, err := bench.StartBroker()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	const rate = 10_000 // event-time spacing; all event times lie in the past
+	start := time.Now().Add(-time.Duration(n/rate+1) * time.Second)
+	gen := generator.NewYSB(seed, start, rate)
+	if err := kafka.EnsureCompactedTopics(ctx, brokers, map[string]int{"ysb-campaigns": 1}); err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"ad-events": 4}); err != nil {
+		return err
+	}
+	step("producing the campaigns table and %d events", n)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		return err
+	}
+	var failed atomic.Value
+	cb := func(_ *kgo.Record, err error) {
+		if err != nil {
+			failed.Store(err)
+		}
+	}
+	gen.Campaigns(func(k, v []byte) { cl.Produce(ctx, &kgo.Record{Topic: "ysb-campaigns", Key: k, Value: v}, cb) })
+	for i := 0; i < n; i++ {
+		v, k := gen.Next(nil)
+		cl.Produce(ctx, &kgo.Record{Topic: "ad-events", Key: k, Value: v}, cb)
+		if i%(n/10) == 0 {
+			step("  %d%%", i*100/n)
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	cl.Close()
+	if err, ok := failed.Load().(error); ok {
+		return err
+	}
+	want := gen.ExpectedLines()
+	sort.Strings(want)
+
+	step("raw franz-go loop")
+	raw, err := bench.RawLoop(ctx, brokers, "ad-events", n)
+	if err != nil {
+		return err
+	}
+	step("pheromone examples/ysb")
+	ph, rss, disk, phOK, err := pheromone(ctx, brokers, n, want)
+	if err != nil {
+		return err
+	}
+	step("hand-written franz-go YSB")
+	hw, hwOK, err := handWritten(ctx, brokers, n, want)
+	if err != nil {
+		return err
+	}
+	cores := float64(runtime.GOMAXPROCS(0))
+	mk := func(name string, d time.Duration, ok string) row {
+		return row{Name: name, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds(), PerCore: float64(n) / d.Seconds() / cores,
+			RatioRaw: raw.Seconds() / d.Seconds(), RatioFranzGo: hw.Seconds() / d.Seconds(), Correct: ok}
+	}
+	rows := []row{mk("raw franz-go consume→produce (ceiling)", raw, "n/a"), mk("hand-written franz-go YSB", hw, hwOK), mk("pheromone examples/ysb", ph, phOK)}
+	rows[2].PeakRSSMiB, rows[2].StateDiskMiB = float64(rss)/(1<<20), float64(disk)/(1<<20)
+	var md strings.Builder
+	fmt.Fprintf(&md, "%d YSB events (%d campaign windows), %d partitions, GOMAXPROCS=%d, %s, kfake in a child process\n\n",
+		n, len(want), 4, runtime.GOMAXPROCS(0), runtime.Version())
+	md.WriteString("| run | seconds | events/s | events/s per core | ratio to raw | ratio to hand-written | output exact | peak RSS | state on disk |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		rssS, diskS := "", ""
+		if r.PeakRSSMiB > 0 {
+			rssS, diskS = fmt.Sprintf("%.0f MiB", r.PeakRSSMiB), fmt.Sprintf("%.1f MiB", r.StateDiskMiB)
+		}
+		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.0f | %.2fx | %.2fx | %s | %s | %s |\n",
+			r.Name, r.Seconds, r.EventsPerSec, r.PerCore, r.RatioRaw, r.RatioFranzGo, r.Correct, rssS, diskS)
+	}
+	fmt.Print(md.String())
+	if outPath != "" {
+		if err := os.WriteFile(outPath+".md", []byte(md.String()), 0o644); err != nil {
+			return err
+		}
+		js, _ := json.MarshalIndent(map[string]any{"events": n, "windows": len(want), "rows": rows}, "", "  ")
+		if err := os.WriteFile(outPath+".json", js, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pheromone runs examples/ysb until its committed offsets cover n events,
+// then waits for the last windows and checks the output.
+func pheromone(ctx context.Context, brokers []string, n int, want []string) (time.Duration, int64, int64, string, error) {
+	raw, err := os.ReadFile("examples/ysb/app.yaml")
+	if err != nil {
+		return 0, 0, 0, "", fmt.Errorf("run from the repository root: %w", err)
+	}
+	a, err := app.Parse(raw)
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	if err := a.Validate(); err != nil {
+		return 0, 0, 0, "", err
+	}
+	dir, err := os.MkdirTemp("", "pheromone-ysb")
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	defer os.RemoveAll(dir)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	started := make(chan cli.Info, 1)
+	done := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		done <- cli.Run(rctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers,
+			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Started: func(i cli.Info) { started <- i }})
+	}()
+	var info cli.Info
+	select {
+	case info = <-started:
+	case err := <-done:
+		return 0, 0, 0, "", err
+	}
+	for {
+		var sum int64
+		for tp, off := range info.Node.Committed() {
+			if tp.Topic == "ad-events" {
+				sum += off
+			}
+		}
+		if sum >= int64(n) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	d := time.Since(t0)
+	rss := bench.PeakRSS()
+	// The input stopped: the idle timeout lets the last windows close.
+	got, err := collect(ctx, brokers, "campaign-counts", len(want), 60*time.Second)
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	disk := bench.DirBytes(dir)
+	cancel()
+	<-done
+	return d, rss, disk, verdict(got, want), nil
+}
+
+func verdict(got, want []string) string {
+	sort.Strings(got)
+	if strings.Join(got, "\n") == strings.Join(want, "\n") {
+		return fmt.Sprintf("yes (%d windows)", len(want))
+	}
+	return fmt.Sprintf("NO: %d windows, want %d", len(got), len(want))
+}
+
+// collect reads want records of topic (or what arrived by the deadline).
+func collect(ctx context.Context, brokers []string, topic string, want int, wait time.Duration) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var out []string
+	deadline := time.Now().Add(wait)
+	for len(out) < want && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
+		cancel()
+	}
+	return out, nil
+}
+
+type event struct {
+	AdID      string `json:"ad_id"`
+	EventType string `json:"event_type"`
+	EventTime int64  `json:"event_time"`
+}
+
+type window struct {
+	count, last int64
+}
+
+type wkey struct {
+	campaign string
+	start    int64
+}
+
+// handWritten is the YSB a franz-go user would write: decode with
+// encoding/json, keep views, join in a map, count per campaign window, emit
+// a window when the largest event time passed its end by 1 s.
+func handWritten(ctx context.Context, brokers []string, n int, want []string) (time.Duration, string, error) {
+	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"hw-counts": 4}); err != nil {
+		return 0, "", err
+	}
+	t0 := time.Now()
+	campaigns := map[string]string{}
+	tcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("ysb-campaigns"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, "", err
+	}
+	for len(campaigns) < 1000 {
+		tcl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var row struct {
+				Ad       string `json:"ad_id"`
+				Campaign string `json:"campaign_id"`
+			}
+			if json.Unmarshal(r.Value, &row) == nil {
+				campaigns[row.Ad] = row.Campaign
+			}
+		})
+	}
+	tcl.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("hand-written-ysb"), kgo.ConsumeTopics("ad-events"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(2*time.Millisecond), kgo.DisableAutoCommit())
+	if err != nil {
+		return 0, "", err
+	}
+	defer cl.Close()
+	windows := map[wkey]*window{}
+	// A window closes when every partition's largest event time passed its
+	// end by 1 s (one global maximum would close windows that lagging
+	// partitions still feed).
+	partMax := map[int32]int64{}
+	emit := func(k wkey, w *window) {
+		v, _ := json.Marshal(map[string]any{"campaign_id": k.campaign, "window_start": ms(k.start), "window_end": ms(k.start + 10_000),
+			"count": w.count, "last_update": ms(w.last)})
+		cl.Produce(ctx, &kgo.Record{Topic: "hw-counts", Key: []byte(k.campaign), Value: v}, nil)
+	}
+	for consumed := 0; consumed < n; {
+		cl.PollRecords(ctx, 10_000).EachRecord(func(r *kgo.Record) {
+			consumed++
+			var e event
+			defer func() { partMax[r.Partition] = max(partMax[r.Partition], e.EventTime) }()
+			if json.Unmarshal(r.Value, &e) != nil || e.EventType != "view" {
+				return
+			}
+			c, ok := campaigns[e.AdID]
+			if !ok {
+				return
+			}
+			k := wkey{c, e.EventTime - e.EventTime%10_000}
+			w := windows[k]
+			if w == nil {
+				w = &window{}
+				windows[k] = w
+			}
+			w.count++
+			w.last = max(w.last, e.EventTime)
+		})
+		wm := int64(-1)
+		if len(partMax) == 4 {
+			wm = int64(1) << 62
+			for _, m := range partMax {
+				wm = min(wm, m-1000)
+			}
+		}
+		for k, w := range windows {
+			if k.start+10_000 <= wm {
+				emit(k, w)
+				delete(windows, k)
+			}
+		}
+	}
+	for k, w := range windows { // end of input
+		emit(k, w)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return 0, "", err
+	}
+	d := time.Since(t0)
+	got, err := collect(ctx, brokers, "hw-counts", len(want), 30*time.Second)
+	if err != nil {
+		return 0, "", err
+	}
+	// encoding/json orders map keys alphabetically; normalise to the app's order.
+	for i, g := range got {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(g), &m)
+		got[i] = fmt.Sprintf(`{"campaign_id":%q,"window_start":%q,"window_end":%q,"count":%v,"last_update":%q}`,
+			m["campaign_id"], m["window_start"], m["window_end"], m["count"], m["last_update"])
+	}
+	return d, verdict(got, want), nil
+}
+
+func ms(v int64) string { return time.UnixMilli(v).UTC().Format("2006-01-02T15:04:05.000Z07:00") }
