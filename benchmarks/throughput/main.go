@@ -17,9 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -30,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
@@ -37,26 +36,17 @@ import (
 )
 
 func main() {
+	bench.ServeBrokerIfChild()
 	n := flag.Int("n", 500_000, "records to process per run")
 	parts := flag.Int("partitions", 4, "partitions of the input topic")
 	flag.IntVar(&runs, "runs", 3, "repetitions; the table reports medians")
 	verb := flag.Bool("v", false, "print when each app first committed")
-	serve := flag.String("serve-broker", "", "internal: run only the broker on this address")
 	inProcess := flag.Bool("in-process-broker", false, "run kfake in this process (its heap then slows the engine's GC)")
 	only := flag.String("only", "", "run only the raw loop and the app whose name contains this")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	onlyApp = *only
 	verbose = *verb
-	if *serve != "" {
-		b, err := kafka.StartBroker(*serve, "")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer b.Close()
-		select {}
-	}
 	brokerInProcess = *inProcess
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -76,7 +66,6 @@ func main() {
 
 var (
 	runs    int
-	rawRuns int
 	appRuns int
 
 	brokerInProcess bool
@@ -84,51 +73,17 @@ var (
 	verbose         bool
 )
 
-// startBroker runs kfake in a child process (default) so that the broker's
-// heap, which holds every record of every run, does not tax the garbage
-// collector of the engine being measured; both the raw loop and the engine
-// reach it over loopback TCP.
-func startBroker() (brokers []string, stop func(), err error) {
-	if brokerInProcess {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			return nil, nil, err
-		}
-		return c.ListenAddrs(), c.Close, nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.Command(self, "-serve-broker", addr)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, nil, err
-	}
-	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return []string{addr}, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, nil, fmt.Errorf("broker process did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func run(n, parts int) error {
-	brokers, stop, err := startBroker()
-	if err != nil {
+	var brokers []string
+	var stop func()
+	var err error
+	if brokerInProcess {
+		c, cerr := kfake.NewCluster(kfake.NumBrokers(1))
+		if cerr != nil {
+			return cerr
+		}
+		brokers, stop = c.ListenAddrs(), c.Close
+	} else if brokers, stop, err = bench.StartBroker(); err != nil {
 		return err
 	}
 	defer stop()
@@ -152,7 +107,7 @@ func run(n, parts int) error {
 	}
 	rows := make([]*row, len(apps))
 	// Warm up the broker and the client paths once, unmeasured.
-	if _, err := rawLoop(ctx, brokers, n); err != nil {
+	if _, err := bench.RawLoop(ctx, brokers, "clicks", n); err != nil {
 		return err
 	}
 	// Each app runs right after its own raw loop: the in-process broker's
@@ -164,7 +119,7 @@ func run(n, parts int) error {
 			if onlyApp != "" && !strings.Contains(b.name, onlyApp) {
 				continue
 			}
-			raw, err := rawLoop(ctx, brokers, n)
+			raw, err := bench.RawLoop(ctx, brokers, "clicks", n)
 			if err != nil {
 				return err
 			}
@@ -241,46 +196,6 @@ func preload(ctx context.Context, brokers []string, n int) error {
 		return err
 	}
 	return nil
-}
-
-// rawLoop consumes every input record and produces it unchanged.
-func rawLoop(ctx context.Context, brokers []string, n int) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(fmt.Sprintf("raw-loop-%d", rawRuns)), kgo.ConsumeTopics("clicks"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ProducerLinger(2*time.Millisecond), kgo.MaxBufferedRecords(100_000),
-		kgo.DisableAutoCommit())
-	rawRuns++
-	outTopic := fmt.Sprintf("raw-out-%d", rawRuns)
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{outTopic: 4}); err != nil {
-		return 0, err
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	start := time.Now()
-	var acked atomic.Int64
-	consumed := 0
-	for consumed < n {
-		fs := cl.PollRecords(ctx, 10_000)
-		fs.EachRecord(func(r *kgo.Record) {
-			consumed++
-			cl.Produce(ctx, &kgo.Record{Topic: outTopic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
-				if err == nil {
-					acked.Add(1)
-				}
-			})
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return 0, err
-	}
-	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-		return 0, err
-	}
-	if acked.Load() != int64(n) {
-		return 0, fmt.Errorf("raw loop: %d acked, want %d", acked.Load(), n)
-	}
-	return time.Since(start), nil
 }
 
 const source = `
