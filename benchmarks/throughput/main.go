@@ -16,7 +16,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -265,27 +264,12 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	for i := range a.Sinks {
 		a.Sinks[i].Topic = fmt.Sprintf("%s-%d", a.Sinks[i].Topic, appRuns)
 	}
-	dir, err := os.MkdirTemp("", "pheromone-bench")
+	start := time.Now()
+	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	started := make(chan cli.Info, 1)
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers,
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Started: func(i cli.Info) { started <- i }})
-	}()
-	var info cli.Info
-	select {
-	case info = <-started:
-	case err := <-done:
-		return 0, err
-	}
+	info := node.Info
 	var first time.Duration
 	for {
 		var sum int64
@@ -298,16 +282,11 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 		if sum >= int64(n) {
 			break
 		}
-		select {
-		case err := <-done:
-			return 0, fmt.Errorf("node stopped: %v", err)
-		case <-time.After(2 * time.Millisecond):
-		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	d := time.Since(start)
 	if verbose {
 		fmt.Printf("  %s: first commit after %v, all after %v\n", a.Name, first.Round(time.Millisecond), d.Round(time.Millisecond))
 	}
-	cancel()
-	return d, <-done
+	return d, node.Stop()
 }

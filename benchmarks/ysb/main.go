@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime"
 	"sort"
@@ -168,39 +167,12 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string) (tim
 	if err := a.Validate(); err != nil {
 		return 0, 0, 0, "", err
 	}
-	dir, err := os.MkdirTemp("", "pheromone-ysb")
+	t0 := time.Now()
+	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
 	if err != nil {
 		return 0, 0, 0, "", err
 	}
-	defer os.RemoveAll(dir)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	started := make(chan cli.Info, 1)
-	done := make(chan error, 1)
-	t0 := time.Now()
-	go func() {
-		done <- cli.Run(rctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers,
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Started: func(i cli.Info) { started <- i }})
-	}()
-	var info cli.Info
-	select {
-	case info = <-started:
-	case err := <-done:
-		return 0, 0, 0, "", err
-	}
-	for {
-		var sum int64
-		for tp, off := range info.Node.Committed() {
-			if tp.Topic == "ad-events" {
-				sum += off
-			}
-		}
-		if sum >= int64(n) {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	node.WaitCommitted("ad-events", int64(n))
 	d := time.Since(t0)
 	rss := bench.PeakRSS()
 	// The input stopped: the idle timeout lets the last windows close.
@@ -208,9 +180,10 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string) (tim
 	if err != nil {
 		return 0, 0, 0, "", err
 	}
-	disk := bench.DirBytes(dir)
-	cancel()
-	<-done
+	disk := bench.DirBytes(node.Dir)
+	if err := node.Stop(); err != nil {
+		return 0, 0, 0, "", err
+	}
 	return d, rss, disk, verdict(got, want), nil
 }
 
