@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -119,26 +119,12 @@ func invokeChain(brokers []string, length, n int) ([]time.Duration, error) {
 		return nil, err
 	}
 	a.Kafka.Group = fmt.Sprintf("chain-%d", length)
-	dir, err := os.MkdirTemp("", "pheromone-chain")
+	nd, err := bench.StartNode(context.Background(), a, brokers, cli.RunConfig{HTTPAddr: "127.0.0.1:0"})
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	started := make(chan cli.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers, HTTPAddr: "127.0.0.1:0",
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Started: func(i cli.Info) { started <- i }})
-	}()
-	var info cli.Info
-	select {
-	case info = <-started:
-	case err := <-done:
-		return nil, err
-	}
+	defer nd.Stop()
+	info := nd.Info
 	for !info.Node.Ready() {
 		time.Sleep(time.Millisecond)
 	}
@@ -160,8 +146,6 @@ func invokeChain(brokers []string, length, n int) ([]time.Duration, error) {
 			lat = append(lat, time.Since(start))
 		}
 	}
-	cancel()
-	<-done
 	return lat, nil
 }
 

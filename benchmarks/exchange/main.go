@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -35,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -133,29 +133,14 @@ func node(brokers []string, yaml string, fns map[string]fn.Function) (string, fu
 	if err := a.Validate(); err != nil {
 		return "", nil, err
 	}
-	dir, err := os.MkdirTemp("", "pheromone-exchange")
+	nd, err := bench.StartNode(context.Background(), a, brokers, cli.RunConfig{HTTPAddr: "127.0.0.1:0", Functions: fns})
 	if err != nil {
 		return "", nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan cli.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: dir, Brokers: brokers, HTTPAddr: "127.0.0.1:0", Functions: fns,
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Started: func(i cli.Info) { started <- i }})
-	}()
-	stop := func() { cancel(); <-done; os.RemoveAll(dir) }
-	select {
-	case info := <-started:
-		for !info.Node.Ready() {
-			time.Sleep(time.Millisecond)
-		}
-		return "http://" + info.HTTPAddr + "/v1/apps/" + a.Name + "/invoke", stop, nil
-	case err := <-done:
-		os.RemoveAll(dir)
-		return "", nil, err
+	for !nd.Node.Ready() {
+		time.Sleep(time.Millisecond)
 	}
+	return "http://" + nd.HTTPAddr + "/v1/apps/" + a.Name + "/invoke", func() { _ = nd.Stop() }, nil
 }
 
 func invoke(url string, body []byte) ([]byte, time.Duration, error) {
