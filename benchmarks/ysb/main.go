@@ -33,6 +33,11 @@ import (
 	"github.com/pheromone-go/pheromone/engine/app"
 )
 
+var (
+	loads        string
+	loadDuration time.Duration
+)
+
 type row struct {
 	Name         string  `json:"name"`
 	Seconds      float64 `json:"seconds"`
@@ -49,7 +54,9 @@ func main() {
 	bench.ServeBrokerIfChild()
 	n := flag.Int("n", 1_000_000, "events")
 	seed := flag.Int64("seed", 7, "generator seed")
-	out := flag.String("out", "", "also write the table to OUT.md and OUT.json")
+	out := flag.String("out", "", "also write the table to OUT.md and OUT.json, and the latency plot to OUT.png")
+	flag.StringVar(&loads, "loads", "0.25,0.5,0.75", "offered loads for the latency runs, as fractions of the measured saturation (empty: skip)")
+	flag.DurationVar(&loadDuration, "load-duration", 25*time.Second, "how long each latency run offers load")
 	flag.Parse()
 	if err := run(*n, *seed, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "ysb:", err)
@@ -140,12 +147,44 @@ func run(n int, seed int64, outPath string) error {
 		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.0f | %.2fx | %.2fx | %s | %s | %s |\n",
 			r.Name, r.Seconds, r.EventsPerSec, r.PerCore, r.RatioRaw, r.RatioFranzGo, r.Correct, rssS, diskS)
 	}
+	var points []latencyPoint
+	if loads != "" {
+		raw, _ := os.ReadFile("examples/ysb/app.yaml")
+		const natural = 10.05 // window 10 s + allowed lateness 0 + 50 ms
+		md.WriteString("\nEvent-to-output latency of examples/ysb at offered loads (fractions of the saturation rate above):\n\n")
+		md.WriteString("| offered load | events/s | p50 | p99 | windows | target p99 < 2 x natural delay |\n|---|---|---|---|---|---|\n")
+		for i, f := range strings.Split(loads, ",") {
+			var frac float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(f), "%g", &frac); err != nil || frac <= 0 {
+				return fmt.Errorf("bad load %q", f)
+			}
+			rate := int(frac * rows[2].EventsPerSec)
+			step("latency at %.0f%% of saturation: %d events/s for %v", frac*100, rate, loadDuration)
+			p50, p99, wins, err := latencyRun(ctx, brokers, raw, seed, i+1, rate, loadDuration)
+			if err != nil {
+				return err
+			}
+			pt := latencyPoint{Load: frac, Rate: rate, P50: p50.Seconds(), P99: p99.Seconds(), Windows: wins, Natural: natural}
+			points = append(points, pt)
+			ok := "met"
+			if pt.P99 >= 2*natural {
+				ok = "NOT met"
+			}
+			fmt.Fprintf(&md, "| %.0f%% | %d | %.2f s | %.2f s | %d | %s (%.2f s) |\n", frac*100, rate, pt.P50, pt.P99, wins, ok, 2*natural)
+		}
+		if outPath != "" && len(points) > 0 {
+			if err := plot(outPath+".png", points); err != nil {
+				return err
+			}
+			md.WriteString("\n![latency against offered load](" + filepathBase(outPath) + ".png) (blue p50, orange p99, red: the p99 target)\n")
+		}
+	}
 	fmt.Print(md.String())
 	if outPath != "" {
 		if err := os.WriteFile(outPath+".md", []byte(md.String()), 0o644); err != nil {
 			return err
 		}
-		js, _ := json.MarshalIndent(map[string]any{"events": n, "windows": len(want), "rows": rows}, "", "  ")
+		js, _ := json.MarshalIndent(map[string]any{"events": n, "windows": len(want), "rows": rows, "latency": points}, "", "  ")
 		if err := os.WriteFile(outPath+".json", js, 0o644); err != nil {
 			return err
 		}
@@ -325,3 +364,10 @@ func handWritten(ctx context.Context, brokers []string, n int, want []string) (t
 }
 
 func ms(v int64) string { return time.UnixMilli(v).UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+func filepathBase(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
