@@ -36,6 +36,7 @@ import (
 var (
 	loads        string
 	loadDuration time.Duration
+	micro        bool
 )
 
 type row struct {
@@ -57,6 +58,7 @@ func main() {
 	out := flag.String("out", "", "also write the table to OUT.md and OUT.json, and the latency plot to OUT.png")
 	flag.StringVar(&loads, "loads", "0.25,0.5,0.75", "offered loads for the latency runs, as fractions of the measured saturation (empty: skip)")
 	flag.DurationVar(&loadDuration, "load-duration", 25*time.Second, "how long each latency run offers load")
+	flag.BoolVar(&micro, "micro", true, "also run the invocation microbenchmarks (chain, fan-out, data exchange)")
 	flag.Parse()
 	if err := run(*n, *seed, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "ysb:", err)
@@ -99,13 +101,14 @@ func run(n int, seed int64, outPath string) error {
 	for i := 0; i < n; i++ {
 		v, k := gen.Next(nil)
 		cl.Produce(ctx, &kgo.Record{Topic: "ad-events", Key: k, Value: v}, cb)
-		if i%(n/10) == 0 {
-			step("  %d%%", i*100/n)
+		if i%(n/100+1) == 0 {
+			bench.Progress("producing events", int64(i), int64(n))
 		}
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
+	bench.Progress("producing events", int64(n), int64(n))
 	cl.Close()
 	if err, ok := failed.Load().(error); ok {
 		return err
@@ -177,6 +180,11 @@ func run(n int, seed int64, outPath string) error {
 				return err
 			}
 			md.WriteString("\n![latency against offered load](" + filepathBase(outPath) + ".png) (blue p50, orange p99, red: the p99 target)\n")
+		}
+	}
+	if micro {
+		if err := microbenchmarks(brokers, &md); err != nil {
+			return err
 		}
 	}
 	fmt.Print(md.String())
@@ -370,4 +378,55 @@ func filepathBase(p string) string {
 		return p[i+1:]
 	}
 	return p
+}
+
+// microbenchmarks runs the invocation microbenchmarks of benchmarks/chain
+// and benchmarks/exchange at a few sizes, against the same broker.
+func microbenchmarks(brokers []string, md *strings.Builder) error {
+	hop, err := bench.KafkaHop(brokers, 50)
+	if err != nil {
+		return err
+	}
+	md.WriteString("\nInvocation microbenchmarks (details: `go run ./benchmarks/chain`, `go run ./benchmarks/exchange`):\n\n")
+	md.WriteString("| benchmark | p50 | p99 | baseline: plain Go | baseline: through Kafka (p50) |\n|---|---|---|---|---|\n")
+	for i, length := range []int{1, 10, 100} {
+		bench.Progress("chain latency", int64(i), 3)
+		lat, err := bench.InvokeChain(brokers, length, 50)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(md, "| chain of %d, per hop | %v | %v | %v | %v |\n", length,
+			(bench.Pct(lat, 50) / time.Duration(length)).Round(100*time.Nanosecond), (bench.Pct(lat, 99) / time.Duration(length)).Round(100*time.Nanosecond),
+			bench.PlainChain(length)/time.Duration(length), bench.Pct(hop, 50).Round(time.Microsecond))
+	}
+	bench.Progress("chain latency", 3, 3)
+	for i, w := range []int{100, 1000} {
+		bench.Progress("fan-out", int64(i), 2)
+		lat, err := bench.FanOut(brokers, w, 20)
+		if err != nil {
+			return err
+		}
+		kl, err := bench.KafkaRoundTrip(brokers, w, 100, 5)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(md, "| fan-out/fan-in of %d | %v | %v | %v | %v |\n", w, bench.Pct(lat, 50).Round(time.Microsecond),
+			bench.Pct(lat, 99).Round(time.Microsecond), bench.GoFanOut(w).Round(100*time.Nanosecond), bench.Pct(kl, 50).Round(time.Microsecond))
+	}
+	bench.Progress("fan-out", 2, 2)
+	for i, size := range []int{1 << 10, 1 << 20} {
+		bench.Progress("data exchange", int64(i), 2)
+		lat, err := bench.Exchange(brokers, size, 20)
+		if err != nil {
+			return err
+		}
+		kl, err := bench.KafkaRoundTrip(brokers, 1, size, 5)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(md, "| exchange of %s, hop | %v | %v | %v (copy) | %v |\n", bench.Human(size), bench.Pct(lat, 50).Round(time.Microsecond),
+			bench.Pct(lat, 99).Round(time.Microsecond), bench.CopyTime(size).Round(100*time.Nanosecond), bench.Pct(kl, 50).Round(time.Microsecond))
+	}
+	bench.Progress("data exchange", 2, 2)
+	return nil
 }

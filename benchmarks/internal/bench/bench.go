@@ -145,3 +145,17 @@ func DirBytes(dir string) int64 {
 	})
 	return total
 }
+
+// Progress draws a one-line progress bar on standard error; call it with
+// done == total to finish the line.
+func Progress(label string, done, total int64) {
+	const width = 30
+	if total <= 0 {
+		return
+	}
+	filled := int(done * width / total)
+	fmt.Fprintf(os.Stderr, "\r%-28s [%s%s] %3d%%", label, strings.Repeat("#", filled), strings.Repeat("-", width-filled), done*100/total)
+	if done >= total {
+		fmt.Fprintln(os.Stderr)
+	}
+}
