@@ -23,7 +23,7 @@ sources:
 buckets: [{name: in}]
 triggers: [{name: each, bucket: in, primitive: immediate, function: work}]
 functions:
-  - {name: work, kind: go, timeout: 300ms, retries: 1, schema: [{name: id, type: int64}], outputs: [out]}
+  - {name: work, kind: go, timeout: 2s, retries: 1, schema: [{name: id, type: int64}], outputs: [out]}
 sinks: [{name: out, topic: out}]
 `
 
@@ -57,7 +57,7 @@ func TestHangingFunctionTimesOut(t *testing.T) {
 	produce(t, brokers, "in", 0, `{"id":13}`)
 	produce(t, brokers, "in", 1, `{"id":1}`, `{"id":2}`)
 	// Partition 1 is not held up by the hang on partition 0: it commits
-	// both records while partition 0 still waits out its 2 x 300 ms.
+	// both records while partition 0 still waits out its 2 x 2 s.
 	p0 := engine.TopicPartition{Topic: "in", Partition: 0}
 	p1 := engine.TopicPartition{Topic: "in", Partition: 1}
 	waitFor(t, 10*time.Second, "partition 1 committed", func() bool { return n.info.Node.Committed()[p1] == 2 })
@@ -66,7 +66,7 @@ func TestHangingFunctionTimesOut(t *testing.T) {
 	}
 	dead := consume(t, brokers, "hang.dlq", 1, 100*time.Millisecond)
 	equalLines(t, "dead letters", values(dead), []string{`{"id":13}`})
-	if len(dead) == 1 && !strings.Contains(header(dead[0], engine.HeaderError), "timed out after 300ms") {
+	if len(dead) == 1 && !strings.Contains(header(dead[0], engine.HeaderError), "timed out after 2s") {
 		t.Errorf("error header %q", header(dead[0], engine.HeaderError))
 	}
 	produce(t, brokers, "in", 0, `{"id":3}`)
