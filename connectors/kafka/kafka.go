@@ -148,9 +148,15 @@ func (s *Source) Run(ctx context.Context) error {
 			// The node's state is authoritative: resume exactly where the
 			// committed state is, whatever the group says.
 			for topic, ps := range m {
-				for p := range ps {
+				for p, o := range ps {
 					if off, ok := node.StartOffset(engine.TopicPartition{Topic: topic, Partition: p}); ok {
 						ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
+					} else if o.EpochOffset().Offset > 0 {
+						// Another node processed this partition and its state
+						// is not here: objects it still held are not restored
+						// (changelog restore is issue 6).
+						s.Logger.Warn("partition resumes at the group's offset without its bucket state",
+							"topic", topic, "partition", p, "offset", o.EpochOffset().Offset)
 					}
 				}
 			}
