@@ -294,11 +294,26 @@ type Broker struct{ c *kfake.Cluster }
 // StartBroker starts a one-broker cluster listening on addr's port (on
 // 127.0.0.1), persisting to dataDir when it is not empty.
 func StartBroker(addr string, dataDir string) (*Broker, error) {
+	return StartBrokers(addr, 1, dataDir)
+}
+
+// StartBrokers starts a cluster of count brokers on consecutive ports from
+// addr's port (port 0: any free ports).
+func StartBrokers(addr string, count int, dataDir string) (*Broker, error) {
 	port, err := portOf(addr)
 	if err != nil {
 		return nil, err
 	}
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DefaultNumPartitions(4)}
+	if count < 1 {
+		count = 1
+	}
+	ports := make([]int, count)
+	for i := range ports {
+		if port != 0 {
+			ports[i] = port + i
+		}
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(count), kfake.Ports(ports...), kfake.DefaultNumPartitions(4)}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
 	}

@@ -35,7 +35,7 @@ const usage = `pheromone: data-centric stream processing on Kafka
 Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
   pheromone validate -f app.yaml
-  pheromone broker [--data-dir DIR] [--addr ADDR]
+  pheromone broker [--data-dir DIR] [--addr ADDR] [--count N]
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
   pheromone gen ysb [--rate N] [--duration D | --count N] [--seed S] [--brokers LIST] [--expected FILE]
@@ -120,11 +120,12 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "pheromone-data", "directory for the broker's data")
-	addr := fs.String("addr", "127.0.0.1:9092", "listen address")
+	addr := fs.String("addr", "127.0.0.1:9092", "listen address (of the first broker; the others take the next ports)")
+	count := fs.Int("count", 1, "number of brokers in the cluster")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	b, err := kafka.StartBroker(*addr, filepath.Join(*dataDir, "broker"))
+	b, err := kafka.StartBrokers(*addr, *count, filepath.Join(*dataDir, "broker"))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
