@@ -238,15 +238,6 @@ func (s Spec) Validate() error {
 	return nil
 }
 
-// Known reports whether p names a primitive this package implements.
-func Known(p string) bool {
-	switch p {
-	case Immediate, ByBatchSize, ByTime, ByName, BySet, Redundant, DynamicJoin, DynamicGroup:
-		return true
-	}
-	return false
-}
-
 // New builds a trigger for one bucket partition whose next sequence number
 // is next.
 func New(s Spec, next uint64) (Trigger, error) {

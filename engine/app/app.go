@@ -305,10 +305,7 @@ type Table struct {
 }
 
 // ArrowSchema is the table's schema (valid after Validate).
-func (t *Table) ArrowSchema() *arrow.Schema {
-	src := Source{Schema: t.Schema}
-	return src.ArrowSchema()
-}
+func (t *Table) ArrowSchema() *arrow.Schema { return schemaOf(t.Schema) }
 
 // Table returns the table named name, or nil.
 func (a *App) Table(name string) *Table {

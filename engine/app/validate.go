@@ -88,16 +88,7 @@ func (a *App) Validate() error {
 		if len(tb.Schema) == 0 {
 			c.add(p+".schema", "a table needs a schema")
 		}
-		names := map[string]bool{}
-		for j, col := range tb.Schema {
-			if _, ok := ColumnType(col.Type); !ok {
-				c.add(fmt.Sprintf("%s.schema[%d].type", p, j), "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
-			}
-			if names[col.Name] || col.Name == "" {
-				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "empty or duplicate column %q", col.Name)
-			}
-			names[col.Name] = true
-		}
+		names, _ := checkColumns(c, p+".schema", tb.Schema)
 		if tb.Key == "" {
 			c.add(p+".key", "must name the key column")
 		} else if !names[tb.Key] {
@@ -690,23 +681,7 @@ func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
 	} else if s.SessionColumn != "" {
 		c.add(p+".session_column", "only a source with session_header takes session_column")
 	}
-	seen := map[string]bool{}
-	ok := true
-	for j, col := range s.Schema {
-		cp := fmt.Sprintf("%s.schema[%d]", p, j)
-		if col.Name == "" {
-			c.add(cp+".name", "must be set")
-			ok = false
-		} else if seen[col.Name] {
-			c.add(cp+".name", "duplicate column %q", col.Name)
-			ok = false
-		}
-		seen[col.Name] = true
-		if _, known := ColumnType(col.Type); !known {
-			c.add(cp+".type", "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
-			ok = false
-		}
-	}
+	seen, ok := checkColumns(c, p+".schema", s.Schema)
 	names := make([]string, 0, len(s.Schema))
 	for _, col := range s.Schema {
 		names = append(names, col.Name)
@@ -898,25 +873,10 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 			c.add(p+".schema", "a go function must declare the columns it emits (name and type of each)")
 			return nil
 		}
-		var fields []arrow.Field
-		seen := map[string]bool{}
-		for j, col := range f.Schema {
-			t, ok := ColumnType(col.Type)
-			switch {
-			case col.Name == "":
-				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "must be set")
-				return nil
-			case seen[col.Name]:
-				c.add(fmt.Sprintf("%s.schema[%d].name", p, j), "duplicate column %q", col.Name)
-				return nil
-			case !ok:
-				c.add(fmt.Sprintf("%s.schema[%d].type", p, j), "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
-				return nil
-			}
-			seen[col.Name] = true
-			fields = append(fields, arrow.Field{Name: col.Name, Type: t, Nullable: true})
+		if _, ok := checkColumns(c, p+".schema", f.Schema); !ok {
+			return nil
 		}
-		return arrow.NewSchema(fields, nil)
+		return schemaOf(f.Schema)
 	case "split":
 		if f.Column == "" {
 			c.add(p+".column", "a split needs the string column to split")
@@ -1160,6 +1120,34 @@ func (a *App) checkCycles(c *checker, firedBy map[string][]int) {
 		}
 	}
 	_ = firedBy
+}
+
+// checkColumns reports empty or duplicate names and unknown types of a
+// declared column list at path (…schema), and whether it is usable.
+func checkColumns(c *checker, path string, cols []Column) (names map[string]bool, ok bool) {
+	names, ok = map[string]bool{}, true
+	for j, col := range cols {
+		cp := fmt.Sprintf("%s[%d]", path, j)
+		if col.Name == "" {
+			c.add(cp+".name", "must be set")
+			ok = false
+		} else if names[col.Name] {
+			c.add(cp+".name", "duplicate column %q", col.Name)
+			ok = false
+		}
+		names[col.Name] = true
+		if _, known := ColumnType(col.Type); !known {
+			c.add(cp+".type", "unknown type %q (string, int64, float64, bool, timestamp, bytes)", col.Type)
+			ok = false
+		}
+	}
+	return names, ok
+}
+
+// schemaOf is the Arrow schema of a checked column list.
+func schemaOf(cols []Column) *arrow.Schema {
+	src := Source{Schema: cols}
+	return src.ArrowSchema()
 }
 
 func kindType(k expr.Kind) arrow.DataType {
