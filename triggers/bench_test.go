@@ -21,6 +21,7 @@ func BenchmarkPut(b *testing.B) {
 		{Name: "by_time_processing", Primitive: ByTime, Window: time.Second},
 		{Name: "by_time_event", Primitive: ByTime, Window: time.Second, EventTime: true, OutOfOrderness: 100 * time.Millisecond},
 		{Name: "by_time_sliding", Primitive: ByTime, Window: time.Second, Slide: 250 * time.Millisecond, EventTime: true},
+		{Name: "by_time_session_gap", Primitive: ByTime, Gap: 500 * time.Millisecond, EventTime: true},
 	}
 	const batch = 1000
 	keys := make([]string, batch)

@@ -1,7 +1,6 @@
 package triggers
 
 import (
-	"slices"
 	"sort"
 	"time"
 )
@@ -66,13 +65,7 @@ func (t *sessioned) Progress() []Progress {
 
 // Progress implements Progressor: one entry per open window, by end.
 func (t *windowed) Progress() []Progress {
-	panes := slices.Clone(t.panes)
-	sort.Slice(panes, func(i, j int) bool {
-		if panes[i].end != panes[j].end {
-			return panes[i].end < panes[j].end
-		}
-		return panes[i].key < panes[j].key
-	})
+	panes := t.sorted()
 	out := make([]Progress, 0, len(panes))
 	for _, p := range panes {
 		st, en := time.Unix(0, p.start).UTC(), time.Unix(0, p.end).UTC()

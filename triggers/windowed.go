@@ -28,8 +28,12 @@ import (
 //
 // Windows without objects never fire.
 type windowed struct {
-	spec  Spec
-	panes []*pane
+	spec Spec
+	// panes holds the open windows; keyed lists the session windows of
+	// each key (Gap only), so an object looks at its own key's windows.
+	panes map[paneID]*pane
+	keyed map[string][]*pane
+	last  *pane // the window the previous object went to (most objects share it)
 
 	wm          int64 // watermark, unix ns (event time)
 	maxTs       int64 // largest (clamped) event time seen
@@ -46,7 +50,66 @@ type pane struct {
 	seqs       []uint64
 }
 
-func newWindowed(s Spec, next uint64) *windowed { return &windowed{spec: s, next: next} }
+type paneID struct {
+	start, end int64
+	key        string
+}
+
+func (p *pane) id() paneID { return paneID{p.start, p.end, p.key} }
+
+func newWindowed(s Spec, next uint64) *windowed {
+	return &windowed{spec: s, next: next, panes: map[paneID]*pane{}, keyed: map[string][]*pane{}}
+}
+
+// add makes p an open window.
+func (t *windowed) add(p *pane) {
+	if len(t.panes) == 0 || p.end < t.minEnd {
+		t.minEnd = p.end
+	}
+	t.panes[p.id()] = p
+	if t.spec.Gap > 0 {
+		t.keyed[p.key] = append(t.keyed[p.key], p)
+	}
+}
+
+// remove forgets the open window p.
+func (t *windowed) remove(p *pane) {
+	if t.last == p {
+		t.last = nil
+	}
+	delete(t.panes, p.id())
+	if t.spec.Gap > 0 {
+		ps := slices.DeleteFunc(t.keyed[p.key], func(q *pane) bool { return q == p })
+		if len(ps) == 0 {
+			delete(t.keyed, p.key)
+		} else {
+			t.keyed[p.key] = ps
+		}
+	}
+}
+
+// sorted returns the open windows by end, start and key.
+func (t *windowed) sorted() []*pane {
+	out := make([]*pane, 0, len(t.panes))
+	for _, p := range t.panes {
+		out = append(out, p)
+	}
+	sortPanes(out)
+	return out
+}
+
+func sortPanes(ps []*pane) {
+	sort.Slice(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.end != b.end {
+			return a.end < b.end
+		}
+		if a.start != b.start {
+			return a.start < b.start
+		}
+		return a.key < b.key
+	})
+}
 
 func (t *windowed) Name() string    { return t.spec.Name }
 func (t *windowed) Dropped() uint64 { return t.late }
@@ -67,16 +130,15 @@ func (t *windowed) closed(end int64) bool {
 }
 
 func (t *windowed) pane(start, end int64, key string) *pane {
-	for _, p := range t.panes {
-		if p.start == start && p.end == end && p.key == key {
-			return p
-		}
+	if l := t.last; l != nil && l.start == start && l.end == end && l.key == key {
+		return l
 	}
-	p := &pane{start: start, end: end, key: key}
-	if len(t.panes) == 0 || end < t.minEnd {
-		t.minEnd = end
+	p, ok := t.panes[paneID{start, end, key}]
+	if !ok {
+		p = &pane{start: start, end: end, key: key}
+		t.add(p)
 	}
-	t.panes = append(t.panes, p)
+	t.last = p
 	return p
 }
 
@@ -129,23 +191,31 @@ func (t *windowed) assign(seq uint64, ts int64, key string) bool {
 		if t.closed(ts + gap) {
 			return false
 		}
+		var hit []*pane
+		for _, p := range t.keyed[key] {
+			if ts < p.end && ts+gap > p.start {
+				hit = append(hit, p)
+			}
+		}
+		if len(hit) == 1 {
+			// The common case: the object extends its key's open window.
+			// Objects arrive in sequence order, so seqs stay sorted.
+			p := hit[0]
+			t.remove(p)
+			p.start, p.end = min(p.start, ts), max(p.end, ts+gap)
+			p.seqs = append(p.seqs, seq)
+			t.add(p)
+			return true
+		}
 		start, end := ts, ts+gap
 		merged := []uint64{seq}
-		kept := t.panes[:0]
-		for _, p := range t.panes {
-			if p.key == key && ts < p.end && ts+gap > p.start {
-				start, end = min(start, p.start), max(end, p.end)
-				merged = append(merged, p.seqs...)
-				continue
-			}
-			kept = append(kept, p)
+		for _, p := range hit { // bridges two or more windows: merge them
+			start, end = min(start, p.start), max(end, p.end)
+			merged = append(merged, p.seqs...)
+			t.remove(p)
 		}
-		t.panes = kept
 		slices.Sort(merged)
-		if len(t.panes) == 0 || end < t.minEnd {
-			t.minEnd = end
-		}
-		t.panes = append(t.panes, &pane{start: start, end: end, key: key, seqs: merged})
+		t.add(&pane{start: start, end: end, key: key, seqs: merged})
 		return true
 	}
 	size := int64(t.spec.Window)
@@ -176,30 +246,18 @@ func (t *windowed) fire(wm int64, out []Firing) []Firing {
 		return out // nothing can be due: skip the scan
 	}
 	var due []*pane
-	kept := t.panes[:0]
+	first := true
 	for _, p := range t.panes {
 		if p.end+lat <= wm {
 			due = append(due, p)
-		} else {
-			kept = append(kept, p)
+		} else if first || p.end < t.minEnd {
+			t.minEnd, first = p.end, false
 		}
 	}
-	t.panes = kept
-	for i, p := range kept {
-		if i == 0 || p.end < t.minEnd {
-			t.minEnd = p.end
-		}
+	for _, p := range due {
+		t.remove(p)
 	}
-	sort.Slice(due, func(i, j int) bool {
-		a, b := due[i], due[j]
-		if a.end != b.end {
-			return a.end < b.end
-		}
-		if a.start != b.start {
-			return a.start < b.start
-		}
-		return a.key < b.key
-	})
+	sortPanes(due)
 	for _, p := range due {
 		seqs := slices.Clone(p.seqs)
 		slices.Sort(seqs)
@@ -233,9 +291,12 @@ func (t *windowed) NextTick() time.Time {
 	if len(t.panes) == 0 {
 		return time.Time{}
 	}
-	minEnd := t.panes[0].end
+	first := true
+	var minEnd int64
 	for _, p := range t.panes {
-		minEnd = min(minEnd, p.end)
+		if first || p.end < minEnd {
+			minEnd, first = p.end, false
+		}
 	}
 	if !t.eventTime() {
 		return time.Unix(0, minEnd).UTC()
@@ -281,7 +342,7 @@ func (t *windowed) MarshalState() []byte {
 		b = append(b, 0)
 	}
 	b = binary.AppendUvarint(b, uint64(len(t.panes)))
-	for _, p := range t.panes {
+	for _, p := range t.sorted() {
 		b = binary.AppendVarint(b, p.start)
 		b = binary.AppendVarint(b, p.end)
 		b = appendString(b, p.key)
@@ -294,7 +355,7 @@ func (t *windowed) MarshalState() []byte {
 }
 
 func (t *windowed) UnmarshalState(b []byte, next uint64) error {
-	t.panes = nil
+	t.panes, t.keyed, t.last = map[paneID]*pane{}, map[string][]*pane{}, nil
 	if b == nil {
 		t.next, t.late, t.wm, t.maxTs, t.lastArrival, t.seen = next, 0, 0, 0, 0, false
 		return nil
@@ -311,10 +372,7 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 		for k := r.count(); k > 0 && r.err == nil; k-- {
 			p.seqs = append(p.seqs, r.uvarint())
 		}
-		if len(t.panes) == 0 || p.end < t.minEnd {
-			t.minEnd = p.end
-		}
-		t.panes = append(t.panes, p)
+		t.add(p)
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return fmt.Errorf("triggers: %s: corrupt state", t.spec.Name)
