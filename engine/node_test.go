@@ -261,24 +261,21 @@ func TestSlowFunctionBackpressure(t *testing.T) {
 	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
 		t.Fatal(err)
 	}
-	delivered := 0
-	var blockedErr error
-	for i := 0; i < 10; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := f.node.Deliver(ctx, "in", 0, records(i*10, (i+1)*10), -1)
-		cancel()
-		if err != nil {
-			blockedErr = err
-			break
+	// One batch goes into the (blocked) function and two wait in the
+	// queue: these three Delivers return. Then the queue is full and stays
+	// full while the function is blocked, so the fourth must block until
+	// its context ends (it can never get in, whatever the timing).
+	const delivered = 3
+	for i := 0; i < delivered; i++ {
+		if err := f.node.Deliver(context.Background(), "in", 0, records(i*10, (i+1)*10), -1); err != nil {
+			t.Fatal(err)
 		}
-		delivered++
 	}
-	if !errors.Is(blockedErr, context.DeadlineExceeded) {
-		t.Fatalf("Deliver never blocked: %d batches accepted, err %v", delivered, blockedErr)
-	}
-	// One batch is in the function, two wait in the queue.
-	if delivered != 3 {
-		t.Fatalf("accepted %d batches before blocking, want 3 (1 running + queue of 2)", delivered)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := f.node.Deliver(ctx, "in", 0, records(30, 40), -1)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a fourth batch was accepted while the function was blocked and the queue full: err %v", err)
 	}
 	close(b.release)
 	waitCommitted(t, f.node, int64(delivered*10))

@@ -383,7 +383,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 
 func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics) http.Handler {
 	mux := http.NewServeMux()
-	(&invokeHandler{app: a, node: node}).register(mux)
+	(&apiHandler{app: a, node: node}).register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

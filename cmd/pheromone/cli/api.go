@@ -2,17 +2,13 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -28,13 +24,14 @@ import (
 	"github.com/pheromone-go/pheromone/engine/fn"
 )
 
-// invokeHandler serves POST /v1/apps/{app}/invoke and GET /v1/sessions/{id}.
-type invokeHandler struct {
+// apiHandler serves the HTTP API: invocations, sessions, and bucket and
+// table queries.
+type apiHandler struct {
 	app  *app.App
 	node *engine.Node
 }
 
-func (h *invokeHandler) register(mux *http.ServeMux) {
+func (h *apiHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/apps/{app}/invoke", h.invoke)
 	mux.HandleFunc("GET /v1/sessions/{id}", h.session)
 	mux.HandleFunc("GET /v1/apps/{app}/buckets/{bucket}", h.bucket)
@@ -42,9 +39,8 @@ func (h *invokeHandler) register(mux *http.ServeMux) {
 }
 
 // table serves the latest row per key of a table sink (?key= for one key).
-func (h *invokeHandler) table(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("app") != h.app.Name {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+func (h *apiHandler) table(w http.ResponseWriter, r *http.Request) {
+	if !h.ownApp(w, r) {
 		return
 	}
 	rows, err := h.node.QueryTable(r.PathValue("table"), r.URL.Query().Get("key"))
@@ -66,9 +62,8 @@ func (h *invokeHandler) table(w http.ResponseWriter, r *http.Request) {
 
 // bucket serves the live state of a bucket: objects held and, per trigger,
 // how close it is to firing. Query parameters: key, session, limit.
-func (h *invokeHandler) bucket(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("app") != h.app.Name {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+func (h *apiHandler) bucket(w http.ResponseWriter, r *http.Request) {
+	if !h.ownApp(w, r) {
 		return
 	}
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
@@ -93,6 +88,15 @@ type sessionJSON struct {
 	Error   string          `json:"error,omitempty"`
 }
 
+// ownApp answers 404 unless the path names this node's app.
+func (h *apiHandler) ownApp(w http.ResponseWriter, r *http.Request) bool {
+	if r.PathValue("app") != h.app.Name {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+		return false
+	}
+	return true
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -102,9 +106,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // invoke decodes the body (one JSON object or an array of them, in the
 // entry source's schema), starts a session and, unless ?async=true, waits
 // for its result.
-func (h *invokeHandler) invoke(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("app") != h.app.Name {
-		writeJSON(w, http.StatusNotFound, sessionJSON{Error: fmt.Sprintf("no app %q on this node", r.PathValue("app"))})
+func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
+	if !h.ownApp(w, r) {
 		return
 	}
 	if h.app.Invoke == nil {
@@ -149,7 +152,7 @@ func (h *invokeHandler) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *invokeHandler) session(w http.ResponseWriter, r *http.Request) {
+func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 	st, ok := h.node.Session(r.PathValue("id"))
 	if !ok {
 		writeJSON(w, http.StatusNotFound, sessionJSON{Session: r.PathValue("id"), Error: "unknown session"})
@@ -164,7 +167,7 @@ func (h *invokeHandler) session(w http.ResponseWriter, r *http.Request) {
 
 // decode turns the request body into rows of the entry source's schema,
 // with the session column set to session (whatever the body says).
-func (h *invokeHandler) decode(body []byte, session string) (arrow.Record, error) {
+func (h *apiHandler) decode(body []byte, session string) (arrow.Record, error) {
 	src := h.app.EntrySource()
 	d, err := codec.NewJSONDecoder(src.ArrowSchema())
 	if err != nil {
@@ -198,7 +201,7 @@ func (h *invokeHandler) decode(body []byte, session string) (arrow.Record, error
 // decodeArrow reads an Arrow IPC stream body into rows of the entry
 // source's schema: columns are matched by name and must have the same
 // type; missing ones are null; the session column is set to session.
-func (h *invokeHandler) decodeArrow(body []byte, session string) (arrow.Record, error) {
+func (h *apiHandler) decodeArrow(body []byte, session string) (arrow.Record, error) {
 	schema := h.app.EntrySource().ArrowSchema()
 	sessionCol := h.app.Bucket(h.app.Invoke.Entry).Session
 	rd, err := ipc.NewReader(bytes.NewReader(body))
@@ -250,92 +253,6 @@ func newSessionID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// cmdInvoke posts a request to a running node and prints the response.
-func cmdInvoke(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "file with the JSON input (default: standard input)")
-	addr := fs.String("addr", "http://127.0.0.1:8080", "the node's HTTP address")
-	async := fs.Bool("async", false, "return the session id at once")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, "pheromone invoke: usage: pheromone invoke APP [--data FILE] [--addr URL] [--async]")
-		return 2
-	}
-	appName := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	var body []byte
-	var err error
-	if *data == "" {
-		body, err = io.ReadAll(os.Stdin)
-	} else {
-		body, err = os.ReadFile(*data)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "pheromone invoke:", err)
-		return 1
-	}
-	url := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + appName + "/invoke"
-	if *async {
-		url += "?async=true"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "pheromone invoke:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	fmt.Fprint(stdout, string(out))
-	if resp.StatusCode >= 300 {
-		return 1
-	}
-	return 0
-}
-
-// cmdQuery prints a bucket's live state from a running node.
-func cmdQuery(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:8080", "the node's HTTP address")
-	key := fs.String("key", "", "only objects with this key")
-	session := fs.String("session", "", "only this session")
-	limit := fs.Int("limit", 100, "objects per partition")
-	if len(args) < 2 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[1], "-") {
-		fmt.Fprintln(stderr, "pheromone query: usage: pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]")
-		return 2
-	}
-	if err := fs.Parse(args[2:]); err != nil {
-		return 2
-	}
-	q := url.Values{}
-	if *key != "" {
-		q.Set("key", *key)
-	}
-	if *session != "" {
-		q.Set("session", *session)
-	}
-	q.Set("limit", strconv.Itoa(*limit))
-	u := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + url.PathEscape(args[0]) + "/buckets/" + url.PathEscape(args[1]) + "?" + q.Encode()
-	resp, err := http.Get(u)
-	if err != nil {
-		fmt.Fprintln(stderr, "pheromone query:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	fmt.Fprint(stdout, string(out))
-	if resp.StatusCode >= 300 {
-		return 1
-	}
-	return 0
 }
 
 // ArrowStream is the media type of Arrow IPC streams.
