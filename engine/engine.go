@@ -9,6 +9,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"time"
 )
 
@@ -45,6 +47,11 @@ type OutRecord struct {
 	Key     []byte
 	Value   []byte
 	Headers []Header
+	// Partition is where the record goes when ToPartition is set (changelog
+	// and repartition records); otherwise the producer picks the partition
+	// from Key like a keyed Kafka producer (murmur2).
+	Partition   int32
+	ToPartition bool
 }
 
 // Producer writes records to topics. Produce must not block for long; done is
@@ -52,6 +59,43 @@ type OutRecord struct {
 // (err == nil) or failed for good.
 type Producer interface {
 	Produce(r *OutRecord, done func(error))
+}
+
+// PartitionWriter writes everything one partition task produces: sink,
+// dead-letter and repartition records, and the task's changelog. Only the
+// task's goroutine calls it.
+type PartitionWriter interface {
+	// Produce buffers r; done is called exactly once, from any goroutine,
+	// with the record's offset once acknowledged, or with the error that
+	// failed it for good. Produce must not block for long.
+	Produce(r *OutRecord, done func(offset int64, err error))
+	// Commit ends a unit of work. A transactional writer (exactly-once)
+	// waits for every record produced since the last Commit and commits
+	// them, and the input offsets in the changelog, as one Kafka
+	// transaction; on error the transaction is aborted and nothing of it is
+	// visible to read_committed readers. Other writers return nil.
+	Commit(ctx context.Context) error
+	// Close releases the writer; an open transaction is aborted.
+	Close()
+}
+
+// Transactional is implemented by writers whose Commit commits a
+// transaction; the task then commits its state only after Commit.
+type Transactional interface{ Transactional() bool }
+
+// ErrFenced is returned (wrapped) by a transactional Commit when another
+// writer with the same transactional id took over the partition: the task
+// stops without retrying.
+var ErrFenced = errors.New("engine: writer fenced by a newer owner of the partition")
+
+// ChangelogReader reads one partition of the changelog topic.
+type ChangelogReader interface {
+	// Read calls fn, in offset order, for every record of partition part
+	// from offset from up to the end the partition had when Read started
+	// (the last stable offset when reading committed data only); value is
+	// nil for tombstones. end is called once with that end offset first.
+	// Key and value are valid only during the call.
+	Read(ctx context.Context, part int32, from int64, end func(int64), fn func(offset int64, key, value []byte) error) error
 }
 
 // Clock tells processing time. Tests inject a manual clock; production uses
@@ -96,6 +140,9 @@ type Metrics interface {
 	Invocation(function string, d time.Duration, err error)
 	BucketSize(bucket string, partition int32, objects, bytes int64)
 	Lag(topic string, partition int32, lag int64)
+	// Restore reports a partition's changelog restore: bytes applied since
+	// the last call and records still to read (0 when done).
+	Restore(partition int32, bytes int, remaining int64)
 }
 
 // NopMetrics discards everything.
@@ -110,6 +157,7 @@ func (NopMetrics) TriggerDropped(string, int)              {}
 func (NopMetrics) Invocation(string, time.Duration, error) {}
 func (NopMetrics) BucketSize(string, int32, int64, int64)  {}
 func (NopMetrics) Lag(string, int32, int64)                {}
+func (NopMetrics) Restore(int32, int, int64)               {}
 
 // Headers written on dead-letter records.
 const (

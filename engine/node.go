@@ -39,6 +39,18 @@ type Options struct {
 	// Functions replace the implementation of functions by name (tests, and
 	// user functions in a later version); the app file still declares them.
 	Functions map[string]fn.Function
+	// Writers opens the writer of a partition task's records (one per task;
+	// a transactional one for exactly-once). Default: at-least-once writers
+	// over Producer.
+	Writers func(part int32) (PartitionWriter, error)
+	// ChangelogTopic, when set, receives every state change (see
+	// changelog.go); ChangelogReader restores a partition from it when the
+	// partition is assigned.
+	ChangelogTopic  string
+	ChangelogReader ChangelogReader
+	// CommitInterval is how long a transactional writer's transaction
+	// gathers cycles; default 100ms.
+	CommitInterval time.Duration
 	// MemoryBudget bounds the bytes of persisted bucket chunks a task keeps
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
@@ -74,6 +86,7 @@ type Node struct {
 	committed map[TopicPartition]int64
 	ready     atomic.Bool
 	taskWG    sync.WaitGroup
+	restoring map[int32]*restoreProgress
 
 	in, out, firings, dead, invocations atomic.Int64
 	logLimiter                          logLimiter
@@ -84,8 +97,15 @@ type Node struct {
 
 // New validates options and compiles the app's functions.
 func New(o Options) (*Node, error) {
-	if o.App == nil || o.Store == nil || o.Producer == nil {
-		return nil, errors.New("engine: App, Store and Producer are required")
+	if o.App == nil || o.Store == nil || (o.Producer == nil && o.Writers == nil) {
+		return nil, errors.New("engine: App, Store and Producer (or Writers) are required")
+	}
+	if o.Writers == nil {
+		p := o.Producer
+		o.Writers = func(int32) (PartitionWriter, error) { return producerWriter{p}, nil }
+	}
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = 100 * time.Millisecond
 	}
 	if o.Clock == nil {
 		o.Clock = SystemClock{}
@@ -124,13 +144,15 @@ func New(o Options) (*Node, error) {
 		tasks:     map[int32]*task{},
 		assigned:  map[TopicPartition]bool{},
 		committed: map[TopicPartition]int64{},
+		restoring: map[int32]*restoreProgress{},
 	}, nil
 }
 
 // plan is the compiled app.
 type plan struct {
 	app       *app.App
-	sources   map[string]*app.Source // by topic
+	sources   map[string]*app.Source // by topic, with the repartition topics
+	repart    map[string]string      // repartition topic → bucket
 	buckets   map[string]*bucketPlan
 	functions map[string]*fnPlan
 }
@@ -158,10 +180,11 @@ type fnPlan struct {
 }
 
 func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*plan, error) {
-	p := &plan{app: a, sources: map[string]*app.Source{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
+	p := &plan{app: a, sources: map[string]*app.Source{}, repart: map[string]string{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
 	for i := range a.Sources {
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
 	}
+	repartitionSources(a, p.sources, p.repart)
 	for i := range a.Functions {
 		f := &a.Functions[i]
 		impl, ok := overrides[f.Name]
@@ -253,38 +276,85 @@ func (n *Node) fail(err error) {
 	}
 }
 
-// Assign creates (or extends) the tasks for newly assigned partitions and
-// loads their state. It returns once the tasks are ready to process.
+// Assign creates (or extends) the tasks for newly assigned partitions. A
+// new partition first opens its writer (a transactional one fences the
+// previous owner) and restores its state from the changelog; partitions
+// restore in parallel, and tasks already running keep processing. It
+// returns once the new tasks are ready to process.
 func (n *Node) Assign(tps []TopicPartition) error {
 	<-n.started
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	var fresh []int32
+	seen := map[int32]bool{}
 	for _, tp := range tps {
 		if n.plan.sources[tp.Topic] == nil {
+			n.mu.Unlock()
 			return fmt.Errorf("engine: assigned unknown topic %q", tp.Topic)
 		}
 		n.assigned[tp] = true
-		if _, ok := n.tasks[tp.Partition]; ok {
-			continue
+		if _, ok := n.tasks[tp.Partition]; !ok && !seen[tp.Partition] {
+			seen[tp.Partition] = true
+			fresh = append(fresh, tp.Partition)
 		}
-		t, err := newTask(n, tp.Partition)
-		if err != nil {
-			return err
-		}
-		n.tasks[tp.Partition] = t
-		for topic, off := range t.offsets {
-			n.committed[TopicPartition{topic, tp.Partition}] = off
-		}
-		n.taskWG.Add(1)
+	}
+	n.mu.Unlock()
+
+	type prepared struct {
+		w      PartitionWriter
+		repair [][]byte
+		err    error
+	}
+	prep := make([]prepared, len(fresh))
+	var wg sync.WaitGroup
+	for i, part := range fresh {
+		wg.Add(1)
 		go func() {
-			defer n.taskWG.Done()
-			if err := t.run(); err != nil {
-				n.fail(fmt.Errorf("engine: partition %d: %w", t.part, err))
+			defer wg.Done()
+			p := &prep[i]
+			if p.w, p.err = n.o.Writers(part); p.err != nil {
+				return
+			}
+			if p.repair, p.err = n.restore(n.runCtx, part); p.err != nil {
+				p.w.Close()
+				p.w = nil
 			}
 		}()
 	}
+	wg.Wait()
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var firstErr error
+	for i, part := range fresh {
+		p := prep[i]
+		if p.err == nil {
+			var t *task
+			if t, p.err = newTask(n, part, p.w, p.repair); p.err == nil {
+				n.startTask(t)
+				continue
+			} // newTask closed the writer
+		}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("engine: partition %d: %w", part, p.err)
+		}
+	}
 	n.ready.Store(true)
-	return nil
+	return firstErr
+}
+
+// startTask registers t and starts its goroutine. n.mu is held.
+func (n *Node) startTask(t *task) {
+	n.tasks[t.part] = t
+	for topic, off := range t.offsets {
+		n.committed[TopicPartition{topic, t.part}] = off
+	}
+	n.taskWG.Add(1)
+	go func() {
+		defer n.taskWG.Done()
+		if err := t.run(); err != nil {
+			n.fail(fmt.Errorf("engine: partition %d: %w", t.part, err))
+		}
+	}()
 }
 
 // StartOffset is the next offset to consume for tp according to the node's
@@ -370,8 +440,23 @@ func (n *Node) setCommitted(part int32, offs map[string]int64) {
 }
 
 // Ready reports whether the node has been assigned partitions and loaded
-// their state.
-func (n *Node) Ready() bool { return n.ready.Load() }
+// their state, and no partition is restoring.
+func (n *Node) Ready() bool {
+	if !n.ready.Load() {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.restoring) == 0
+}
+
+// Owns reports whether this node runs partition part.
+func (n *Node) Owns(part int32) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.tasks[part]
+	return ok
+}
 
 // Partitions lists the partition tasks this node runs.
 func (n *Node) Partitions() []int32 {

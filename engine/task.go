@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,6 +59,18 @@ type task struct {
 	failed        chan error
 	durable       atomic.Uint64    // cycleSeq of the last synced batch
 	unsynced      []*pendingCommit // committed without sync, awaiting the next sync (committer only)
+
+	// w writes the task's records. With a transactional writer
+	// (exactly-once) built batches wait in txnPending until the
+	// transaction that holds their records commits (at most CommitInterval
+	// after the first of them), and only then go to the committer.
+	w          PartitionWriter
+	txn        bool
+	txnPending []*pendingCommit
+	txnStart   time.Time
+	// repair lists keys of an unfinished changelog cycle found by restore;
+	// the first commit writes their restored values to the changelog.
+	repair [][]byte
 }
 
 // acks counts the writes of one cycle that Kafka has not acknowledged yet.
@@ -88,6 +101,7 @@ type pendingCommit struct {
 	batch   state.Batch
 	offsets map[string]int64
 	seq     uint64
+	marker  int64 // changelog offset of the cycle's marker, -1 if none (set before acks complete)
 }
 
 type inbound struct {
@@ -116,9 +130,11 @@ type queued struct {
 	early bool
 }
 
-func newTask(n *Node, part int32) (*task, error) {
+// newTask loads partition part's state and takes over w.
+func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, error) {
+	tx, _ := w.(Transactional)
 	t := &task{
-		n: n, part: part,
+		n: n, part: part, w: w, repair: repair, txn: tx != nil && tx.Transactional(),
 		inbox:    make(chan inbound, n.o.QueueDepth),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -153,6 +169,15 @@ func newTask(n *Node, part int32) (*task, error) {
 		case len(v) == 8:
 			t.offsets[topic] = int64(binary.BigEndian.Uint64(v))
 		}
+		if bucket := n.plan.repart[topic]; bucket != "" {
+			d, err := codec.NewJSONDecoder(n.plan.app.BucketSchema(bucket))
+			if err != nil {
+				t.releaseAll()
+				return nil, err
+			}
+			t.decoders[topic] = d
+			continue
+		}
 		if src.Format == "json" {
 			var req []string
 			if src.Key != "" {
@@ -182,6 +207,7 @@ func newTask(n *Node, part int32) (*task, error) {
 func (t *task) stop() { t.quitOnce.Do(func() { close(t.quit) }) }
 
 func (t *task) releaseAll() {
+	t.w.Close()
 	for _, b := range t.buckets {
 		b.release()
 	}
@@ -222,20 +248,34 @@ func (t *task) run() (err error) {
 			timer = t.n.o.Clock.NewTimer(d)
 			timerC = timer.C()
 		}
+		var txnC <-chan time.Time
+		var txnTimer *time.Timer
+		if len(t.txnPending) > 0 {
+			txnTimer = time.NewTimer(time.Until(t.txnStart.Add(t.n.o.CommitInterval)))
+			txnC = txnTimer.C
+		}
 		select {
 		case <-t.quit:
 			if timer != nil {
 				timer.Stop()
 			}
-			return nil
+			if txnTimer != nil {
+				txnTimer.Stop()
+			}
+			return t.endTxn()
 		case in := <-t.inbox:
 			err = t.process(in)
 		case <-timerC:
 			err = t.tick()
+		case <-txnC:
+			err = t.endTxn()
 		case err = <-t.failed:
 		}
 		if timer != nil {
 			timer.Stop()
+		}
+		if txnTimer != nil {
+			txnTimer.Stop()
 		}
 		if err != nil {
 			return err
@@ -298,7 +338,9 @@ func (t *task) process(in inbound) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := t.decode(src, in.topic, recs); err != nil {
+	if t.n.plan.repart[in.topic] != "" {
+		t.decodeRepartitioned(src, in.topic, recs)
+	} else if err := t.decode(src, in.topic, recs); err != nil {
 		return err
 	}
 	t.pending[in.topic] = recs[len(recs)-1].Offset + 1
@@ -377,10 +419,19 @@ func (t *task) dead(r *OutRecord, reason string) {
 }
 
 // produce writes r; the cycle commits only after it is acknowledged.
-func (t *task) produce(r *OutRecord) {
+func (t *task) produce(r *OutRecord) { t.produceTo(r, nil) }
+
+// produceTo is produce that also reports the record's offset to onOffset
+// before the cycle's acks complete.
+func (t *task) produceTo(r *OutRecord, onOffset func(int64)) {
 	a := t.cur
 	a.wg.Add(1)
-	t.n.o.Producer.Produce(r, a.done)
+	t.w.Produce(r, func(off int64, err error) {
+		if onOffset != nil && err == nil {
+			onOffset(off)
+		}
+		a.done(err)
+	})
 }
 
 // put stores rec in b (taking over the reference) and queues the firings.
@@ -595,7 +646,11 @@ func (t *task) apply(r *result) error {
 		t.dead(d, ReasonFunction)
 	}
 	for _, p := range r.puts {
-		t.put(t.buckets[p.bucket], p.rec, r.session)
+		if b := t.buckets[p.bucket]; b.cfg.PartitionBy != "" {
+			t.repartition(b, p.rec, r.session)
+		} else {
+			t.put(b, p.rec, r.session)
+		}
 	}
 	for _, rep := range r.replies {
 		n.sessions.complete(rep.session, rep.body)
@@ -621,7 +676,24 @@ func (t *task) apply(r *result) error {
 // blocks only while two earlier cycles still wait (backpressure).
 func (t *task) commit() error {
 	t.cycleSeq++
-	batch := t.n.o.Store.NewBatch()
+	inner := t.n.o.Store.NewBatch()
+	batch := inner
+	logged := t.n.o.ChangelogTopic != ""
+	if logged {
+		batch = &loggedBatch{Batch: inner, t: t}
+	}
+	for _, k := range t.repair {
+		switch v, err := t.n.o.Store.Get(k); {
+		case err == nil:
+			batch.Set(k, v)
+		case errors.Is(err, state.ErrNotFound):
+			batch.Delete(k)
+		default:
+			batch.Close()
+			return err
+		}
+	}
+	t.repair = nil
 	for _, b := range t.order {
 		if err := b.gc(batch, t.cycleSeq); err != nil {
 			batch.Close()
@@ -649,15 +721,66 @@ func (t *task) commit() error {
 		b.evict(t.n.o.MemoryBudget/int64(len(t.order)), durable)
 		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
 	}
-	pc := &pendingCommit{acks: t.cur, batch: batch, offsets: offs, seq: t.cycleSeq}
+	pc := &pendingCommit{acks: t.cur, batch: inner, offsets: offs, seq: t.cycleSeq, marker: -1}
+	if logged {
+		// The marker closes the cycle in the changelog: restore applies
+		// only cycles whose marker it read.
+		k := markerKey(a, t.part)
+		v := binary.BigEndian.AppendUint64([]byte{changelogSet}, t.cycleSeq)
+		inner.Set(k, v[1:])
+		t.produceTo(&OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: v, Partition: t.part, ToPartition: true},
+			func(off int64) { pc.marker = off })
+	}
 	t.cur = &acks{}
 	t.cyc.nextID, t.cyc.applyID = 0, 0
+	if t.txn {
+		if len(t.txnPending) == 0 {
+			t.txnStart = time.Now()
+		}
+		t.txnPending = append(t.txnPending, pc)
+		if time.Since(t.txnStart) >= t.n.o.CommitInterval {
+			return t.endTxn()
+		}
+		return nil
+	}
+	return t.queueCommit(pc)
+}
+
+// endTxn commits the open transaction and hands its cycles to the
+// committer. On failure the transaction is aborted and its cycles are
+// dropped: the task must restart from its last committed state.
+func (t *task) endTxn() error {
+	if len(t.txnPending) == 0 {
+		return nil
+	}
+	pend := t.txnPending
+	t.txnPending = nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := t.w.Commit(ctx)
+	cancel()
+	if err != nil {
+		for _, pc := range pend {
+			pc.acks.wg.Wait()
+			pc.batch.Close()
+		}
+		return fmt.Errorf("transaction: %w", err)
+	}
+	for _, pc := range pend {
+		if err := t.queueCommit(pc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueCommit hands a built cycle to the committer.
+func (t *task) queueCommit(pc *pendingCommit) error {
 	select {
 	case t.commits <- pc:
 		return nil
 	case err := <-t.failed:
 		pc.acks.wg.Wait()
-		batch.Close()
+		pc.batch.Close()
 		return err
 	}
 }
@@ -682,6 +805,9 @@ func (t *task) committer() {
 			// last of the run syncs; a synced commit makes every earlier
 			// one durable too. Offsets are published only after a sync.
 			sync := !t.n.o.NoSync && len(t.commits) == 0
+			if pc.marker >= 0 {
+				pc.batch.Set(checkpointKey(t.n.plan.app.Name, t.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
+			}
 			err = pc.batch.Commit(sync)
 			if err == nil && !sync && !t.n.o.NoSync {
 				t.unsynced = append(t.unsynced, pc)

@@ -30,16 +30,7 @@ type Producer struct {
 // NewProducer connects a producer to brokers. Records are acknowledged by
 // all in-sync replicas and retried until they are (idempotent producer).
 func NewProducer(brokers []string) (*Producer, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		// No linger: a partition task waits for its cycle's acks before it
-		// commits, so records should leave at once; franz-go still batches
-		// whatever accumulates while a request is in flight.
-		kgo.ProducerLinger(0),
-		kgo.MaxBufferedRecords(100_000),
-		kgo.ProducerBatchMaxBytes(1<<20),
-		kgo.RecordDeliveryTimeout(2*time.Minute),
-	)
+	cl, err := kgo.NewClient(producerOpts(brokers)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: producer: %w", err)
 	}
@@ -48,18 +39,88 @@ func NewProducer(brokers []string) (*Producer, error) {
 	return p, nil
 }
 
+func producerOpts(brokers []string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		// No linger: a partition task waits for its cycle's acks before it
+		// commits, so records should leave at once; franz-go still batches
+		// whatever accumulates while a request is in flight.
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
+		// Kafka's default partitioning for keyed records (murmur2), which
+		// engine.PartitionOf mirrors.
+		kgo.RecordPartitioner(pinnedPartitioner{kgo.UniformBytesPartitioner(64<<10, true, true, nil)}),
+	}
+}
+
 // Produce implements engine.Producer.
 func (p *Producer) Produce(r *engine.OutRecord, done func(error)) {
-	kr := p.pool.Get().(*kgo.Record)
-	*kr = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value}
+	produce(p.cl, &p.pool, r, func(_ int64, err error) { done(err) })
+}
+
+// Writer returns an at-least-once engine.PartitionWriter over the shared
+// producer that reports offsets (the changelog checkpoint needs them).
+func (p *Producer) Writer() engine.PartitionWriter { return sharedWriter{p} }
+
+type sharedWriter struct{ p *Producer }
+
+func (w sharedWriter) Produce(r *engine.OutRecord, done func(int64, error)) {
+	produce(w.p.cl, &w.p.pool, r, done)
+}
+func (sharedWriter) Commit(context.Context) error { return nil }
+func (sharedWriter) Close()                       {}
+
+func produce(cl *kgo.Client, pool *sync.Pool, r *engine.OutRecord, done func(int64, error)) {
+	kr := pool.Get().(*kgo.Record)
+	*kr = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: -1}
+	if r.ToPartition {
+		kr.Partition = r.Partition
+	}
 	for _, h := range r.Headers {
 		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
-	p.cl.Produce(context.Background(), kr, func(kr *kgo.Record, err error) {
+	cl.Produce(context.Background(), kr, func(kr *kgo.Record, err error) {
+		off := kr.Offset
 		*kr = kgo.Record{}
-		p.pool.Put(kr)
-		done(err)
+		pool.Put(kr)
+		done(off, err)
 	})
+}
+
+// pinnedPartitioner sends records with a partition set (changelog and
+// repartition records) there, and others by key like a Kafka producer.
+type pinnedPartitioner struct{ byKey kgo.Partitioner }
+
+func (p pinnedPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return &pinnedTopic{byKey: p.byKey.ForTopic(topic).(kgo.TopicBackupPartitioner)}
+}
+
+type pinnedTopic struct{ byKey kgo.TopicBackupPartitioner }
+
+func (p *pinnedTopic) PartitionByBackup(r *kgo.Record, n int, it kgo.TopicBackupIter) int {
+	if r.Partition >= 0 {
+		return int(r.Partition)
+	}
+	return p.byKey.PartitionByBackup(r, n, it)
+}
+
+func (p *pinnedTopic) RequiresConsistency(r *kgo.Record) bool {
+	return r.Partition >= 0 || p.byKey.RequiresConsistency(r)
+}
+
+func (p *pinnedTopic) Partition(r *kgo.Record, n int) int {
+	if r.Partition >= 0 {
+		return int(r.Partition)
+	}
+	return p.byKey.Partition(r, n)
+}
+
+func (p *pinnedTopic) OnNewBatch() {
+	if nb, ok := p.byKey.(kgo.TopicPartitionerOnNewBatch); ok {
+		nb.OnNewBatch()
+	}
 }
 
 // Flush waits for buffered records.
@@ -84,6 +145,14 @@ type Source struct {
 	// CommitInterval is how often state-committed offsets are also committed
 	// to the group (so lag tools see them); default 1s.
 	CommitInterval time.Duration
+	// ReadCommitted consumes only committed transactions (exactly-once).
+	ReadCommitted bool
+	// SessionTimeout is how long the group waits for a silent member before
+	// moving its partitions; default 10s.
+	SessionTimeout time.Duration
+	// ClientID is the member's client id in the group; nodes advertise their
+	// HTTP address in it for query routing (see Members).
+	ClientID string
 }
 
 // Run consumes until ctx ends. On return the group is left and every
@@ -94,6 +163,17 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	if s.CommitInterval <= 0 {
 		s.CommitInterval = time.Second
+	}
+	if s.SessionTimeout <= 0 {
+		s.SessionTimeout = 10 * time.Second
+	}
+	iso := kgo.ReadUncommitted()
+	if s.ReadCommitted {
+		iso = kgo.ReadCommitted()
+	}
+	extra := []kgo.Opt{kgo.FetchIsolationLevel(iso)}
+	if s.ClientID != "" {
+		extra = append(extra, kgo.ClientID(s.ClientID))
 	}
 	node := s.Node
 	toTPs := func(m map[string][]int32) []engine.TopicPartition {
@@ -127,7 +207,7 @@ func (s *Source) Run(ctx context.Context) error {
 		})
 	}
 	var err error
-	cl, err = kgo.NewClient(
+	cl, err = kgo.NewClient(append(extra,
 		kgo.SeedBrokers(s.Brokers...),
 		kgo.ConsumerGroup(s.Group),
 		kgo.ConsumeTopics(s.Topics...),
@@ -135,10 +215,11 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		// A node that died is noticed within 10 s (Kafka's default is 45 s),
-		// so its partitions move quickly when it does not come back.
-		kgo.SessionTimeout(10*time.Second),
-		kgo.HeartbeatInterval(time.Second),
+		// A node that died is noticed within the session timeout (10 s by
+		// default; Kafka's is 45 s), so its partitions move quickly when it
+		// does not come back.
+		kgo.SessionTimeout(s.SessionTimeout),
+		kgo.HeartbeatInterval(min(time.Second, s.SessionTimeout/3)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			if err := node.Assign(toTPs(m)); err != nil {
 				s.Logger.Error("assigning partitions failed", "error", err)
@@ -152,9 +233,9 @@ func (s *Source) Run(ctx context.Context) error {
 					if off, ok := node.StartOffset(engine.TopicPartition{Topic: topic, Partition: p}); ok {
 						ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
 					} else if o.EpochOffset().Offset > 0 {
-						// Another node processed this partition and its state
-						// is not here: objects it still held are not restored
-						// (changelog restore is issue 6).
+						// Neither local state nor the changelog has an offset
+						// for it (an app without a changelog, or state from
+						// before one): objects held elsewhere are not here.
 						s.Logger.Warn("partition resumes at the group's offset without its bucket state",
 							"topic", topic, "partition", p, "offset", o.EpochOffset().Offset)
 					}
@@ -169,7 +250,7 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			node.Revoke(toTPs(m))
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka: consumer: %w", err)
 	}

@@ -29,6 +29,8 @@ type Metrics struct {
 	bucketObjs   *prometheus.GaugeVec
 	bucketBytes  *prometheus.GaugeVec
 	lag          *prometheus.GaugeVec
+	restoreLeft  *prometheus.GaugeVec
+	restored     *prometheus.CounterVec
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -61,6 +63,8 @@ func New(app string) *Metrics {
 		bucketObjs:   g("bucket_objects", "Objects held per bucket partition.", "bucket", "partition"),
 		bucketBytes:  g("bucket_bytes", "Bytes held per bucket partition.", "bucket", "partition"),
 		lag:          g("consumer_lag", "Records behind the high watermark per source partition.", "topic", "partition"),
+		restoreLeft:  g("restore_remaining_records", "Changelog records a partition still has to restore before it processes (0 when ready).", "partition"),
+		restored:     f("restored_bytes_total", "Changelog bytes applied to local state while restoring.", "partition"),
 	}
 	m.fnLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "pheromone", Name: "function_duration_seconds", Help: "Function invocation latency.",
@@ -98,6 +102,11 @@ func (m *Metrics) BucketSize(bucket string, partition int32, objects, bytes int6
 	p := strconv.Itoa(int(partition))
 	m.bucketObjs.WithLabelValues(bucket, p).Set(float64(objects))
 	m.bucketBytes.WithLabelValues(bucket, p).Set(float64(bytes))
+}
+func (m *Metrics) Restore(partition int32, bytes int, remaining int64) {
+	p := strconv.Itoa(int(partition))
+	m.restored.WithLabelValues(p).Add(float64(bytes))
+	m.restoreLeft.WithLabelValues(p).Set(float64(remaining))
 }
 func (m *Metrics) Lag(topic string, partition int32, lag int64) {
 	m.lag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(lag))

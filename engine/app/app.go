@@ -49,6 +49,56 @@ type Kafka struct {
 	Group string `yaml:"group"`
 	// DLQTopic receives bad records and failed invocations; default "<app>.dlq".
 	DLQTopic string `yaml:"dlq_topic"`
+	// Guarantee is at_least_once (default: a crash may write the outputs of
+	// the cycles in flight twice) or exactly_once (each partition task
+	// commits its outputs, changelog and input offsets in one Kafka
+	// transaction; consumers read with read_committed).
+	Guarantee string `yaml:"guarantee"`
+	// CommitInterval is how long an exactly_once transaction gathers cycles
+	// before it commits; outputs become visible then. Default 100ms.
+	CommitInterval string `yaml:"commit_interval"`
+	// Changelog replicates every state change to the compacted topic
+	// ChangelogTopic so another node can restore a partition; default true.
+	Changelog *bool `yaml:"changelog"`
+	// ChangelogTopic defaults to "<app>.changelog".
+	ChangelogTopic string `yaml:"changelog_topic"`
+	// SessionTimeout is how long the group waits for a silent node before
+	// moving its partitions; default 10s.
+	SessionTimeout string `yaml:"session_timeout"`
+
+	commitInterval, sessionTimeout time.Duration
+}
+
+// Guarantees.
+const (
+	AtLeastOnce = "at_least_once"
+	ExactlyOnce = "exactly_once"
+)
+
+// ExactlyOnce reports whether the app asks for exactly-once results.
+func (k *Kafka) ExactlyOnce() bool { return k.Guarantee == ExactlyOnce }
+
+// ChangelogEnabled reports whether state is replicated to the changelog topic.
+func (k *Kafka) ChangelogEnabled() bool { return k.Changelog == nil || *k.Changelog }
+
+// CommitIntervalDuration is the parsed CommitInterval (valid after Validate).
+func (k *Kafka) CommitIntervalDuration() time.Duration { return k.commitInterval }
+
+// SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
+func (k *Kafka) SessionTimeoutDuration() time.Duration { return k.sessionTimeout }
+
+// RepartitionTopic is the topic that carries objects into a bucket with
+// partition_by to the partition that owns their key.
+func (a *App) RepartitionTopic(bucket string) string { return a.Name + "." + bucket + ".repartition" }
+
+// Partitions is the app's partition count: every source, the changelog and
+// the repartition topics have it (co-partitioning).
+func (a *App) Partitions() int {
+	n := 0
+	for _, s := range a.Sources {
+		n = max(n, s.Partitions)
+	}
+	return n
 }
 
 // Column is one typed column of a source schema.
@@ -121,6 +171,13 @@ type Bucket struct {
 	// dynamic_join, dynamic_group); more objects go to the dead-letter topic
 	// with reason session_full. Default: no bound.
 	MaxObjectsPerSession int `yaml:"max_objects_per_session"`
+	// PartitionBy names a column: objects functions put into the bucket go
+	// to the partition that owns the column's value (Kafka's murmur2 hash of
+	// it, like a keyed producer), through the topic "<app>.<bucket>.repartition"
+	// when that partition is not the one running the function. Objects from
+	// a source are expected to be keyed by it already. Default: objects stay
+	// on the partition that produced them.
+	PartitionBy string `yaml:"partition_by"`
 }
 
 // Trigger attaches a primitive to a bucket and names the function it fires.
@@ -320,6 +377,9 @@ func (a *App) Table(name string) *Table {
 // CompactedTopics lists the table topics (created with cleanup.policy=compact).
 func (a *App) CompactedTopics() map[string]int {
 	out := map[string]int{}
+	if a.Kafka.ChangelogEnabled() {
+		out[a.Kafka.ChangelogTopic] = a.Partitions()
+	}
 	for _, t := range a.Tables {
 		if t.Topic != "" {
 			out[t.Topic] = t.Partitions
@@ -465,6 +525,11 @@ func (a *App) Topics() map[string]int {
 	for _, s := range a.Sinks {
 		if s.Kind == "kafka" || s.Kind == "" {
 			out[s.Topic] = s.Partitions
+		}
+	}
+	for _, b := range a.Buckets {
+		if b.PartitionBy != "" {
+			out[a.RepartitionTopic(b.Name)] = a.Partitions()
 		}
 	}
 	return out

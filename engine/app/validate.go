@@ -53,6 +53,29 @@ func (a *App) Validate() error {
 	if a.Kafka.DLQTopic == "" {
 		a.Kafka.DLQTopic = a.Name + ".dlq"
 	}
+	if a.Kafka.ChangelogTopic == "" {
+		a.Kafka.ChangelogTopic = a.Name + ".changelog"
+	}
+	switch a.Kafka.Guarantee {
+	case "":
+		a.Kafka.Guarantee = AtLeastOnce
+	case AtLeastOnce, ExactlyOnce:
+	default:
+		c.add("kafka.guarantee", "%q: want at_least_once or exactly_once", a.Kafka.Guarantee)
+	}
+	kdur := func(field, v string, def time.Duration, dst *time.Duration) {
+		*dst = def
+		if v == "" {
+			return
+		}
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			c.add("kafka."+field, "%q is not a positive duration (try 100ms, 10s)", v)
+		} else {
+			*dst = d
+		}
+	}
+	kdur("commit_interval", a.Kafka.CommitInterval, 100*time.Millisecond, &a.Kafka.commitInterval)
+	kdur("session_timeout", a.Kafka.SessionTimeout, 10*time.Second, &a.Kafka.sessionTimeout)
 	for i, b := range a.Kafka.Brokers {
 		if !strings.Contains(b, ":") {
 			c.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q: want host:port", b)
@@ -550,11 +573,37 @@ func (a *App) Validate() error {
 			iv.timeout = d
 		}
 	}
+	a.checkPartitioning(c)
 	a.checkCycles(c, firedBy)
 	if len(c.ps) > 0 {
 		return c.ps
 	}
 	return nil
+}
+
+// checkPartitioning checks partition_by columns and that the topics a
+// partition task joins are co-partitioned.
+func (a *App) checkPartitioning(c *checker) {
+	repart := false
+	for i, b := range a.Buckets {
+		if b.PartitionBy == "" {
+			continue
+		}
+		repart = true
+		if s := a.BucketSchema(b.Name); s != nil && !hasColumn(s, b.PartitionBy) {
+			c.add(fmt.Sprintf("buckets[%d].partition_by", i), "bucket %q has no column %q %s", b.Name, b.PartitionBy, describe(s))
+		}
+	}
+	if !repart && !a.Kafka.ChangelogEnabled() {
+		return
+	}
+	// A task is one partition number across all topics: with repartition
+	// or changelog topics every source must have the same partition count.
+	for i, s := range a.Sources {
+		if s.Partitions != a.Partitions() {
+			c.add(fmt.Sprintf("sources[%d].partitions", i), "%d: every source needs the same partition count (%d) so buckets are co-partitioned with their changelog and repartition topics", s.Partitions, a.Partitions())
+		}
+	}
 }
 
 // BucketSchema is the Arrow schema of a bucket's objects (valid after Validate).

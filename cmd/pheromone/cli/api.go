@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ import (
 type apiHandler struct {
 	app  *app.App
 	node *engine.Node
+	// router forwards queries to the node that owns the partition; nil
+	// answers from this node only.
+	router *router
 }
 
 func (h *apiHandler) register(mux *http.ServeMux) {
@@ -43,10 +48,33 @@ func (h *apiHandler) table(w http.ResponseWriter, r *http.Request) {
 	if !h.ownApp(w, r) {
 		return
 	}
+	part, one, handled := h.route(w, r)
+	if handled {
+		return
+	}
 	rows, err := h.node.QueryTable(r.PathValue("table"), r.URL.Query().Get("key"))
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
+	}
+	if one {
+		rows = slices.DeleteFunc(rows, func(t engine.TableRow) bool { return t.Partition != part })
+	}
+	if h.fanOut(r, one) {
+		others, err := gather[tableJSON](h.router, r)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			return
+		}
+		for _, o := range others {
+			rows = append(rows, o.Rows...)
+		}
+		sort.SliceStable(rows, func(i, j int) bool {
+			if rows[i].Partition != rows[j].Partition {
+				return rows[i].Partition < rows[j].Partition
+			}
+			return rows[i].Key < rows[j].Key
+		})
 	}
 	if wantsArrow(r) {
 		rec, err := h.node.TableRecord(r.PathValue("table"), rows)
@@ -57,13 +85,22 @@ func (h *apiHandler) table(w http.ResponseWriter, r *http.Request) {
 		writeArrow(w, rec.Schema(), []arrow.Record{rec})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"table": r.PathValue("table"), "rows": rows})
+	writeJSON(w, http.StatusOK, tableJSON{Table: r.PathValue("table"), Rows: rows})
+}
+
+type tableJSON struct {
+	Table string            `json:"table"`
+	Rows  []engine.TableRow `json:"rows"`
 }
 
 // bucket serves the live state of a bucket: objects held and, per trigger,
 // how close it is to firing. Query parameters: key, session, limit.
 func (h *apiHandler) bucket(w http.ResponseWriter, r *http.Request) {
 	if !h.ownApp(w, r) {
+		return
+	}
+	part, one, handled := h.route(w, r)
+	if handled {
 		return
 	}
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
@@ -77,6 +114,20 @@ func (h *apiHandler) bucket(w http.ResponseWriter, r *http.Request) {
 	if asArrow {
 		writeArrow(w, h.node.BucketSchema(r.PathValue("bucket")), view.Records)
 		return
+	}
+	if one {
+		view.Partitions = slices.DeleteFunc(view.Partitions, func(p engine.PartitionView) bool { return p.Partition != part })
+	}
+	if h.fanOut(r, one) {
+		others, err := gather[engine.BucketView](h.router, r)
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			return
+		}
+		for _, o := range others {
+			view.Partitions = append(view.Partitions, o.Partitions...)
+		}
+		sort.SliceStable(view.Partitions, func(i, j int) bool { return view.Partitions[i].Partition < view.Partitions[j].Partition })
 	}
 	writeJSON(w, http.StatusOK, view)
 }

@@ -33,7 +33,7 @@ import (
 const usage = `pheromone: data-centric stream processing on Kafka
 
 Usage:
-  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
+  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
   pheromone validate -f app.yaml
   pheromone broker [--data-dir DIR] [--addr ADDR] [--count N]
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
@@ -159,6 +159,9 @@ type RunConfig struct {
 	Executors int
 	// Started is called once the node serves, with its addresses.
 	Started func(Info)
+	// Advertise is the base URL other nodes forward queries to; default
+	// http://<HTTPAddr>.
+	Advertise string
 }
 
 // Info tells where a running node can be reached.
@@ -177,6 +180,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	brokers := fs.String("brokers", "", "comma-separated Kafka brokers (default: the app file's kafka.brokers, else the embedded broker)")
 	embedded := fs.String("embedded-broker", "127.0.0.1:9092", "address of the embedded broker")
 	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
+	advertise := fs.String("advertise", "", "base URL other nodes forward queries to (default http://<http address>)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -189,7 +193,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 1
 	}
-	cfg := RunConfig{Functions: reg.Functions(), Executors: *executors, App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
+	cfg := RunConfig{Advertise: *advertise, Functions: reg.Functions(), Executors: *executors, App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *brokers != "" {
 		cfg.Brokers = strings.Split(*brokers, ",")
@@ -256,13 +260,27 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	defer producer.Close()
 	metrics := prom.New(a.Name)
-	node, err := engine.New(engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger, Functions: cfg.Functions, Executors: cfg.Executors})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	eos := a.Kafka.ExactlyOnce()
+	opts := engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger,
+		Functions: cfg.Functions, Executors: cfg.Executors, CommitInterval: a.Kafka.CommitIntervalDuration(),
+		Writers: func(int32) (engine.PartitionWriter, error) { return producer.Writer(), nil }}
+	if eos {
+		opts.Writers = func(part int32) (engine.PartitionWriter, error) {
+			wctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			return kafka.NewTxnWriter(wctx, brokers, kafka.TransactionalID(a.Name, part))
+		}
+	}
+	if a.Kafka.ChangelogEnabled() {
+		opts.ChangelogTopic = a.Kafka.ChangelogTopic
+		opts.ChangelogReader = &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic, ReadCommitted: eos}
+	}
+	node, err := engine.New(opts)
 	if err != nil {
 		return err
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	// Reference tables are loaded before any record is processed, then
@@ -300,7 +318,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpAddr = ln.Addr().String()
-		srv = &http.Server{Handler: httpHandler(a, node, metrics), ReadHeaderTimeout: 5 * time.Second}
+		rt := &router{brokers: brokers, group: a.Kafka.Group, topic: a.Sources[0].Topic, self: memberID(cfg.Advertise, httpAddr),
+			client: &http.Client{Timeout: 30 * time.Second}}
+		srv = &http.Server{Handler: httpHandler(a, node, metrics, rt), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -319,7 +339,13 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	for _, s := range a.Sources {
 		topics = append(topics, s.Topic)
 	}
-	src := &kafka.Source{Brokers: brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.Logger}
+	for _, b := range a.Buckets {
+		if b.PartitionBy != "" {
+			topics = append(topics, a.RepartitionTopic(b.Name))
+		}
+	}
+	src := &kafka.Source{Brokers: brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.Logger,
+		ReadCommitted: eos, SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: memberID(cfg.Advertise, httpAddr)}
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- src.Run(ctx) }()
 
@@ -381,13 +407,21 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	return runErr
 }
 
-func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics) http.Handler {
+func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) http.Handler {
 	mux := http.NewServeMux()
-	(&apiHandler{app: a, node: node}).register(mux)
+	(&apiHandler{app: a, node: node, router: rt}).register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if rs := node.Restoring(); len(rs) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, r := range rs {
+				fmt.Fprintf(w, "not ready: partition %d restoring from the changelog: %d records left, %.1f MB applied in %s\n",
+					r.Partition, r.Remaining, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond))
+			}
+			return
+		}
 		if !node.Ready() {
 			http.Error(w, "not ready: waiting for partition assignment", http.StatusServiceUnavailable)
 			return

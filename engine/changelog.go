@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pheromone-go/pheromone/state"
+)
+
+// The changelog replicates a partition's state: every Set and Delete a
+// cycle's commit batch holds is also written, in order, to partition p of
+// the compacted changelog topic (key: the state key, value: 's' + the value;
+// a tombstone for a delete), followed by a marker record that closes the
+// cycle. Restoring applies whole cycles only: changes after the last marker
+// belong to a cycle whose producer died before it finished (at-least-once;
+// read_committed never shows them), and are undone.
+//
+// The local checkpoint (not replicated) is the changelog offset the local
+// state reflects: a node that gets a partition back whose checkpoint is the
+// changelog's end restores nothing.
+
+const changelogSet = 's'
+
+func markerKey(app string, part int32) []byte {
+	return binary.BigEndian.AppendUint32(append(appPrefix(app), 'x', '/'), uint32(part))
+}
+
+func checkpointKey(app string, part int32) []byte {
+	return binary.BigEndian.AppendUint32(append(appPrefix(app), 'k', '/'), uint32(part))
+}
+
+// loggedBatch is a commit batch whose changes also go to the changelog.
+type loggedBatch struct {
+	state.Batch
+	t *task
+}
+
+func (b *loggedBatch) Set(key, value []byte) {
+	b.Batch.Set(key, value)
+	v := make([]byte, 1+len(value))
+	v[0] = changelogSet
+	copy(v[1:], value)
+	b.t.logChange(key, v)
+}
+
+func (b *loggedBatch) Delete(key []byte) {
+	b.Batch.Delete(key)
+	b.t.logChange(key, nil)
+}
+
+// logChange writes one change of the current cycle to the changelog.
+func (t *task) logChange(key, value []byte) {
+	t.produceTo(&OutRecord{
+		Topic: t.n.o.ChangelogTopic, Key: append([]byte(nil), key...), Value: value,
+		Partition: t.part, ToPartition: true,
+	}, nil)
+}
+
+// restoreProgress is what /readyz and the metrics show of a restore.
+type restoreProgress struct {
+	from, end, next int64
+	bytes           int64
+	started         time.Time
+}
+
+// RestoreStatus describes a partition that is restoring its state.
+type RestoreStatus struct {
+	Partition int32
+	// Remaining is how many changelog records are left to read.
+	Remaining int64
+	Bytes     int64
+	Elapsed   time.Duration
+}
+
+// Restoring lists the partitions restoring their state from the changelog.
+func (n *Node) Restoring() []RestoreStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []RestoreStatus
+	for p, r := range n.restoring {
+		rem := r.end - r.next
+		if r.end < 0 {
+			rem = -1
+		}
+		out = append(out, RestoreStatus{Partition: p, Remaining: rem, Bytes: r.bytes, Elapsed: time.Since(r.started)})
+	}
+	return out
+}
+
+// restore brings partition part's local state up to the changelog's end.
+// It returns the keys of an unfinished cycle found at the end of the log,
+// which the task's first commit writes again with their restored values.
+func (n *Node) restore(ctx context.Context, part int32) (unfinished [][]byte, err error) {
+	if n.o.ChangelogReader == nil || n.o.ChangelogTopic == "" {
+		return nil, nil
+	}
+	a := n.plan.app.Name
+	st := n.o.Store
+	from := int64(0)
+	switch v, err := st.Get(checkpointKey(a, part)); {
+	case err == nil && len(v) == 8:
+		from = int64(binary.BigEndian.Uint64(v))
+	case err == nil || errors.Is(err, state.ErrNotFound):
+		// No checkpoint: whatever is local predates the changelog (or is
+		// from a run without one); start from nothing.
+		if err := n.wipe(part); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	pr := &restoreProgress{from: from, end: -1, next: from, started: time.Now()}
+	n.mu.Lock()
+	n.restoring[part] = pr
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.restoring, part)
+		n.mu.Unlock()
+		n.o.Metrics.Restore(part, 0, 0)
+	}()
+
+	prefix := appPrefix(a)
+	marker := markerKey(a, part)
+	batch := st.NewBatch()
+	defer func() { batch.Close() }()
+	var tail map[string]bool
+	var reported, applied int64
+	lastReport := time.Now()
+	err = n.o.ChangelogReader.Read(ctx, part, from,
+		func(end int64) {
+			n.mu.Lock()
+			pr.end = end
+			n.mu.Unlock()
+		},
+		func(off int64, key, value []byte) error {
+			if len(key) < len(prefix) || string(key[:len(prefix)]) != string(prefix) {
+				return nil // not this app's state (a shared topic)
+			}
+			applied += int64(len(key) + len(value))
+			switch {
+			case value == nil:
+				batch.Delete(key)
+			case value[0] == changelogSet:
+				batch.Set(key, value[1:])
+			default:
+				return fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", part, off, value[0])
+			}
+			if string(key) == string(marker) {
+				batch.Set(checkpointKey(a, part), binary.BigEndian.AppendUint64(nil, uint64(off+1)))
+				if err := batch.Commit(false); err != nil {
+					return err
+				}
+				batch = st.NewBatch()
+				clear(tail)
+			} else {
+				if tail == nil {
+					tail = map[string]bool{}
+				}
+				tail[string(key)] = true
+			}
+			if time.Since(lastReport) > 100*time.Millisecond {
+				n.mu.Lock()
+				pr.next, pr.bytes = off+1, applied
+				rem := pr.end - pr.next
+				n.mu.Unlock()
+				n.o.Metrics.Restore(part, int(applied-reported), rem)
+				reported, lastReport = applied, time.Now()
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("engine: restore partition %d: %w", part, err)
+	}
+	n.o.Metrics.Restore(part, int(applied-reported), 0)
+	// One synced write makes every restored cycle durable.
+	batch.Close()
+	batch = st.NewBatch()
+	if v, err := st.Get(checkpointKey(a, part)); err == nil {
+		batch.Set(checkpointKey(a, part), v)
+	}
+	if err := batch.Commit(!n.o.NoSync); err != nil {
+		return nil, err
+	}
+	batch = st.NewBatch()
+	for k := range tail {
+		unfinished = append(unfinished, []byte(k))
+	}
+	if applied > 0 {
+		n.log.Info("partition state restored from the changelog", "partition", part, "from_offset", from,
+			"bytes", applied, "unfinished_cycle_keys", len(unfinished), "elapsed", time.Since(pr.started).Round(time.Millisecond))
+	}
+	return unfinished, nil
+}
+
+// wipe deletes every local state key of partition part.
+func (n *Node) wipe(part int32) error {
+	a := n.plan.app
+	st := n.o.Store
+	batch := st.NewBatch()
+	defer batch.Close()
+	del := func(prefix []byte) error {
+		return st.Scan(prefix, func(k, _ []byte) error {
+			batch.Delete(k)
+			return nil
+		})
+	}
+	for topic := range n.plan.sources {
+		batch.Delete(offsetKey(a.Name, topic, part))
+	}
+	for _, b := range a.Buckets {
+		if err := del(bucketPrefix(a.Name, b.Name, part)); err != nil {
+			return err
+		}
+	}
+	for _, s := range a.Sinks {
+		if s.Kind == "table" {
+			if err := del(binary.BigEndian.AppendUint32(tablePrefix(a.Name, s.Name), uint32(part))); err != nil {
+				return err
+			}
+		}
+	}
+	batch.Delete(markerKey(a.Name, part))
+	if batch.Len() == 0 {
+		return nil
+	}
+	return batch.Commit(!n.o.NoSync)
+}
+
+// producerWriter is the at-least-once PartitionWriter over a shared Producer.
+type producerWriter struct{ p Producer }
+
+func (w producerWriter) Produce(r *OutRecord, done func(int64, error)) {
+	w.p.Produce(r, func(err error) { done(-1, err) })
+}
+func (producerWriter) Commit(context.Context) error { return nil }
+func (producerWriter) Close()                       {}
