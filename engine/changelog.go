@@ -93,7 +93,11 @@ func (n *Node) Restoring() []RestoreStatus {
 // restore brings partition part's local state up to the changelog's end.
 // It returns the keys of an unfinished cycle found at the end of the log,
 // which the task's first commit writes again with their restored values.
-func (n *Node) restore(ctx context.Context, part int32) (unfinished [][]byte, err error) {
+//
+// With a transactional writer (txn) the log holds committed transactions
+// only, each ending on this partition with a marker and then the commit
+// control record: a marker just before the end is the end.
+func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished [][]byte, err error) {
 	if n.o.ChangelogReader == nil || n.o.ChangelogTopic == "" {
 		return nil, nil
 	}
@@ -156,6 +160,9 @@ func (n *Node) restore(ctx context.Context, part int32) (unfinished [][]byte, er
 				}
 				batch = st.NewBatch()
 				clear(tail)
+				if txn && pr.end >= 0 && off+2 >= pr.end {
+					return ErrRestoreDone
+				}
 			} else {
 				if tail == nil {
 					tail = map[string]bool{}

@@ -88,13 +88,18 @@ type Transactional interface{ Transactional() bool }
 // stops without retrying.
 var ErrFenced = errors.New("engine: writer fenced by a newer owner of the partition")
 
+// ErrRestoreDone tells a ChangelogReader that the restore has read all it
+// needs (the rest of the range is transaction markers).
+var ErrRestoreDone = errors.New("engine: restore done")
+
 // ChangelogReader reads one partition of the changelog topic.
 type ChangelogReader interface {
 	// Read calls fn, in offset order, for every record of partition part
 	// from offset from up to the end the partition had when Read started
 	// (the last stable offset when reading committed data only); value is
 	// nil for tombstones. end is called once with that end offset first.
-	// Key and value are valid only during the call.
+	// Key and value are valid only during the call. When fn returns
+	// ErrRestoreDone, Read stops and returns nil.
 	Read(ctx context.Context, part int32, from int64, end func(int64), fn func(offset int64, key, value []byte) error) error
 }
 

@@ -314,7 +314,8 @@ func (n *Node) Assign(tps []TopicPartition) error {
 			if p.w, p.err = n.o.Writers(part); p.err != nil {
 				return
 			}
-			if p.repair, p.err = n.restore(n.runCtx, part); p.err != nil {
+			tx, _ := p.w.(Transactional)
+			if p.repair, p.err = n.restore(n.runCtx, part, tx != nil && tx.Transactional()); p.err != nil {
 				p.w.Close()
 				p.w = nil
 			}

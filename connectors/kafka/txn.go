@@ -154,7 +154,7 @@ func (c *ChangelogReader) Read(ctx context.Context, part int32, from int64, endF
 	next := from
 	idle := 0
 	for next < end {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
@@ -178,6 +178,9 @@ func (c *ChangelogReader) Read(ctx context.Context, part int32, from int64, endF
 			next = r.Offset + 1
 			bad = fn(r.Offset, r.Key, r.Value)
 		})
+		if errors.Is(bad, engine.ErrRestoreDone) {
+			return nil
+		}
 		if bad != nil {
 			return bad
 		}

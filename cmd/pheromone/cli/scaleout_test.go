@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+// wordstream drives examples/wordstream: it produces lines of random words
+// keyed by a line id and keeps the expected word totals.
+type wordstream struct {
+	t       *testing.T
+	brokers []string
+	rnd     *rand.Rand
+	vocab   []string
+	total   map[string]int
+	next    int
+}
+
+func newWordstream(t *testing.T, brokers []string) *wordstream {
+	return &wordstream{t: t, brokers: brokers, rnd: rand.New(rand.NewPCG(1, 2)), total: map[string]int{},
+		vocab: strings.Fields("the quick brown fox jumps over lazy dog pheromone bucket trigger arrow kafka pebble node")}
+}
+
+// lines produces n lines (keyed by id, so they spread over the partitions).
+func (w *wordstream) lines(n int) {
+	w.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(w.brokers...))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		var words []string
+		for k := 0; k < 1+w.rnd.IntN(8); k++ {
+			word := w.vocab[w.rnd.IntN(len(w.vocab))]
+			words = append(words, word)
+			w.total[word]++
+		}
+		id := fmt.Sprint(w.next)
+		w.next++
+		v, _ := json.Marshal(map[string]string{"id": id, "text": strings.Join(words, " ")})
+		recs = append(recs, &kgo.Record{Topic: "lines", Key: []byte(id), Value: v})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// want is the exact output so far: one {"word","count":10} per 10
+// occurrences of a word.
+func (w *wordstream) want() []string {
+	var out []string
+	for word, n := range w.total {
+		for i := 0; i < n/10; i++ {
+			out = append(out, fmt.Sprintf(`{"word":%q,"count":10}`, word))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// committedReader reads a topic with read_committed from the start.
+type committedReader struct {
+	cl  *kgo.Client
+	got []string
+}
+
+func newCommittedReader(t *testing.T, brokers []string, topic string) *committedReader {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &committedReader{cl: cl}
+}
+
+// until reads until it holds want records, then for settle more to catch
+// duplicates, and compares the sorted values with want.
+func (r *committedReader) until(t *testing.T, what string, want []string, settle time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(r.got) < len(want) && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		r.cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) { r.got = append(r.got, string(rec.Value)) })
+		cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	for ctx.Err() == nil {
+		r.cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) { r.got = append(r.got, string(rec.Value)) })
+	}
+	cancel()
+	equalLines(t, what, sorted(r.got), want)
+}
+
+// pendingOf asks node (any node) for the objects of word the words bucket
+// still holds; the query is routed to the node that owns the word.
+func pendingOf(t *testing.T, node *runningNode, word string) (held int64, servedBy string) {
+	t.Helper()
+	resp, err := http.Get("http://" + node.info.HTTPAddr + "/v1/apps/wordstream/buckets/words?key=" + word)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v engine.BucketView
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("query %s: %s", word, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Partitions) != 1 {
+		t.Fatalf("query %s: want the one partition that owns it, got %d", word, len(v.Partitions))
+	}
+	return int64(len(v.Partitions[0].Objects)), resp.Header.Get("Pheromone-Served-By")
+}
+
+// TestScaleOut runs examples/wordstream (split → repartition by
+// word → by_batch_size 10 → count) on two nodes, stops one (its partitions
+// move to the other, which restores their state from the changelog), then
+// adds a third node with an empty data dir. After each phase the output
+// read with read_committed is exactly one record per 10 occurrences of
+// each word — nothing lost, nothing twice — and every node answers a
+// query for any word with the remainder, routed to the word's owner.
+// Graceful leaves write no duplicates under at_least_once either; crashes
+// are covered by the process test in cmd/pheromone.
+func TestScaleOut(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"exactly_once", "at_least_once"} {
+		t.Run(g, func(t *testing.T) {
+			yaml := strings.Replace(string(raw), "guarantee: exactly_once", "guarantee: "+g, 1)
+			if yaml == string(raw) && g != "exactly_once" {
+				t.Fatal("example app changed: guarantee line not found")
+			}
+			testScaleOut(t, yaml)
+		})
+	}
+}
+
+func testScaleOut(t *testing.T, yaml string) {
+	brokers := cluster(t)
+	ws := newWordstream(t, brokers)
+	out := newCommittedReader(t, brokers, "word-tens")
+
+	a := startNode(t, yaml, brokers, nil, t.TempDir())
+	b := startNode(t, yaml, brokers, nil, t.TempDir())
+	waitFor(t, 30*time.Second, "two nodes share the 4 partitions", func() bool {
+		return len(a.info.Node.Partitions())+len(b.info.Node.Partitions()) == 4 && len(a.info.Node.Partitions()) > 0 && len(b.info.Node.Partitions()) > 0
+	})
+	ws.lines(300)
+	out.until(t, "two nodes", ws.want(), 300*time.Millisecond)
+
+	checkQueries := func(phase string, nodes ...*runningNode) {
+		t.Helper()
+		remote := 0
+		for i, word := range ws.vocab {
+			node := nodes[i%len(nodes)]
+			held, by := pendingOf(t, node, word)
+			if held != int64(ws.total[word]%10) {
+				t.Errorf("%s: %q held %d objects, want %d (of %d)", phase, word, held, ws.total[word]%10, ws.total[word])
+			}
+			if by != "" {
+				remote++
+			}
+		}
+		if len(nodes) > 1 && remote == 0 {
+			t.Errorf("%s: no query was routed to another node", phase)
+		}
+	}
+	checkQueries("two nodes", a, b)
+
+	// B leaves: A takes its partitions over and restores them from the
+	// changelog (A's data dir never held them).
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "node A owns all partitions", func() bool { return len(a.info.Node.Partitions()) == 4 })
+	ws.lines(300)
+	out.until(t, "after B left", ws.want(), 300*time.Millisecond)
+	checkQueries("after B left", a)
+
+	// C joins with an empty data dir and takes partitions from A.
+	c := startNode(t, yaml, brokers, nil, t.TempDir())
+	waitFor(t, 30*time.Second, "node C owns partitions", func() bool {
+		return len(c.info.Node.Partitions()) > 0 && len(a.info.Node.Partitions())+len(c.info.Node.Partitions()) == 4
+	})
+	ws.lines(300)
+	out.until(t, "after C joined", ws.want(), 300*time.Millisecond)
+	checkQueries("after C joined", a, c)
+}
