@@ -51,6 +51,10 @@ type Options struct {
 	// CommitInterval is how long a transactional writer's transaction
 	// gathers cycles; default 100ms.
 	CommitInterval time.Duration
+	// FencedWait is how long a task fenced by another writer waits before it
+	// restarts, if the partition is still assigned to this node by then;
+	// default 10s (set it to the group's session timeout).
+	FencedWait time.Duration
 	// MemoryBudget bounds the bytes of persisted bucket chunks a task keeps
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
@@ -87,6 +91,10 @@ type Node struct {
 	ready     atomic.Bool
 	taskWG    sync.WaitGroup
 	restoring map[int32]*restoreProgress
+	rewinds   map[int32]map[TopicPartition]int64 // restarted tasks waiting for the source to seek
+	rewindC   chan struct{}
+	closing   bool          // Run is stopping: no task may start
+	stopC     chan struct{} // closed when Run starts stopping
 
 	in, out, firings, dead, invocations atomic.Int64
 	logLimiter                          logLimiter
@@ -106,6 +114,9 @@ func New(o Options) (*Node, error) {
 	}
 	if o.CommitInterval <= 0 {
 		o.CommitInterval = 100 * time.Millisecond
+	}
+	if o.FencedWait <= 0 {
+		o.FencedWait = 10 * time.Second
 	}
 	if o.Clock == nil {
 		o.Clock = SystemClock{}
@@ -145,6 +156,9 @@ func New(o Options) (*Node, error) {
 		assigned:  map[TopicPartition]bool{},
 		committed: map[TopicPartition]int64{},
 		restoring: map[int32]*restoreProgress{},
+		rewinds:   map[int32]map[TopicPartition]int64{},
+		rewindC:   make(chan struct{}, 1),
+		stopC:     make(chan struct{}),
 	}, nil
 }
 
@@ -259,6 +273,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	// Soft stop: every task finishes its cycle and commits, then executors go.
 	n.mu.Lock()
+	n.closing = true
+	close(n.stopC)
 	for _, t := range n.tasks {
 		t.stop()
 	}
@@ -328,6 +344,10 @@ func (n *Node) Assign(tps []TopicPartition) error {
 	var firstErr error
 	for i, part := range fresh {
 		p := prep[i]
+		if p.err == nil && n.closing {
+			p.w.Close()
+			continue
+		}
 		if p.err == nil {
 			var t *task
 			if t, p.err = newTask(n, part, p.w, p.repair); p.err == nil {
@@ -352,11 +372,134 @@ func (n *Node) startTask(t *task) {
 	n.taskWG.Add(1)
 	go func() {
 		defer n.taskWG.Done()
-		if err := t.run(); err != nil {
+		err := t.run()
+		var te *txnError
+		switch {
+		case err == nil:
+		case errors.As(err, &te):
+			n.restartTask(t, err)
+		default:
 			n.fail(fmt.Errorf("engine: partition %d: %w", t.part, err))
 		}
 	}()
 }
+
+// restartTask replaces a task whose transaction was aborted with a new one
+// that starts from the last commit: it restores the state, and the source
+// rewinds the partition's topics to the committed offsets (TakeRewinds)
+// before records reach the new task. A fenced task waits one session
+// timeout first: a newer owner exists, and the group normally revokes the
+// partition from this node meanwhile (then nothing restarts). The dead
+// task stays registered until then, so Deliver drops its records.
+func (n *Node) restartTask(old *task, cause error) {
+	part := old.part
+	fenced := errors.Is(cause, ErrFenced)
+	n.log.Warn("partition task stopped; its aborted transaction is discarded", "partition", part, "fenced", fenced, "error", cause)
+	if fenced {
+		t := time.NewTimer(n.o.FencedWait)
+		select {
+		case <-t.C:
+		case <-n.stopC:
+			t.Stop()
+			return
+		}
+	}
+	current := func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.tasks[part] == old && !n.closing
+	}
+	for attempt := 0; current(); attempt++ {
+		err := n.reopen(old)
+		if err == nil {
+			return
+		}
+		n.log.Warn("restarting partition task failed; retrying", "partition", part, "error", err)
+		t := time.NewTimer(min(time.Duration(attempt+1)*time.Second, 10*time.Second))
+		select {
+		case <-t.C:
+		case <-n.stopC:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// reopen starts a new task in old's place, from the last commit.
+func (n *Node) reopen(old *task) error {
+	part := old.part
+	w, err := n.o.Writers(part)
+	if err != nil {
+		return err
+	}
+	tx, _ := w.(Transactional)
+	repair, err := n.restore(n.runCtx, part, tx != nil && tx.Transactional())
+	if err != nil {
+		w.Close()
+		return err
+	}
+	t, err := newTask(n, part, w, repair)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.tasks[part] != old || n.closing {
+		t.releaseAll() // revoked or stopping meanwhile
+		return nil
+	}
+	offs := map[TopicPartition]int64{}
+	for topic := range n.plan.sources {
+		if off, ok := t.offsets[topic]; ok {
+			offs[TopicPartition{topic, part}] = off
+		}
+	}
+	t.rewinding = true
+	n.rewinds[part] = offs
+	n.startTask(t)
+	select {
+	case n.rewindC <- struct{}{}:
+	default:
+	}
+	n.log.Info("partition task restarted from its last commit", "partition", part, "offsets", offs)
+	return nil
+}
+
+// TakeRewinds returns the offsets the source must seek to for partitions
+// whose task restarted, and lets records through to those tasks again. The
+// source calls it from its poll goroutine before it delivers a fetch, so
+// nothing fetched before the seek reaches a restarted task. A topic
+// without a committed offset is rewound to its start.
+func (n *Node) TakeRewinds() map[TopicPartition]int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.rewinds) == 0 {
+		return nil
+	}
+	out := map[TopicPartition]int64{}
+	for part, offs := range n.rewinds {
+		for topic := range n.plan.sources {
+			tp := TopicPartition{topic, part}
+			if !n.assigned[tp] {
+				continue
+			}
+			off, ok := offs[tp]
+			if !ok {
+				off = 0
+			}
+			out[tp] = off
+		}
+		if t := n.tasks[part]; t != nil {
+			t.rewinding = false
+		}
+		delete(n.rewinds, part)
+	}
+	return out
+}
+
+// RewindRequested is signalled when TakeRewinds has work, so a source
+// blocked in a poll can wake up.
+func (n *Node) RewindRequested() <-chan struct{} { return n.rewindC }
 
 // StartOffset is the next offset to consume for tp according to the node's
 // state, and whether the state has one.
@@ -378,6 +521,9 @@ func (n *Node) StartOffset(tp TopicPartition) (int64, bool) {
 func (n *Node) Deliver(ctx context.Context, topic string, partition int32, recs []Record, hwm int64) error {
 	n.mu.Lock()
 	t := n.tasks[partition]
+	if t != nil && t.rewinding {
+		t = nil // fetched before the seek to its last commit
+	}
 	n.mu.Unlock()
 	if t == nil || len(recs) == 0 {
 		return nil

@@ -68,6 +68,9 @@ type task struct {
 	txn        bool
 	txnPending []*pendingCommit
 	txnStart   time.Time
+	// rewinding: restarted after an aborted transaction, waiting for the
+	// source to seek back to its offsets (guarded by Node.mu).
+	rewinding bool
 	// repair lists keys of an unfinished changelog cycle found by restore;
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
@@ -763,7 +766,7 @@ func (t *task) endTxn() error {
 			pc.acks.wg.Wait()
 			pc.batch.Close()
 		}
-		return fmt.Errorf("transaction: %w", err)
+		return &txnError{err}
 	}
 	for _, pc := range pend {
 		if err := t.queueCommit(pc); err != nil {
@@ -772,6 +775,13 @@ func (t *task) endTxn() error {
 	}
 	return nil
 }
+
+// txnError is a failed (and aborted) transaction: the task restarts from
+// its last commit instead of failing the node.
+type txnError struct{ err error }
+
+func (e *txnError) Error() string { return "transaction aborted: " + e.err.Error() }
+func (e *txnError) Unwrap() error { return e.err }
 
 // queueCommit hands a built cycle to the committer.
 func (t *task) queueCommit(pc *pendingCommit) error {

@@ -284,7 +284,32 @@ func (s *Source) Run(ctx context.Context) error {
 
 func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 	for {
-		fs := cl.PollRecords(ctx, 10_000)
+		// A partition task restarted after an aborted transaction resumes
+		// at its last commit: seek there before delivering anything else.
+		if rw := s.Node.TakeRewinds(); len(rw) > 0 {
+			set := map[string]map[int32]kgo.EpochOffset{}
+			for tp, off := range rw {
+				if set[tp.Topic] == nil {
+					set[tp.Topic] = map[int32]kgo.EpochOffset{}
+				}
+				set[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			}
+			cl.SetOffsets(set)
+			s.Logger.Info("rewound restarted partitions to their last commit", "offsets", fmt.Sprint(rw))
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		woke := make(chan struct{})
+		go func() {
+			defer close(woke)
+			select {
+			case <-s.Node.RewindRequested():
+				cancel()
+			case <-pctx.Done():
+			}
+		}()
+		fs := cl.PollRecords(pctx, 10_000)
+		cancel()
+		<-woke
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -394,7 +419,9 @@ func StartBrokers(addr string, count int, dataDir string) (*Broker, error) {
 			ports[i] = port + i
 		}
 	}
-	opts := []kfake.Opt{kfake.NumBrokers(count), kfake.Ports(ports...), kfake.DefaultNumPartitions(4)}
+	opts := []kfake.Opt{kfake.NumBrokers(count), kfake.Ports(ports...), kfake.DefaultNumPartitions(4),
+		// Development clusters may fail over faster than Kafka's 6 s floor.
+		kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"})}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
 	}

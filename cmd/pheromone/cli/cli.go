@@ -264,7 +264,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer cancel()
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger,
-		Functions: cfg.Functions, Executors: cfg.Executors, CommitInterval: a.Kafka.CommitIntervalDuration(),
+		Functions: cfg.Functions, Executors: cfg.Executors, CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return producer.Writer(), nil }}
 	if eos {
 		opts.Writers = func(part int32) (engine.PartitionWriter, error) {

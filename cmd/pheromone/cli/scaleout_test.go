@@ -9,10 +9,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pheromone-go/pheromone/engine"
 )
@@ -204,4 +208,54 @@ func testScaleOut(t *testing.T, yaml string) {
 	ws.lines(300)
 	out.until(t, "after C joined", ws.want(), 300*time.Millisecond)
 	checkQueries("after C joined", a, c)
+}
+
+// TestAbortedTransactionRestartsTask makes the broker refuse one
+// transaction commit (the 4th EndTxn with commit=true answers
+// INVALID_TXN_STATE). The task must abort that transaction, restart from its
+// last commit — state restored, source rewound — and redo the work, so the
+// read_committed output is still exactly the expected word tens, and the
+// node keeps running.
+func TestAbortedTransactionRestartsTask(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var commits, refused atomic.Int32
+	c.ControlKey(kmsg.EndTxn.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit || commits.Add(1) != 4 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		c.KeepControl() // keep counting the later commits
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidTxnState.Code
+		return resp, nil, true
+	})
+	brokers := c.ListenAddrs()
+	ws := newWordstream(t, brokers)
+	out := newCommittedReader(t, brokers, "word-tens")
+	n := startNode(t, string(raw), brokers, nil, t.TempDir())
+	for i := 0; i < 6; i++ {
+		ws.lines(50)
+		waitFor(t, 30*time.Second, "a transaction commit", func() bool { return commits.Load() > int32(i) })
+	}
+	out.until(t, "after a refused commit", ws.want(), 500*time.Millisecond)
+	if refused.Load() != 1 {
+		t.Fatalf("the broker refused %d commits, want 1 (the test did not exercise the abort)", refused.Load())
+	}
+	if got := len(n.info.Node.Partitions()); got != 4 {
+		t.Errorf("node runs %d partitions after the restart, want 4", got)
+	}
+	for _, word := range ws.vocab {
+		if held, _ := pendingOf(t, n, word); held != int64(ws.total[word]%10) {
+			t.Errorf("%q: %d objects held, want %d", word, held, ws.total[word]%10)
+		}
+	}
 }
