@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -56,6 +57,21 @@ func startClusterNode(t *testing.T, appFile string, brokers []string, dataDir st
 	return &clusterNode{cmd: cmd.Process, args: args, http: addr}
 }
 
+// partitions are those the node runs, from /readyz ("ready: partitions [0 2]").
+func (n *clusterNode) partitions() int {
+	resp, err := http.Get("http://" + n.http + "/readyz")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`partitions \[([0-9 ]*)\]`).FindSubmatch(b)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		return 0
+	}
+	return len(strings.Fields(string(m[1])))
+}
+
 func (n *clusterNode) ready() bool {
 	resp, err := http.Get("http://" + n.http + "/readyz")
 	if err != nil {
@@ -78,8 +94,8 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fail over quickly: a killed node is noticed after 2 s.
-	yaml := strings.Replace(string(raw), "commit_interval: 100ms", "commit_interval: 100ms\n  session_timeout: 2s", 1)
+	// Fail over quickly: a killed node is noticed after 3 s.
+	yaml := strings.Replace(string(raw), "commit_interval: 100ms", "commit_interval: 100ms\n  session_timeout: 3s", 1)
 	dir := t.TempDir()
 	appFile := filepath.Join(dir, "app.yaml")
 	if err := os.WriteFile(appFile, []byte(yaml), 0o644); err != nil {
@@ -94,12 +110,12 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 		return nodes[0].ready() && nodes[1].ready() && nodes[2].ready()
 	})
 
-	// Steady input: 40 batches of 25 lines, one batch every 50 ms.
+	// Steady input: 120 batches of 25 lines, one batch every 50 ms.
 	vocab := strings.Fields("the quick brown fox jumps over lazy dog pheromone bucket trigger arrow kafka pebble node")
 	total := map[string]int{}
 	rnd := rand.New(rand.NewPCG(3, 4))
 	var batches [][]*kgo.Record
-	for b, id := 0, 0; b < 40; b++ {
+	for b, id := 0, 0; b < 120; b++ {
 		var recs []*kgo.Record
 		for i := 0; i < 25; i++ {
 			var words []string
@@ -153,15 +169,24 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	waitBatches(22)
-	// The killed node comes back on its data dir.
+	waitFor(t, 30*time.Second, "the survivors own every partition", func() bool {
+		return nodes[0].partitions()+nodes[2].partitions() == 4
+	})
+	t.Logf("partitions of the killed node processing again after %s (session timeout 3 s)", time.Since(killed).Round(time.Millisecond))
+	// The killed node comes back on its data dir, then a fourth node joins,
+	// while lines keep coming.
 	nodes[1] = startClusterNode(t, appFile, brokers, filepath.Join(dir, "node1"))
-	waitBatches(30)
+	waitFor(t, 30*time.Second, "the restarted node gets partitions", func() bool { return nodes[1].partitions() > 0 })
 	nodes = append(nodes, startClusterNode(t, appFile, brokers, filepath.Join(dir, "node3")))
+	waitFor(t, 30*time.Second, "the new node gets partitions", func() bool { return nodes[3].partitions() > 0 })
+	select {
+	case err := <-produced:
+		t.Fatalf("input ended before the cluster changes were over (%v): make the stream longer", err)
+	default:
+	}
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed node 1 %s before the last batch was sent", time.Since(killed).Round(time.Millisecond))
 
 	var want []string
 	for w, n := range total {

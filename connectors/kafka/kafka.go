@@ -214,13 +214,16 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// Partition p of every topic goes to one member (co-partitioning),
+		// rebalanced cooperatively.
+		kgo.Balancers(newCopartitioned(s.Topics[0])),
 		// A node that died is noticed within the session timeout (10 s by
 		// default; Kafka's is 45 s), so its partitions move quickly when it
 		// does not come back.
 		kgo.SessionTimeout(s.SessionTimeout),
 		kgo.HeartbeatInterval(min(time.Second, s.SessionTimeout/3)),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			s.Logger.Info("partitions assigned", "partitions", fmt.Sprint(m))
 			if err := node.Assign(toTPs(m)); err != nil {
 				s.Logger.Error("assigning partitions failed", "error", err)
 			}
@@ -244,10 +247,12 @@ func (s *Source) Run(ctx context.Context) error {
 			return m, nil
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			s.Logger.Info("partitions revoked", "partitions", fmt.Sprint(m))
 			node.Revoke(toTPs(m))
 			commit(ctx, m)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			s.Logger.Warn("partitions lost (this node left the group without revoking them)", "partitions", fmt.Sprint(m))
 			node.Revoke(toTPs(m))
 		}),
 	)...)
