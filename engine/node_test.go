@@ -84,6 +84,9 @@ func start(t testing.TB, a *app.App, dir string, brokers []string, o engine.Opti
 		t.Fatal(err)
 	}
 	o.App, o.Store, o.Producer = a, st, prod
+	if o.ChangelogTopic != "" && o.Writers == nil {
+		o.Writers = func(int32) (engine.PartitionWriter, error) { return prod.Writer(), nil }
+	}
 	n, err := engine.New(o)
 	if err != nil {
 		t.Fatal(err)
