@@ -264,6 +264,9 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	for i := range a.Sinks {
 		a.Sinks[i].Topic = fmt.Sprintf("%s-%d", a.Sinks[i].Topic, appRuns)
 	}
+	// And a fresh changelog: a node with an empty data dir restores the
+	// previous run's state (offsets at the end of the input) from it.
+	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, appRuns)
 	start := time.Now()
 	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
 	if err != nil {

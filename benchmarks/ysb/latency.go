@@ -46,6 +46,7 @@ func latencyRun(ctx context.Context, brokers []string, raw []byte, seed int64, r
 	in, out := fmt.Sprintf("ad-events-lat-%d", run), fmt.Sprintf("campaign-counts-lat-%d", run)
 	a.Sources[0].Topic = in
 	a.Sinks[0].Topic = out
+	a.Kafka.ChangelogTopic = fmt.Sprintf("ysb.changelog-lat-%d", run)
 	if err := a.Validate(); err != nil {
 		return 0, 0, 0, err
 	}

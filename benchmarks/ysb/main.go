@@ -200,6 +200,8 @@ func run(n int, seed int64, outPath string) error {
 	return nil
 }
 
+var ysbRuns int
+
 // pheromone runs examples/ysb until its committed offsets cover n events,
 // then waits for the last windows and checks the output.
 func pheromone(ctx context.Context, brokers []string, n int, want []string) (time.Duration, int64, int64, string, error) {
@@ -214,6 +216,10 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string) (tim
 	if err := a.Validate(); err != nil {
 		return 0, 0, 0, "", err
 	}
+	// A fresh changelog per run: a node with an empty data dir would
+	// otherwise restore the previous run's state from it.
+	ysbRuns++
+	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, ysbRuns)
 	t0 := time.Now()
 	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
 	if err != nil {
