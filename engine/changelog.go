@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -101,19 +102,9 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 	if n.o.ChangelogReader == nil || n.o.ChangelogTopic == "" {
 		return nil, nil
 	}
-	a := n.plan.app.Name
-	st := n.o.Store
-	from := int64(0)
-	switch v, err := st.Get(checkpointKey(a, part)); {
-	case err == nil && len(v) == 8:
-		from = int64(binary.BigEndian.Uint64(v))
-	case err == nil || errors.Is(err, state.ErrNotFound):
-		// No checkpoint: whatever is local predates the changelog (or is
-		// from a run without one); start from nothing.
-		if err := n.wipe(part); err != nil {
-			return nil, err
-		}
-	default:
+	n.stopStandby(part)
+	from, err := n.checkpoint(part)
+	if err != nil {
 		return nil, err
 	}
 	pr := &restoreProgress{from: from, end: -1, next: from, started: time.Now()}
@@ -127,12 +118,9 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 		n.o.Metrics.Restore(part, 0, 0)
 	}()
 
-	prefix := appPrefix(a)
-	marker := markerKey(a, part)
-	batch := st.NewBatch()
-	defer func() { batch.Close() }()
-	var tail map[string]bool
-	var reported, applied int64
+	ap := n.newApplier(part)
+	defer ap.close()
+	var reported int64
 	lastReport := time.Now()
 	err = n.o.ChangelogReader.Read(ctx, part, from,
 		func(end int64) {
@@ -141,67 +129,113 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 			n.mu.Unlock()
 		},
 		func(off int64, key, value []byte) error {
-			if len(key) < len(prefix) || string(key[:len(prefix)]) != string(prefix) {
-				return nil // not this app's state (a shared topic)
+			closed, err := ap.apply(off, key, value)
+			if err != nil {
+				return err
 			}
-			applied += int64(len(key) + len(value))
-			switch {
-			case value == nil:
-				batch.Delete(key)
-			case value[0] == changelogSet:
-				batch.Set(key, value[1:])
-			default:
-				return fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", part, off, value[0])
-			}
-			if string(key) == string(marker) {
-				batch.Set(checkpointKey(a, part), binary.BigEndian.AppendUint64(nil, uint64(off+1)))
-				if err := batch.Commit(false); err != nil {
-					return err
-				}
-				batch = st.NewBatch()
-				clear(tail)
-				if txn && pr.end >= 0 && off+2 >= pr.end {
-					return ErrRestoreDone
-				}
-			} else {
-				if tail == nil {
-					tail = map[string]bool{}
-				}
-				tail[string(key)] = true
+			if closed && txn && pr.end >= 0 && off+2 >= pr.end {
+				return ErrRestoreDone
 			}
 			if time.Since(lastReport) > 100*time.Millisecond {
 				n.mu.Lock()
-				pr.next, pr.bytes = off+1, applied
+				pr.next, pr.bytes = off+1, ap.bytes
 				rem := pr.end - pr.next
 				n.mu.Unlock()
-				n.o.Metrics.Restore(part, int(applied-reported), rem)
-				reported, lastReport = applied, time.Now()
+				n.o.Metrics.Restore(part, int(ap.bytes-reported), rem)
+				reported, lastReport = ap.bytes, time.Now()
 			}
 			return nil
 		})
 	if err != nil {
 		return nil, fmt.Errorf("engine: restore partition %d: %w", part, err)
 	}
-	n.o.Metrics.Restore(part, int(applied-reported), 0)
-	// One synced write makes every restored cycle durable.
-	batch.Close()
-	batch = st.NewBatch()
-	if v, err := st.Get(checkpointKey(a, part)); err == nil {
-		batch.Set(checkpointKey(a, part), v)
-	}
-	if err := batch.Commit(!n.o.NoSync); err != nil {
+	n.o.Metrics.Restore(part, int(ap.bytes-reported), 0)
+	if err := ap.sync(); err != nil {
 		return nil, err
 	}
-	batch = st.NewBatch()
-	for k := range tail {
+	for k := range ap.tail {
 		unfinished = append(unfinished, []byte(k))
 	}
-	if applied > 0 {
+	if ap.bytes > 0 {
 		n.log.Info("partition state restored from the changelog", "partition", part, "from_offset", from,
-			"bytes", applied, "unfinished_cycle_keys", len(unfinished), "elapsed", time.Since(pr.started).Round(time.Millisecond))
+			"bytes", ap.bytes, "unfinished_cycle_keys", len(unfinished), "elapsed", time.Since(pr.started).Round(time.Millisecond))
 	}
 	return unfinished, nil
 }
+
+// checkpoint returns the changelog offset partition part's local state
+// reflects; without one the local state is wiped (it predates the
+// changelog, or comes from a run without one) and restore starts at 0.
+func (n *Node) checkpoint(part int32) (int64, error) {
+	switch v, err := n.o.Store.Get(checkpointKey(n.plan.app.Name, part)); {
+	case err == nil && len(v) == 8:
+		return int64(binary.BigEndian.Uint64(v)), nil
+	case err == nil || errors.Is(err, state.ErrNotFound):
+		return 0, n.wipe(part)
+	default:
+		return 0, err
+	}
+}
+
+// applier applies changelog records to the store, one cycle per batch.
+type applier struct {
+	n      *Node
+	part   int32
+	batch  state.Batch
+	prefix []byte
+	marker []byte
+	ck     []byte
+	tail   map[string]bool // keys of the cycle not closed yet
+	bytes  int64
+}
+
+func (n *Node) newApplier(part int32) *applier {
+	a := n.plan.app.Name
+	return &applier{n: n, part: part, batch: n.o.Store.NewBatch(), prefix: appPrefix(a),
+		marker: markerKey(a, part), ck: checkpointKey(a, part), tail: map[string]bool{}}
+}
+
+// apply adds one record to the current cycle; closed reports that the
+// record was the cycle's marker and the cycle is committed (not synced).
+func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) {
+	if !bytes.HasPrefix(key, ap.prefix) {
+		return false, nil // not this app's state (a shared topic)
+	}
+	ap.bytes += int64(len(key) + len(value))
+	switch {
+	case value == nil:
+		ap.batch.Delete(key)
+	case value[0] == changelogSet:
+		ap.batch.Set(key, value[1:])
+	default:
+		return false, fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", ap.part, off, value[0])
+	}
+	if !bytes.Equal(key, ap.marker) {
+		ap.tail[string(key)] = true
+		return false, nil
+	}
+	ap.batch.Set(ap.ck, binary.BigEndian.AppendUint64(nil, uint64(off+1)))
+	if err := ap.batch.Commit(false); err != nil {
+		return false, err
+	}
+	ap.batch = ap.n.o.Store.NewBatch()
+	clear(ap.tail)
+	return true, nil
+}
+
+// sync makes every committed cycle durable; the open one is dropped.
+func (ap *applier) sync() error {
+	ap.batch.Close()
+	ap.batch = ap.n.o.Store.NewBatch()
+	if v, err := ap.n.o.Store.Get(ap.ck); err == nil {
+		ap.batch.Set(ap.ck, v)
+	}
+	err := ap.batch.Commit(!ap.n.o.NoSync)
+	ap.batch = ap.n.o.Store.NewBatch()
+	return err
+}
+
+func (ap *applier) close() { ap.batch.Close() }
 
 // wipe deletes every local state key of partition part.
 func (n *Node) wipe(part int32) error {

@@ -101,6 +101,9 @@ type ChangelogReader interface {
 	// Key and value are valid only during the call. When fn returns
 	// ErrRestoreDone, Read stops and returns nil.
 	Read(ctx context.Context, part int32, from int64, end func(int64), fn func(offset int64, key, value []byte) error) error
+	// Follow is Read without an end: it calls fn for every record from
+	// offset from on, as they arrive, until ctx ends or fn fails.
+	Follow(ctx context.Context, part int32, from int64, fn func(offset int64, key, value []byte) error) error
 }
 
 // Clock tells processing time. Tests inject a manual clock; production uses

@@ -94,6 +94,11 @@ type Node struct {
 	rewinds   map[int32]map[TopicPartition]int64 // restarted tasks waiting for the source to seek
 	rewindC   chan struct{}
 	closing   bool          // Run is stopping: no task may start
+
+	standbyMu sync.Mutex // guards followers; taken before mu, never inside it
+	followers map[int32]*follower
+	assigning map[int32]bool // partitions Assign is preparing (guarded by mu)
+	standbyWG sync.WaitGroup
 	stopC     chan struct{} // closed when Run starts stopping
 
 	in, out, firings, dead, invocations atomic.Int64
@@ -159,6 +164,8 @@ func New(o Options) (*Node, error) {
 		rewinds:   map[int32]map[TopicPartition]int64{},
 		rewindC:   make(chan struct{}, 1),
 		stopC:     make(chan struct{}),
+		followers: map[int32]*follower{},
+		assigning: map[int32]bool{},
 	}, nil
 }
 
@@ -280,6 +287,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	n.taskWG.Wait()
+	n.stopStandbys()
 	cancel()
 	execWG.Wait()
 	return err
@@ -311,6 +319,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 		if _, ok := n.tasks[tp.Partition]; !ok && !seen[tp.Partition] {
 			seen[tp.Partition] = true
 			fresh = append(fresh, tp.Partition)
+			n.assigning[tp.Partition] = true
 		}
 	}
 	n.mu.Unlock()
@@ -343,6 +352,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 	defer n.mu.Unlock()
 	var firstErr error
 	for i, part := range fresh {
+		delete(n.assigning, part)
 		p := prep[i]
 		if p.err == nil && n.closing {
 			p.w.Close()

@@ -235,3 +235,43 @@ func Members(ctx context.Context, brokers []string, group, topic string) ([]Memb
 	}
 	return out, nil
 }
+
+// Follow implements engine.ChangelogReader.
+func (c *ChangelogReader) Follow(ctx context.Context, part int32, from int64, fn func(off int64, key, value []byte) error) error {
+	iso := kgo.ReadUncommitted()
+	if c.ReadCommitted {
+		iso = kgo.ReadCommitted()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.Topic: {part: kgo.NewOffset().At(from)}}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso),
+		kgo.FetchMaxPartitionBytes(32<<20),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var bad error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				bad = err
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			if bad == nil {
+				bad = fn(r.Offset, r.Key, r.Value)
+			}
+		})
+		if bad != nil {
+			return fmt.Errorf("kafka: changelog %s partition %d: %w", c.Topic, part, bad)
+		}
+	}
+}

@@ -65,6 +65,10 @@ type Kafka struct {
 	// SessionTimeout is how long the group waits for a silent node before
 	// moving its partitions; default 10s.
 	SessionTimeout string `yaml:"session_timeout"`
+	// StandbyReplicas is how many other nodes keep a warm copy of each
+	// partition's state by following its changelog, so a failover does not
+	// wait for a full restore; default 0.
+	StandbyReplicas int `yaml:"standby_replicas"`
 
 	commitInterval, sessionTimeout time.Duration
 }

@@ -76,6 +76,11 @@ func (a *App) Validate() error {
 	}
 	kdur("commit_interval", a.Kafka.CommitInterval, 100*time.Millisecond, &a.Kafka.commitInterval)
 	kdur("session_timeout", a.Kafka.SessionTimeout, 10*time.Second, &a.Kafka.sessionTimeout)
+	if a.Kafka.StandbyReplicas < 0 {
+		c.add("kafka.standby_replicas", "must be >= 0")
+	} else if a.Kafka.StandbyReplicas > 0 && !a.Kafka.ChangelogEnabled() {
+		c.add("kafka.standby_replicas", "standby replicas follow the changelog; set kafka.changelog: true")
+	}
 	for i, b := range a.Kafka.Brokers {
 		if !strings.Contains(b, ":") {
 			c.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q: want host:port", b)

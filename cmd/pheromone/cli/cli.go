@@ -311,15 +311,24 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 
 	httpAddr := ""
-	var srv *http.Server
+	var ln net.Listener
 	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpAddr = ln.Addr().String()
-		rt := &router{brokers: brokers, group: a.Kafka.Group, topic: a.Sources[0].Topic, self: memberID(cfg.Advertise, httpAddr),
-			client: &http.Client{Timeout: 30 * time.Second}}
+	}
+	rt := &router{brokers: brokers, group: a.Kafka.Group, topic: a.Sources[0].Topic, self: memberID(cfg.Advertise, httpAddr),
+		client: &http.Client{Timeout: 30 * time.Second}}
+	if a.Kafka.StandbyReplicas > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			followStandbys(ctx, rt, node, a.Kafka.StandbyReplicas)
+		}()
+	}
+	var srv *http.Server
+	if ln != nil {
 		srv = &http.Server{Handler: httpHandler(a, node, metrics, rt), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
@@ -345,7 +354,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		}
 	}
 	src := &kafka.Source{Brokers: brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.Logger,
-		ReadCommitted: eos, SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: memberID(cfg.Advertise, httpAddr)}
+		ReadCommitted: eos, SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self}
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- src.Run(ctx) }()
 
@@ -427,6 +436,9 @@ func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) htt
 			return
 		}
 		fmt.Fprintf(w, "ready: partitions %v\n", node.Partitions())
+		if sb := node.Standbys(); len(sb) > 0 {
+			fmt.Fprintf(w, "standby replicas of partitions %v\n", sb)
+		}
 	})
 	mux.Handle("/metrics", m.Handler())
 	return mux

@@ -31,7 +31,9 @@ const memberPrefix = "pheromone@"
 func memberID(advertise, httpAddr string) string {
 	if advertise == "" {
 		if httpAddr == "" {
-			return "pheromone"
+			// No HTTP API: unique, but not a routing target.
+			h, _ := os.Hostname()
+			return fmt.Sprintf("pheromone-%s-%d", h, os.Getpid())
 		}
 		host, port, err := net.SplitHostPort(httpAddr)
 		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
@@ -206,4 +208,46 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) (part int32, 
 // fanOut reports whether a query without a key should also ask the peers.
 func (h *apiHandler) fanOut(r *http.Request, one bool) bool {
 	return h.router != nil && !one && r.URL.Query().Get("routed") == "" && !wantsArrow(r)
+}
+
+// standbyPartitions picks the partitions node self keeps standby replicas
+// of: members sorted by client id form a ring, and the replicas of a
+// partition are the `replicas` members after its owner.
+func standbyPartitions(members []kafka.Member, self string, replicas int) []int32 {
+	var ids []string
+	owners := map[string][]int32{}
+	for _, m := range members {
+		if _, dup := owners[m.ClientID]; !dup {
+			ids = append(ids, m.ClientID)
+		}
+		owners[m.ClientID] = append(owners[m.ClientID], m.Partitions...)
+	}
+	sort.Strings(ids)
+	var out []int32
+	for i, id := range ids {
+		for k := 1; k <= replicas && k < len(ids); k++ {
+			if ids[(i+k)%len(ids)] == self {
+				out = append(out, owners[id]...)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// followStandbys keeps the node's standby replicas in line with the
+// group's assignment until ctx ends.
+func followStandbys(ctx context.Context, rt *router, node *engine.Node, replicas int) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if ms, err := rt.lookup(ctx); err == nil {
+			node.SetStandbys(standbyPartitions(ms, rt.self, replicas))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

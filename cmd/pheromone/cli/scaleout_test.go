@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -255,6 +256,73 @@ func TestAbortedTransactionRestartsTask(t *testing.T) {
 	}
 	for _, word := range ws.vocab {
 		if held, _ := pendingOf(t, n, word); held != int64(ws.total[word]%10) {
+			t.Errorf("%q: %d objects held, want %d", word, held, ws.total[word]%10)
+		}
+	}
+}
+
+// changelogBytes sums key and value bytes of partition part of topic.
+func changelogBytes(t *testing.T, brokers []string, topic string, part int32) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var n int64
+	for idle := 0; idle < 3; {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		got := 0
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { n += int64(len(r.Key) + len(r.Value)); got++ })
+		cancel()
+		if got == 0 {
+			idle++
+		}
+	}
+	return n
+}
+
+// TestStandbyReplicaTakesOverWarm runs two nodes with standby_replicas: 1.
+// Each keeps a copy of the other's partitions; when B leaves, A takes B's
+// partitions over reading only the tail of their changelog (its standby
+// copy is current), and the output stays exact.
+func TestStandbyReplicaTakesOverWarm(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(raw), "commit_interval: 100ms", "commit_interval: 100ms\n  standby_replicas: 1", 1)
+	brokers := cluster(t)
+	ws := newWordstream(t, brokers)
+	out := newCommittedReader(t, brokers, "word-tens")
+	a := startNode(t, yaml, brokers, nil, t.TempDir())
+	b := startNode(t, yaml, brokers, nil, t.TempDir())
+	waitFor(t, 30*time.Second, "each node a standby of the other's partitions", func() bool {
+		pa, pb := a.info.Node.Partitions(), b.info.Node.Partitions()
+		return len(pa) > 0 && len(pb) > 0 && len(pa)+len(pb) == 4 &&
+			fmt.Sprint(a.info.Node.Standbys()) == fmt.Sprint(pb) && fmt.Sprint(b.info.Node.Standbys()) == fmt.Sprint(pa)
+	})
+	ws.lines(600)
+	out.until(t, "two nodes", ws.want(), 300*time.Millisecond)
+	moved := b.info.Node.Partitions()
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "node A owns all partitions", func() bool { return len(a.info.Node.Partitions()) == 4 })
+	for _, p := range moved {
+		total := changelogBytes(t, brokers, "wordstream.changelog", p)
+		v := scrape(t, a.info.HTTPAddr, fmt.Sprintf(`pheromone_restored_bytes_total{app="wordstream",partition="%d"}`, p))
+		restored, _ := strconv.ParseFloat(v, 64)
+		if v == "absent" || restored > float64(total)/2 {
+			t.Errorf("partition %d: restored %s bytes on takeover of a %d-byte changelog; the standby copy should have had most of it", p, v, total)
+		}
+	}
+	ws.lines(300)
+	out.until(t, "after B left", ws.want(), 300*time.Millisecond)
+	for _, word := range ws.vocab {
+		if held, _ := pendingOf(t, a, word); held != int64(ws.total[word]%10) {
 			t.Errorf("%q: %d objects held, want %d", word, held, ws.total[word]%10)
 		}
 	}
