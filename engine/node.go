@@ -93,7 +93,7 @@ type Node struct {
 	restoring map[int32]*restoreProgress
 	rewinds   map[int32]map[TopicPartition]int64 // restarted tasks waiting for the source to seek
 	rewindC   chan struct{}
-	closing   bool          // Run is stopping: no task may start
+	closing   bool // Run is stopping: no task may start
 
 	standbyMu sync.Mutex // guards followers; taken before mu, never inside it
 	followers map[int32]*follower

@@ -117,4 +117,3 @@ func (n *Node) follow(ctx context.Context, part int32) error {
 	}
 	return err
 }
-

@@ -4,14 +4,16 @@
 //   - throughput with 1, 2 and 3 `pheromone run` processes (at-least-once)
 //     and with exactly_once, each as a ratio to the raw franz-go
 //     consume→produce loop measured right before it;
+//
 //   - failover: a partition holding -state-mb of bucket state; its node is
 //     killed with SIGKILL and the time until the partition processes again
 //     on the other node (session timeout, rebalance, restore) is measured,
 //     with and without a standby replica;
+//
 //   - restore rate: changelog MB/s applied into Pebble, against reading the
 //     same changelog partition raw with franz-go.
 //
-//	go run ./benchmarks/scaleout -n 400000 -state-mb 100 -out benchmarks/scaleout-results.md
+//     go run ./benchmarks/scaleout -n 400000 -state-mb 100 -out benchmarks/scaleout-results.md
 package main
 
 import (
@@ -478,4 +480,3 @@ func rawChangelogRead(ctx context.Context, topic string) (float64, error) {
 	}
 	return float64(bytes) / 1e6 / time.Since(start).Seconds(), nil
 }
-
