@@ -103,6 +103,7 @@ func run(n, parts int) error {
 		{"pheromone stateless filter (all pass)", statelessApp},
 		{"pheromone selective filter (quickstart)", selectiveApp},
 		{"pheromone by_time 1s count per page", windowApp},
+		{"pheromone by_time 1s count per page, no changelog", strings.Replace(windowApp, "app: bench-window", "app: bench-window-nocl\nkafka: {changelog: false}", 1)},
 	}
 	rows := make([]*row, len(apps))
 	// Warm up the broker and the client paths once, unmeasured.
