@@ -115,13 +115,25 @@ func (b *bucket) fits(n, size int64) bool {
 // returns the objects' descriptor with their keys and sessions.
 func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
 	n := uint64(rec.NumRows())
-	c := &chunk{first: b.next, end: b.next + n, rec: rec, bytes: size}
-	b.chunks = append(b.chunks, c)
+	first := b.next
+	if parts := uint64((size + maxChunkBytes - 1) / maxChunkBytes); parts > 1 && n > 1 {
+		// Large puts become several chunks: a chunk is one changelog record,
+		// which must stay well under the broker's message size limit.
+		parts = min(parts, n)
+		for i := uint64(0); i < parts; i++ {
+			from, to := n*i/parts, n*(i+1)/parts
+			b.chunks = append(b.chunks, &chunk{first: first + from, end: first + to,
+				rec: rec.NewSlice(int64(from), int64(to)), bytes: size * int64(to-from) / int64(n)})
+		}
+		defer rec.Release() // the slices keep the buffers
+	} else {
+		b.chunks = append(b.chunks, &chunk{first: first, end: first + n, rec: rec, bytes: size})
+	}
 	b.next += n
 	b.objects += int64(n)
 	b.bytes += size
 	return triggers.Objects{
-		First:      c.first,
+		First:      first,
 		Len:        int(n),
 		Keys:       stringColumn(rec, b.cfg.Key),
 		Sessions:   stringColumn(rec, b.cfg.Session),
@@ -197,6 +209,10 @@ func int64Column(rec arrow.Record, name string) []int64 {
 }
 
 func recordSize(rec arrow.Record) int64 { return util.TotalRecordSize(rec) }
+
+// maxChunkBytes bounds the in-memory size of one chunk; larger puts are
+// split (see append).
+const maxChunkBytes = 256 << 10
 
 // low is the smallest sequence number some trigger still needs. A bucket
 // without triggers keeps everything (within its bounds).

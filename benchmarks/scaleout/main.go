@@ -71,12 +71,15 @@ var (
 	brokers []string
 )
 
-func run(w io.Writer, n, stateMB int, skip string) error {
-	var err error
+func run(w io.Writer, n, stateMB int, skip string) (err error) {
 	if workDir, err = os.MkdirTemp("", "pheromone-scaleout"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(workDir)
+	defer func() {
+		if err == nil {
+			os.RemoveAll(workDir)
+		}
+	}()
 	binary = filepath.Join(workDir, "pheromone")
 	fmt.Fprintln(os.Stderr, "building pheromone...")
 	if out, err := exec.Command("go", "build", "-o", binary, "./cmd/pheromone").CombinedOutput(); err != nil {
@@ -327,8 +330,8 @@ sources:
 buckets: [{name: data, max_objects: 10000000, max_bytes: 2000000000}]
 triggers:
   - {name: copy, bucket: data, primitive: immediate, function: pass}
-  - {name: never, bucket: data, primitive: by_batch_size, count: 100000000, function: pass}
-functions: [{name: pass, kind: project, columns: [id], outputs: [copies]}]
+  - {name: never, bucket: data, primitive: by_batch_size, count: 10000000, function: pass}
+functions: [{name: pass, kind: project, columns: [{name: id}], outputs: [copies]}]
 sinks: [{name: copies, topic: %s-copies, partitions: 1}]
 `, name, standby, name, name)
 }

@@ -146,6 +146,8 @@ func DirBytes(dir string) int64 {
 	return total
 }
 
+var lastPct = map[string]int64{}
+
 // Progress draws a one-line progress bar on standard error; call it with
 // done == total to finish the line.
 func Progress(label string, done, total int64) {
@@ -153,6 +155,11 @@ func Progress(label string, done, total int64) {
 	if total <= 0 {
 		return
 	}
+	pct := done * 100 / total
+	if pct == lastPct[label] && done < total {
+		return
+	}
+	lastPct[label] = pct
 	filled := int(done * width / total)
 	fmt.Fprintf(os.Stderr, "\r%-28s [%s%s] %3d%%", label, strings.Repeat("#", filled), strings.Repeat("-", width-filled), done*100/total)
 	if done >= total {
