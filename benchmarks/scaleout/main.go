@@ -253,6 +253,12 @@ func throughput(w io.Writer, n int) error {
 		if err != nil {
 			return err
 		}
+		// Created up front: the admin client would cache the topic as
+		// missing for a while if the first listing came before the node
+		// created it.
+		if err := kafka.EnsureTopics(ctx, brokers, map[string]int{name + "-out": 6}); err != nil {
+			return err
+		}
 		var nodes []*node
 		for k := 0; k < r.nodes; k++ {
 			nd, err := startNode(appFile, fmt.Sprintf("%s-node%d", name, k))
