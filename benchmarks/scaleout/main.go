@@ -32,7 +32,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,7 +39,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 )
 
@@ -223,7 +221,7 @@ func throughput(w io.Writer, n int) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "producing %d clickstream records into 6 partitions...\n", n)
-	if err := preload(ctx, "clicks", n); err != nil {
+	if err := bench.PreloadClicks(ctx, brokers, "clicks", n); err != nil {
 		return err
 	}
 	if _, err := bench.RawLoop(ctx, brokers, "clicks", n); err != nil { // warm-up
@@ -295,32 +293,6 @@ func throughput(w io.Writer, n int) error {
 		fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.2fx |\n", r.nodes, r.g, rate, rawRate, rate/rawRate)
 	}
 	fmt.Fprintln(w)
-	return nil
-}
-
-func preload(ctx context.Context, topic string, n int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	g := generator.NewClickstream(1)
-	now := time.Now()
-	var failed atomic.Value
-	for i := 0; i < n; i++ {
-		v, k := g.Append(nil, now, "page")
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Store(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	if err, ok := failed.Load().(error); ok {
-		return err
-	}
 	return nil
 }
 

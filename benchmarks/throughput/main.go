@@ -21,15 +21,12 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
-	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
 )
@@ -91,7 +88,7 @@ func run(n, parts int) error {
 		return err
 	}
 	fmt.Printf("producing %d clickstream records into %d partitions...\n", n, parts)
-	if err := preload(ctx, brokers, n); err != nil {
+	if err := bench.PreloadClicks(ctx, brokers, "clicks", n); err != nil {
 		return err
 	}
 	type row struct {
@@ -170,32 +167,6 @@ func medianF(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func preload(ctx context.Context, brokers []string, n int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	g := generator.NewClickstream(1)
-	now := time.Now()
-	var failed atomic.Value
-	for i := 0; i < n; i++ {
-		v, k := g.Append(nil, now, "page")
-		cl.Produce(ctx, &kgo.Record{Topic: "clicks", Key: k, Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Store(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	if err, ok := failed.Load().(error); ok {
-		return err
-	}
-	return nil
 }
 
 const source = `

@@ -135,18 +135,7 @@ func (c *ChangelogReader) Read(ctx context.Context, part int32, from int64, endF
 	if from >= end {
 		return nil
 	}
-	iso := kgo.ReadUncommitted()
-	if c.ReadCommitted {
-		iso = kgo.ReadCommitted()
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.Topic: {part: kgo.NewOffset().At(from)}}),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(iso),
-		kgo.FetchMaxPartitionBytes(32<<20),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxWait(50*time.Millisecond),
-	)
+	cl, err := c.consumer(part, from, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
@@ -236,20 +225,26 @@ func Members(ctx context.Context, brokers []string, group, topic string) ([]Memb
 	return out, nil
 }
 
-// Follow implements engine.ChangelogReader.
-func (c *ChangelogReader) Follow(ctx context.Context, part int32, from int64, fn func(off int64, key, value []byte) error) error {
+// consumer reads partition part of the changelog from offset from (or its
+// start, if compaction removed from) with large fetches.
+func (c *ChangelogReader) consumer(part int32, from int64, wait time.Duration) (*kgo.Client, error) {
 	iso := kgo.ReadUncommitted()
 	if c.ReadCommitted {
 		iso = kgo.ReadCommitted()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...),
+	return kgo.NewClient(kgo.SeedBrokers(c.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.Topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(iso),
 		kgo.FetchMaxPartitionBytes(32<<20),
 		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxWait(wait),
 	)
+}
+
+// Follow implements engine.ChangelogReader.
+func (c *ChangelogReader) Follow(ctx context.Context, part int32, from int64, fn func(off int64, key, value []byte) error) error {
+	cl, err := c.consumer(part, from, 100*time.Millisecond)
 	if err != nil {
 		return err
 	}

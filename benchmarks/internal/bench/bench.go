@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 )
 
@@ -165,4 +166,31 @@ func Progress(label string, done, total int64) {
 	if done >= total {
 		fmt.Fprintln(os.Stderr)
 	}
+}
+
+// PreloadClicks produces n clickstream records (keyed by page) to topic.
+func PreloadClicks(ctx context.Context, brokers []string, topic string, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	g := generator.NewClickstream(1)
+	now := time.Now()
+	var failed atomic.Value
+	for i := 0; i < n; i++ {
+		v, k := g.Append(nil, now, "page")
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if err, ok := failed.Load().(error); ok {
+		return err
+	}
+	return nil
 }
