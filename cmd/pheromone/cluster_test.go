@@ -81,21 +81,34 @@ func (n *clusterNode) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// TestClusterKillAndAddExactlyOnce is the multi-process check of scale-out:
-// a 3-broker cluster (`pheromone broker --count 3`), 3 node processes
-// running examples/wordstream with exactly_once, lines produced at a steady
-// rate. Mid-stream one node is killed with SIGKILL and later restarted on
-// its data dir; then a fourth node joins. The output read with
-// read_committed must equal the expected word tens exactly — no record
-// lost, none twice — and every node must answer a query for any word with
-// its remainder.
-func TestClusterKillAndAddExactlyOnce(t *testing.T) {
+// TestClusterKillAndAdd is the multi-process check of scale-out: a
+// 3-broker cluster (`pheromone broker --count 3`), 3 node processes running
+// examples/wordstream, lines produced at a steady rate. Mid-stream one node
+// is killed with SIGKILL and later restarted on its data dir; then a fourth
+// node joins.
+//
+// exactly_once: the output read with read_committed equals the expected
+// word tens exactly — no record lost, none twice — and every node answers
+// a query for any word with its remainder. at_least_once: nothing is lost —
+// for every word, tens written plus the remainder held cover every
+// occurrence — and the duplicates (records of cycles in flight at the kill,
+// re-consumed) are reported.
+func TestClusterKillAndAdd(t *testing.T) {
 	raw, err := os.ReadFile("../../examples/wordstream/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, g := range []string{"exactly_once", "at_least_once"} {
+		t.Run(g, func(t *testing.T) { testClusterKillAndAdd(t, string(raw), g == "exactly_once") })
+	}
+}
+
+func testClusterKillAndAdd(t *testing.T, raw string, eos bool) {
 	// Fail over quickly: a killed node is noticed after 3 s.
-	yaml := strings.Replace(string(raw), "commit_interval: 100ms", "commit_interval: 100ms\n  session_timeout: 3s", 1)
+	yaml := strings.Replace(raw, "commit_interval: 100ms", "commit_interval: 100ms\n  session_timeout: 3s", 1)
+	if !eos {
+		yaml = strings.Replace(yaml, "guarantee: exactly_once", "guarantee: at_least_once", 1)
+	}
 	dir := t.TempDir()
 	appFile := filepath.Join(dir, "app.yaml")
 	if err := os.WriteFile(appFile, []byte(yaml), 0o644); err != nil {
@@ -174,6 +187,11 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 	}
 
 	waitBatches(10)
+	// Kill in a settled group: every node runs partitions.
+	waitFor(t, 30*time.Second, "the three nodes share the partitions", func() bool {
+		a, b, c := nodes[0].partitions(), nodes[1].partitions(), nodes[2].partitions()
+		return a > 0 && b > 0 && c > 0 && a+b+c == 4
+	})
 	if err := nodes[1].cmd.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +231,34 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 		defer cancel()
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
 	}
-	waitFor(t, 120*time.Second, fmt.Sprintf("%d outputs", len(want)), func() bool { poll(200 * time.Millisecond); return len(got) >= len(want) })
+	tens := func() map[string]int {
+		m := map[string]int{}
+		for _, g := range got {
+			var v struct{ Word string }
+			_ = json.Unmarshal([]byte(g), &v)
+			m[v.Word]++
+		}
+		return m
+	}
+	covered := func() bool {
+		m := tens()
+		for w, n := range total {
+			if m[w] < n/10 {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, 120*time.Second, fmt.Sprintf("%d outputs", len(want)), func() bool { poll(200 * time.Millisecond); return covered() })
 	// Anything written twice would show up within a few commit intervals.
 	for end := time.Now().Add(time.Second); time.Now().Before(end); {
 		poll(100 * time.Millisecond)
 	}
 	sort.Strings(got)
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if !eos {
+		t.Logf("at_least_once: %d word tens written, %d expected without the crash", len(got), len(want))
+	}
+	if eos && strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("output differs from the expected word tens: got %d records, want %d", len(got), len(want))
 		counts := map[string]int{}
 		for _, g := range got {
@@ -260,8 +299,12 @@ func TestClusterKillAndAddExactlyOnce(t *testing.T) {
 		if err != nil || len(v.Partitions) != 1 {
 			t.Fatalf("query %q on node %d: %v, %d partitions", w, i%len(nodes), err, len(v.Partitions))
 		}
-		if got := len(v.Partitions[0].Objects); got != total[w]%10 {
-			t.Errorf("query %q on node %d: %d objects held, want %d", w, i%len(nodes), got, total[w]%10)
+		held := len(v.Partitions[0].Objects)
+		switch {
+		case eos && held != total[w]%10:
+			t.Errorf("query %q on node %d: %d objects held, want %d", w, i%len(nodes), held, total[w]%10)
+		case !eos && tens()[w]*10+held < total[w]:
+			t.Errorf("%q: %d tens written and %d held cover less than its %d occurrences (lost data)", w, tens()[w], held, total[w])
 		}
 	}
 }

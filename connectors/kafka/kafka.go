@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -172,6 +173,10 @@ func (s *Source) Run(ctx context.Context) error {
 		iso = kgo.ReadCommitted()
 	}
 	extra := []kgo.Opt{kgo.FetchIsolationLevel(iso)}
+	if os.Getenv("PHEROMONE_KAFKA_DEBUG") != "" {
+		// franz-go's own log of the group protocol, for diagnosing rebalances.
+		extra = append(extra, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+	}
 	if s.ClientID != "" {
 		extra = append(extra, kgo.ClientID(s.ClientID))
 	}
@@ -248,7 +253,9 @@ func (s *Source) Run(ctx context.Context) error {
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			s.Logger.Info("partitions revoked", "partitions", fmt.Sprint(m))
+			t0 := time.Now()
 			node.Revoke(toTPs(m))
+			s.Logger.Info("revoked partitions committed and stopped", "partitions", fmt.Sprint(m), "took", time.Since(t0).Round(time.Millisecond))
 			commit(ctx, m)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
