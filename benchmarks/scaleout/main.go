@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
+	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 )
 
@@ -47,7 +49,7 @@ func main() {
 	n := flag.Int("n", 400_000, "records per throughput run")
 	stateMB := flag.Int("state-mb", 100, "bucket state of the failover partition, in MB")
 	out := flag.String("out", "", "also write the Markdown report to this file")
-	skip := flag.String("skip", "", "comma-separated sections to skip: throughput, failover")
+	skip := flag.String("skip", "", "comma-separated sections to skip: throughput, latency, failover")
 	flag.Parse()
 	var report bytes.Buffer
 	if err := run(&report, *n, *stateMB, *skip); err != nil {
@@ -92,6 +94,11 @@ func run(w io.Writer, n, stateMB int, skip string) (err error) {
 		time.Now().Format("2006-01-02"), runtime.GOMAXPROCS(0), runtime.Version())
 	if !strings.Contains(skip, "throughput") {
 		if err := throughput(w, n); err != nil {
+			return err
+		}
+	}
+	if !strings.Contains(skip, "latency") {
+		if err := latency(w); err != nil {
 			return err
 		}
 	}
@@ -199,12 +206,14 @@ const clickSchema = `
       - {name: ts, type: timestamp}
     key: page`
 
-func passApp(name, guarantee string) string {
+func passApp(name, guarantee string) string { return passAppOn(name, guarantee, "clicks") }
+
+func passAppOn(name, guarantee, topic string) string {
 	return fmt.Sprintf(`app: %s
 kafka: {guarantee: %s}
 sources:
   - name: clicks
-    topic: clicks
+    topic: %s
     partitions: 6
 %s
     bucket: clicks
@@ -212,7 +221,7 @@ buckets: [{name: clicks}]
 triggers: [{name: each, bucket: clicks, primitive: immediate, function: keep}]
 functions: [{name: keep, kind: filter, expr: "duration_ms >= 0", outputs: [out]}]
 sinks: [{name: out, topic: %s-out, key: page, partitions: 6}]
-`, name, guarantee, clickSchema, name)
+`, name, guarantee, topic, clickSchema, name)
 }
 
 func throughput(w io.Writer, n int) error {
@@ -291,6 +300,90 @@ func throughput(w io.Writer, n int) error {
 		rate := float64(n) * 0.8 / t90.Sub(t10).Seconds()
 		rawRate := float64(n) / raw.Seconds()
 		fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.2fx |\n", r.nodes, r.g, rate, rawRate, rate/rawRate)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// latency offers 20,000 records/s for 8 s to one node and measures, for
+// every output record, the time from its event timestamp (set when it was
+// produced) to when a consumer read it — read_committed for exactly_once.
+func latency(w io.Writer) error {
+	ctx := context.Background()
+	fmt.Fprintln(w, "## End-to-end latency, at-least-once vs exactly-once\n\nOne node, the same filter app, 20,000 records/s offered for 8 s (in 10 ms ticks); latency = read by a consumer (read_committed for exactly_once) − produced. commit_interval 100 ms (the default).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| guarantee | records | p50 | p99 | max |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for i, g := range []string{"at_least_once", "exactly_once"} {
+		name := fmt.Sprintf("lat%d", i)
+		in := name + "-in"
+		if err := kafka.EnsureTopics(ctx, brokers, map[string]int{in: 6, name + "-out": 6}); err != nil {
+			return err
+		}
+		appFile, err := writeApp(name, passAppOn(name, g, in))
+		if err != nil {
+			return err
+		}
+		nd, err := startNode(appFile, name+"-node")
+		if err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(time.Minute); len(nd.partitions()) == 0; {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: node not ready (log %s)", name, nd.log)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		iso := kgo.ReadUncommitted()
+		if g == "exactly_once" {
+			iso = kgo.ReadCommitted()
+		}
+		cons, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(name+"-out"),
+			kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(10*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0))
+		if err != nil {
+			return err
+		}
+		const rate, dur = 20_000, 8 * time.Second
+		go func() {
+			gen := generator.NewClickstream(7)
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for end := time.Now().Add(dur); time.Now().Before(end); <-t.C {
+				for k := 0; k < rate/100; k++ {
+					v, key := gen.Append(nil, time.Now(), "page")
+					prod.Produce(ctx, &kgo.Record{Topic: in, Key: key, Value: v}, nil)
+				}
+			}
+		}()
+		want := rate * int(dur/time.Second)
+		var lats []time.Duration
+		tsRe := regexp.MustCompile(`"ts":"([^"]+)"`)
+		for deadline := time.Now().Add(dur + 30*time.Second); len(lats) < want*99/100 && time.Now().Before(deadline); {
+			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			fs := cons.PollFetches(pctx)
+			cancel()
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				if m := tsRe.FindSubmatch(r.Value); m != nil {
+					if ts, err := time.Parse(time.RFC3339Nano, string(m[1])); err == nil {
+						lats = append(lats, now.Sub(ts))
+					}
+				}
+			})
+		}
+		prod.Close()
+		cons.Close()
+		nd.stop()
+		if len(lats) == 0 {
+			return fmt.Errorf("%s: no output (log %s)", name, nd.log)
+		}
+		slices.Sort(lats)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", g, len(lats), bench.Pct(lats, 50).Round(100*time.Microsecond),
+			bench.Pct(lats, 99).Round(100*time.Microsecond), lats[len(lats)-1].Round(100*time.Microsecond))
 	}
 	fmt.Fprintln(w)
 	return nil
