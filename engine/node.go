@@ -181,6 +181,10 @@ type plan struct {
 type bucketPlan struct {
 	cfg      *app.Bucket
 	triggers []trigPlan
+	// broadcast holds the control keys of the bucket's dynamic_group
+	// triggers: with partition_by, such control objects go to every
+	// partition (each partition's groups wait for all of them).
+	broadcast map[string]bool
 }
 
 type trigPlan struct {
@@ -253,6 +257,14 @@ func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*p
 			countCol:   t.CountColumn,
 			lateBucket: t.LateBucket,
 		})
+	}
+	for _, t := range a.Triggers {
+		if bp := p.buckets[t.Bucket]; t.Primitive == "dynamic_group" && bp.cfg.PartitionBy != "" {
+			if bp.broadcast == nil {
+				bp.broadcast = map[string]bool{}
+			}
+			bp.broadcast[t.ControlKey] = true
+		}
 	}
 	return p, nil
 }

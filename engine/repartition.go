@@ -14,7 +14,8 @@ import (
 )
 
 // Repartitioning: objects a function puts into a bucket with partition_by go
-// to the partition that owns the column's value. Rows owned by the task's
+// to the partition that owns the column's value; control objects of a
+// dynamic_group trigger on the bucket go to every partition. Rows owned by the task's
 // own partition are put directly; the others become JSON records of the
 // bucket's repartition topic, written to the owning partition (with the
 // session in a header) and consumed there by the partition task like a
@@ -104,6 +105,11 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 	defer rec.Release()
 	col := rec.Column(rec.Schema().FieldIndices(b.cfg.PartitionBy)[0])
 	parts := t.n.plan.app.Partitions()
+	broadcast := t.n.plan.buckets[b.name].broadcast
+	var keys []string // the bucket's key column, when control objects are broadcast
+	if broadcast != nil {
+		keys = stringColumn(rec, b.cfg.Key)
+	}
 	topic := t.n.plan.app.RepartitionTopic(b.name)
 	var enc codec.JSONEncoder
 	var key, buf []byte
@@ -120,6 +126,18 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 			key = appendKey(key[:0], col, i)
 			p = PartitionOf(key, parts)
 			mine = p == t.part
+			if keys != nil && broadcast[keys[i]] {
+				// A control object: every partition's groups count it.
+				start := len(buf)
+				buf = enc.AppendRow(buf, rec, i)
+				for q := int32(0); q < int32(parts); q++ {
+					if q != t.part {
+						t.produce(&OutRecord{Topic: topic, Key: append([]byte(nil), key...), Value: buf[start:len(buf):len(buf)],
+							Headers: hdr, Partition: q, ToPartition: true})
+					}
+				}
+				mine = true
+			}
 		}
 		if mine {
 			if local < 0 {

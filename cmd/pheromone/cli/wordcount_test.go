@@ -68,3 +68,62 @@ func TestWordCountMatchesPlainGo(t *testing.T) {
 		}
 	}
 }
+
+// TestWordCountShuffleAcrossNodes runs examples/wordcount scaled out: the
+// lines topic has 4 partitions (one per mapper's lines), the words bucket is
+// partition_by: word, and two nodes share the partitions. Every word's
+// objects meet on the partition that owns it; each mapper's end-of-stage
+// marker is broadcast to every partition after that mapper's words, so each
+// partition's dynamic_group releases its groups once all 3 markers of a job
+// arrived. The counts equal a plain Go word count.
+func TestWordCountShuffleAcrossNodes(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/wordcount/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(raw), "partitions: 1 ", "partitions: 4 ", 1)
+	yaml = strings.Replace(yaml, "{name: words, key: key, session: job}", "{name: words, key: key, session: job, partition_by: word}", 1)
+	if !strings.Contains(yaml, "partition_by: word") || !strings.Contains(yaml, "partitions: 4") {
+		t.Fatal("examples/wordcount changed: could not scale it out")
+	}
+	brokers := cluster(t)
+	a := startNode(t, yaml, brokers, nil, t.TempDir())
+	b := startNode(t, yaml, brokers, nil, t.TempDir())
+	waitFor(t, 30*time.Second, "two nodes share the partitions", func() bool {
+		pa, pb := len(a.info.Node.Partitions()), len(b.info.Node.Partitions())
+		return pa > 0 && pb > 0 && pa+pb == 4
+	})
+	vocab := strings.Fields("the quick brown fox jumps over lazy dog pheromone bucket trigger arrow kafka pebble")
+	rnd := rand.New(rand.NewPCG(9, 9))
+	want := map[string]map[string]int{"j1": {}, "j2": {}}
+	byMapper := map[int][]string{}
+	for line := 0; line < 120; line++ {
+		job := []string{"j1", "j2"}[line%2]
+		m := line%3 + 1
+		var words []string
+		for k := 0; k < 1+rnd.IntN(12); k++ {
+			words = append(words, vocab[rnd.IntN(len(vocab))])
+		}
+		for _, w := range words {
+			want[job][w]++
+		}
+		byMapper[m] = append(byMapper[m], fmt.Sprintf(`{"job":%q,"mapper":"m%d","key":"line","text":%q}`, job, m, strings.Join(words, " ")))
+	}
+	// A mapper's lines and then its markers share a partition (its own).
+	for m := 1; m <= 3; m++ {
+		recs := byMapper[m]
+		for _, job := range []string{"j1", "j2"} {
+			recs = append(recs, fmt.Sprintf(`{"job":%q,"mapper":"m%d","key":"_done"}`, job, m))
+		}
+		produce(t, brokers, "lines", int32(m), recs...)
+	}
+	var wantLines []string
+	for job, counts := range want {
+		for w, c := range counts {
+			wantLines = append(wantLines, fmt.Sprintf(`{"job":%q,"word":%q,"count":%d}`, job, w, c))
+		}
+	}
+	sort.Strings(wantLines)
+	got := consume(t, brokers, "word-counts", len(wantLines), 500*time.Millisecond)
+	equalLines(t, "word counts across nodes", sorted(values(got)), wantLines)
+}
