@@ -191,6 +191,9 @@ func (s *Source) Run(ctx context.Context) error {
 		return out
 	}
 	var cl *kgo.Client
+	assignErr := make(chan error, 1)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
 	commit := func(ctx context.Context, only map[string][]int32) {
 		offs := map[string]map[int32]kgo.EpochOffset{}
 		for tp, off := range node.Committed() {
@@ -230,7 +233,14 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			s.Logger.Info("partitions assigned", "partitions", fmt.Sprint(m))
 			if err := node.Assign(toTPs(m)); err != nil {
-				s.Logger.Error("assigning partitions failed", "error", err)
+				// A partition that cannot load or restore its state must not
+				// be consumed without it: stop, and let the node be restarted.
+				s.Logger.Error("assigning partitions failed; stopping", "error", err)
+				select {
+				case assignErr <- err:
+				default:
+				}
+				stopPoll()
 			}
 		}),
 		kgo.AdjustFetchOffsetsFn(func(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
@@ -282,7 +292,12 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = s.poll(ctx, cl)
+	err = s.poll(pollCtx, cl)
+	select {
+	case aerr := <-assignErr:
+		err = fmt.Errorf("kafka: %w", aerr)
+	default:
+	}
 	stopLoop()
 	wg.Wait()
 	// Leaving the group revokes everything: the revoke callback lets the

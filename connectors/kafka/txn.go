@@ -270,3 +270,23 @@ func (c *ChangelogReader) Follow(ctx context.Context, part int32, from int64, fn
 		}
 	}
 }
+
+// TopicPartitions returns the partition count of each of topics that exists.
+func TopicPartitions(ctx context.Context, brokers []string, topics ...string) (map[string]int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: list topics: %w", err)
+	}
+	out := map[string]int{}
+	for _, t := range td {
+		if t.Err == nil {
+			out[t.Topic] = len(t.Partitions)
+		}
+	}
+	return out, nil
+}

@@ -245,6 +245,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err == nil {
 		err = kafka.EnsureCompactedTopics(setupCtx, brokers, a.CompactedTopics())
 	}
+	if err == nil {
+		err = checkCopartitioned(setupCtx, a, brokers)
+	}
 	cancelSetup()
 	if err != nil {
 		return err
@@ -414,6 +417,38 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	wg.Wait()
 	return runErr
+}
+
+// checkCopartitioned refuses to start when a topic a partition task joins
+// (the changelog, a repartition topic) exists with fewer partitions than
+// the app's sources: some partitions would have no state to restore.
+func checkCopartitioned(ctx context.Context, a *app.App, brokers []string) error {
+	var topics []string
+	if a.Kafka.ChangelogEnabled() {
+		topics = append(topics, a.Kafka.ChangelogTopic)
+	}
+	for _, b := range a.Buckets {
+		if b.PartitionBy != "" {
+			topics = append(topics, a.RepartitionTopic(b.Name))
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	parts, err := kafka.TopicPartitions(ctx, brokers, topics...)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, t := range topics {
+		if n, ok := parts[t]; ok && n != a.Partitions() {
+			bad = append(bad, fmt.Sprintf("topic %s has %d partitions, the app's sources have %d", t, n, a.Partitions()))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("topics are not co-partitioned with the sources (delete them or match the partition counts): %s", strings.Join(bad, "; "))
+	}
+	return nil
 }
 
 func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) http.Handler {

@@ -19,7 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // wordstream drives examples/wordstream: it produces lines of random words
@@ -325,5 +327,30 @@ func TestStandbyReplicaTakesOverWarm(t *testing.T) {
 		if held, _ := pendingOf(t, a, word); held != int64(ws.total[word]%10) {
 			t.Errorf("%q: %d objects held, want %d", word, held, ws.total[word]%10)
 		}
+	}
+}
+
+// TestChangelogWithWrongPartitionCountIsRefused pins that a node does not
+// start when the changelog exists with another partition count than the
+// sources (some partitions could not be restored): the error names it.
+func TestChangelogWithWrongPartitionCountIsRefused(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	brokers := cluster(t)
+	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"wordstream.changelog": 1}); err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), RunConfig{App: a, DataDir: t.TempDir(), Brokers: brokers})
+	if err == nil || !strings.Contains(err.Error(), "topic wordstream.changelog has 1 partitions, the app's sources have 4") {
+		t.Fatalf("Run = %v, want the changelog partition count refused", err)
 	}
 }
