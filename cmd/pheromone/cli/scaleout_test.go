@@ -136,6 +136,30 @@ func pendingOf(t *testing.T, node *runningNode, word string) (held int64, served
 	return int64(len(v.Partitions[0].Objects)), resp.Header.Get("Pheromone-Served-By")
 }
 
+// tableRows asks node for key's rows of a table sink (routed to the owner).
+func tableRows(t *testing.T, node *runningNode, table, key string) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + node.info.HTTPAddr + "/v1/apps/wordstream/tables/" + table + "?key=" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Rows []engine.TableRow `json:"rows"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("table query %s: %s", key, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range v.Rows {
+		out = append(out, string(r.Row))
+	}
+	return out
+}
+
 // TestScaleOut runs examples/wordstream (split → repartition by
 // word → by_batch_size 10 → count) on two nodes, stops one (its partitions
 // move to the other, which restores their state from the changelog), then
@@ -185,6 +209,14 @@ func testScaleOut(t *testing.T, yaml string) {
 			}
 			if by != "" {
 				remote++
+			}
+			// The table sink, routed the same way: the latest ten of the word.
+			rows := tableRows(t, node, "tens_seen", word)
+			switch {
+			case ws.total[word] >= 10 && (len(rows) != 1 || rows[0] != fmt.Sprintf(`{"word":%q,"count":10}`, word)):
+				t.Errorf("%s: table row of %q = %q, want its latest ten", phase, word, rows)
+			case ws.total[word] < 10 && len(rows) != 0:
+				t.Errorf("%s: table row of %q = %q, want none", phase, word, rows)
 			}
 		}
 		if len(nodes) > 1 && remote == 0 {
