@@ -10,6 +10,8 @@ import "encoding/binary"
 //	b/<bucket>\x00<partition:4>/t/<trigger>     trigger state
 //
 //	t/<table>\x00<partition:4><key>          latest JSON row of a table sink
+//	x/<partition:4>                            the last cycle's marker (also in the changelog)
+//	k/<partition:4>                            changelog offset the local state reflects (local only)
 //
 // Integers are big-endian so chunks scan in sequence order.
 
