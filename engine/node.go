@@ -619,12 +619,21 @@ func (n *Node) Ready() bool {
 	return len(n.restoring) == 0
 }
 
-// Owns reports whether this node runs partition part.
+// Owns reports whether this node runs partition part (a task that stopped
+// after an aborted transaction and waits to restart does not count).
 func (n *Node) Owns(part int32) bool {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, ok := n.tasks[part]
-	return ok
+	t := n.tasks[part]
+	n.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	select {
+	case <-t.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // Partitions lists the partition tasks this node runs.

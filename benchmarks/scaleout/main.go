@@ -131,6 +131,9 @@ func startNode(appFile, name string) (*node, error) {
 	cmd := exec.Command(binary, "run", "-f", appFile, "--brokers", strings.Join(brokers, ","),
 		"--data-dir", filepath.Join(workDir, name), "--http", addr)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if dir := os.Getenv("SCALEOUT_PROFILES"); dir != "" {
+		cmd.Env = append(os.Environ(), "PHEROMONE_CPUPROFILE="+filepath.Join(dir, name+".pprof"))
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,6 +203,13 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		cfg.Progress = stdout
 	} else {
 		cfg.Progress = &progressLines{w: stdout}
+	}
+	if f := os.Getenv("PHEROMONE_CPUPROFILE"); f != "" {
+		// A CPU profile of the whole run, for performance work on a node
+		// process (benchmarks start nodes as processes).
+		if pf, err := os.Create(f); err == nil && pprof.StartCPUProfile(pf) == nil {
+			defer func() { pprof.StopCPUProfile(); pf.Close() }()
+		}
 	}
 	if err := Run(ctx, cfg); err != nil {
 		fmt.Fprintln(stderr, "pheromone:", err)
