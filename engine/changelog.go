@@ -23,7 +23,24 @@ import (
 // state reflects: a node that gets a partition back whose checkpoint is the
 // changelog's end restores nothing.
 
-const changelogSet = 's'
+// Changelog record values: 's' + value sets a key; a tombstone deletes it.
+// A value larger than maxChangelogValue (a big trigger state, a one-row
+// chunk of a large record) is written as fragments — records under the key
+// plus fragmentSuffix(i), value 'p' + part — followed by the key itself
+// with 'f' + the fragment count, so no record nears the broker's 1 MB
+// message limit. Restore assembles them; fragments are never stored.
+const (
+	changelogSet      = 's'
+	changelogPart     = 'p'
+	changelogFrags    = 'f'
+	maxChangelogValue = 512 << 10
+)
+
+// fragmentKey is the changelog key of fragment i of key's value.
+func fragmentKey(key []byte, i int) []byte {
+	k := append(append(make([]byte, 0, len(key)+6), key...), 0xff, 'f')
+	return binary.BigEndian.AppendUint32(k, uint32(i))
+}
 
 func markerKey(app string, part int32) []byte {
 	return binary.BigEndian.AppendUint32(append(appPrefix(app), 'x', '/'), uint32(part))
@@ -41,10 +58,23 @@ type loggedBatch struct {
 
 func (b *loggedBatch) Set(key, value []byte) {
 	b.Batch.Set(key, value)
-	v := make([]byte, 1+len(value))
-	v[0] = changelogSet
-	copy(v[1:], value)
-	b.t.logChange(key, v)
+	if len(value) <= maxChangelogValue {
+		v := make([]byte, 1+len(value))
+		v[0] = changelogSet
+		copy(v[1:], value)
+		b.t.logChange(key, v)
+		return
+	}
+	n := 0
+	for off := 0; off < len(value); off += maxChangelogValue {
+		part := value[off:min(off+maxChangelogValue, len(value))]
+		v := make([]byte, 1+len(part))
+		v[0] = changelogPart
+		copy(v[1:], part)
+		b.t.logChange(fragmentKey(key, n), v)
+		n++
+	}
+	b.t.logChange(key, binary.BigEndian.AppendUint32([]byte{changelogFrags}, uint32(n)))
 }
 
 func (b *loggedBatch) Delete(key []byte) {
@@ -185,7 +215,8 @@ type applier struct {
 	prefix []byte
 	marker []byte
 	ck     []byte
-	tail   map[string]bool // keys of the cycle not closed yet
+	tail   map[string]bool   // keys of the cycle not closed yet
+	frags  map[string][]byte // fragments read, by fragment key, until their value is assembled
 	bytes  int64
 }
 
@@ -207,6 +238,25 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 		ap.batch.Delete(key)
 	case value[0] == changelogSet:
 		ap.batch.Set(key, value[1:])
+	case value[0] == changelogPart:
+		if ap.frags == nil {
+			ap.frags = map[string][]byte{}
+		}
+		ap.frags[string(key)] = append([]byte(nil), value[1:]...)
+		return false, nil
+	case value[0] == changelogFrags && len(value) == 5:
+		n := int(binary.BigEndian.Uint32(value[1:]))
+		var full []byte
+		for i := 0; i < n; i++ {
+			fk := string(fragmentKey(key, i))
+			part, ok := ap.frags[fk]
+			if !ok {
+				return false, fmt.Errorf("engine: changelog partition %d offset %d: fragment %d of %d of a value is missing", ap.part, off, i, n)
+			}
+			full = append(full, part...)
+			delete(ap.frags, fk)
+		}
+		ap.batch.Set(key, full)
 	default:
 		return false, fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", ap.part, off, value[0])
 	}

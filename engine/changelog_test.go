@@ -192,3 +192,73 @@ sinks: [{name: out, topic: out, partitions: 1}]
 		t.Fatalf("batch %q, want %s", out, want)
 	}
 }
+
+// TestLargeTriggerStateIsFragmented pins that a state value larger than a
+// broker message (here a by_set holding 60,000 open sessions) reaches the
+// changelog as fragments and a node restoring the partition reassembles
+// it: completing one session on the restored node fires exactly it.
+func TestLargeTriggerStateIsFragmented(t *testing.T) {
+	a := parseApp(t, `
+app: sets
+sources:
+  - name: in
+    topic: in
+    partitions: 1
+    schema: [{name: session, type: string}, {name: key, type: string}]
+    key: key
+    bucket: in
+buckets: [{name: in, session: session}]
+triggers: [{name: pair, bucket: in, primitive: by_set, keys: [a, b], function: pairs}]
+functions:
+  - name: pairs
+    kind: aggregate
+    group_by: [session]
+    aggregates: [{name: n, op: count}]
+    outputs: [out]
+sinks: [{name: out, topic: out, partitions: 1}]
+`)
+	brokers := startBroker(t, a)
+	ctx := context.Background()
+	if err := kafka.EnsureCompactedTopics(ctx, brokers, a.CompactedTopics()); err != nil {
+		t.Fatal(err)
+	}
+	opts := engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
+		ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
+	const sessions = 60000
+	var recs []engine.Record
+	for i := 0; i < sessions; i++ {
+		recs = append(recs, engine.Record{Offset: int64(i), Value: fmt.Appendf(nil, `{"session":"s%05d","key":"a"}`, i)})
+	}
+	dirA := t.TempDir()
+	f := start(t, a, dirA, brokers, opts)
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.node.Deliver(ctx, "in", 0, recs, -1); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, f.node, sessions)
+	f.stop()
+	st, err := pebblestore.Open(dirA, pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := st.Get(engine.TriggerKey("sets", "in", 0, "pair"))
+	st.Close()
+	if err != nil || len(v) < 1<<20 {
+		t.Fatalf("trigger state is %d bytes (%v); the test needs one over the broker's 1 MB limit", len(v), err)
+	}
+
+	g := start(t, a, t.TempDir(), brokers, opts)
+	if err := g.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.node.Deliver(ctx, "in", 0, []engine.Record{{Offset: sessions, Value: []byte(`{"session":"s01234","key":"b"}`)}}, -1); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, g.node, sessions+1)
+	out := readAll(t, brokers, "out", 1)
+	if want := `{"session":"s01234","n":2}`; len(out) != 1 || out[0] != want {
+		t.Fatalf("fired %q, want %s", out, want)
+	}
+}
