@@ -216,6 +216,8 @@ type applier struct {
 	marker []byte
 	ck     []byte
 	tail   map[string]bool   // keys of the cycle not closed yet
+	cur    int64             // bytes of the open cycle so far
+	last   int64             // bytes of the last closed cycle: the next batch's preallocation
 	frags  map[string][]byte // fragments read, by fragment key, until their value is assembled
 	bytes  int64
 }
@@ -233,6 +235,7 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 		return false, nil // not this app's state (a shared topic)
 	}
 	ap.bytes += int64(len(key) + len(value))
+	ap.cur += int64(len(key) + len(value))
 	switch {
 	case value == nil:
 		ap.batch.Delete(key)
@@ -268,9 +271,19 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 	if err := ap.batch.Commit(false); err != nil {
 		return false, err
 	}
-	ap.batch = ap.n.o.Store.NewBatch()
+	ap.last, ap.cur = max(ap.cur, ap.last/2), 0
+	ap.batch = ap.newBatch()
 	clear(ap.tail)
 	return true, nil
+}
+
+// newBatch starts a batch for the next cycle, preallocated for about as
+// many bytes as recent cycles had (growing a batch copies it).
+func (ap *applier) newBatch() state.Batch {
+	if sb, ok := ap.n.o.Store.(state.SizedBatcher); ok && ap.last > 64<<10 {
+		return sb.NewBatchSized(int(ap.last + ap.last/4))
+	}
+	return ap.n.o.Store.NewBatch()
 }
 
 // sync makes every committed cycle durable; the open one is dropped.

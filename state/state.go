@@ -45,6 +45,12 @@ type Store interface {
 	Close() error
 }
 
+// SizedBatcher is implemented by stores that can preallocate a batch for
+// about size bytes of keys and values (restores write large batches).
+type SizedBatcher interface {
+	NewBatchSized(size int) Batch
+}
+
 // Snapshot is a point-in-time Reader.
 type Snapshot interface {
 	Reader

@@ -124,6 +124,9 @@ func prefixEnd(p []byte) []byte {
 // NewBatch implements state.Store.
 func (s *Store) NewBatch() state.Batch { return &batch{b: s.db.NewBatch()} }
 
+// NewBatchSized implements state.SizedBatcher.
+func (s *Store) NewBatchSized(size int) state.Batch { return &batch{b: s.db.NewBatchWithSize(size)} }
+
 // Snapshot implements state.Store.
 func (s *Store) Snapshot() state.Snapshot { return &snapshot{s: s.db.NewSnapshot()} }
 
