@@ -12,6 +12,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/state"
 	"github.com/pheromone-go/pheromone/state/pebblestore"
 )
@@ -33,6 +34,18 @@ functions:
     outputs: [out]
 sinks: [{name: out, topic: out, partitions: 1}]
 `
+
+// changelogBroker starts a broker with the app's topics and changelog and
+// returns the node options that write and restore it.
+func changelogBroker(t *testing.T, a *app.App) ([]string, engine.Options) {
+	t.Helper()
+	brokers := startBroker(t, a)
+	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, a.CompactedTopics()); err != nil {
+		t.Fatal(err)
+	}
+	return brokers, engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
+		ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
+}
 
 // dump returns every state key of the app in dir except the local
 // changelog checkpoint (which differs between nodes by design).
@@ -65,15 +78,9 @@ func dump(t *testing.T, dir string) map[string]string {
 // later gets exactly the second node's state.
 func TestRestoreDropsUnfinishedCycle(t *testing.T) {
 	a := parseApp(t, fivesApp)
-	brokers := startBroker(t, a)
+	brokers, o := changelogBroker(t, a)
 	ctx := context.Background()
-	if err := kafka.EnsureCompactedTopics(ctx, brokers, a.CompactedTopics()); err != nil {
-		t.Fatal(err)
-	}
-	opts := func() engine.Options {
-		return engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
-			ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
-	}
+	opts := func() engine.Options { return o }
 	run := func(dir string, from, to int) {
 		t.Helper()
 		f := start(t, a, dir, brokers, opts())
@@ -155,13 +162,8 @@ functions:
     outputs: [out]
 sinks: [{name: out, topic: out, partitions: 1}]
 `)
-	brokers := startBroker(t, a)
+	brokers, opts := changelogBroker(t, a)
 	ctx := context.Background()
-	if err := kafka.EnsureCompactedTopics(ctx, brokers, a.CompactedTopics()); err != nil {
-		t.Fatal(err)
-	}
-	opts := engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
-		ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
 	recs := func(from, to int) []engine.Record {
 		var out []engine.Record
 		for i := from; i < to; i++ {
@@ -217,13 +219,8 @@ functions:
     outputs: [out]
 sinks: [{name: out, topic: out, partitions: 1}]
 `)
-	brokers := startBroker(t, a)
+	brokers, opts := changelogBroker(t, a)
 	ctx := context.Background()
-	if err := kafka.EnsureCompactedTopics(ctx, brokers, a.CompactedTopics()); err != nil {
-		t.Fatal(err)
-	}
-	opts := engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
-		ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
 	const sessions = 60000
 	var recs []engine.Record
 	for i := 0; i < sessions; i++ {
