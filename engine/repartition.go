@@ -112,7 +112,10 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 	}
 	topic := t.n.plan.app.RepartitionTopic(b.name)
 	var enc codec.JSONEncoder
-	var key, buf []byte
+	// key is the current row's key; kbuf and buf hold the keys and values
+	// of the records produced, sliced with full capacity so a later append
+	// never overwrites a record still in flight.
+	var key, kbuf, buf []byte
 	var hdr []Header
 	if session != "" {
 		hdr = []Header{{HeaderSession, []byte(session)}}
@@ -128,11 +131,12 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 			mine = p == t.part
 			if keys != nil && broadcast[keys[i]] {
 				// A control object: every partition's groups count it.
-				start := len(buf)
+				start, ks := len(buf), len(kbuf)
 				buf = enc.AppendRow(buf, rec, i)
+				kbuf = append(kbuf, key...)
 				for q := int32(0); q < int32(parts); q++ {
 					if q != t.part {
-						t.produce(&OutRecord{Topic: topic, Key: append([]byte(nil), key...), Value: buf[start:len(buf):len(buf)],
+						t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
 							Headers: hdr, Partition: q, ToPartition: true})
 					}
 				}
@@ -152,9 +156,10 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 		if i == rows {
 			break
 		}
-		start := len(buf)
+		start, ks := len(buf), len(kbuf)
 		buf = enc.AppendRow(buf, rec, i)
-		t.produce(&OutRecord{Topic: topic, Key: append([]byte(nil), key...), Value: buf[start:len(buf):len(buf)],
+		kbuf = append(kbuf, key...)
+		t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
 			Headers: hdr, Partition: p, ToPartition: true})
 	}
 }

@@ -81,6 +81,15 @@ type acks struct {
 	wg  sync.WaitGroup
 	mu  sync.Mutex
 	err error
+	// doneFn is done as a PartitionWriter callback, made once per cycle
+	// rather than once per record.
+	doneFn func(int64, error)
+}
+
+func newAcks() *acks {
+	a := &acks{}
+	a.doneFn = func(_ int64, err error) { a.done(err) }
+	return a
 }
 
 func (a *acks) done(err error) {
@@ -147,7 +156,7 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		pending:  map[string]int64{},
 		results:  make(chan *result, n.o.Executors),
 
-		cur:           &acks{},
+		cur:           newAcks(),
 		commits:       make(chan *pendingCommit, maxPendingCommits),
 		committerDone: make(chan struct{}),
 		failed:        make(chan error, 1),
@@ -429,8 +438,12 @@ func (t *task) produce(r *OutRecord) { t.produceTo(r, nil) }
 func (t *task) produceTo(r *OutRecord, onOffset func(int64)) {
 	a := t.cur
 	a.wg.Add(1)
+	if onOffset == nil {
+		t.w.Produce(r, a.doneFn)
+		return
+	}
 	t.w.Produce(r, func(off int64, err error) {
-		if onOffset != nil && err == nil {
+		if err == nil {
 			onOffset(off)
 		}
 		a.done(err)
@@ -734,7 +747,7 @@ func (t *task) commit() error {
 		t.produceTo(&OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: v, Partition: t.part, ToPartition: true},
 			func(off int64) { pc.marker = off })
 	}
-	t.cur = &acks{}
+	t.cur = newAcks()
 	t.cyc.nextID, t.cyc.applyID = 0, 0
 	if t.txn {
 		if len(t.txnPending) == 0 {
