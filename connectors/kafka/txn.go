@@ -194,28 +194,43 @@ type Member struct {
 	Partitions []int32
 }
 
-// Members describes group: every member with the partitions of topic
-// assigned to it. Nodes advertise their HTTP address in their client id.
-func Members(ctx context.Context, brokers []string, group, topic string) ([]Member, error) {
+// GroupDescriber describes a consumer group over one long-lived client
+// (nodes ask every second, for query routing and standby placement).
+type GroupDescriber struct {
+	adm          *kadm.Client
+	cl           *kgo.Client
+	group, topic string
+}
+
+// NewGroupDescriber describes group, reporting the partitions of topic.
+func NewGroupDescriber(brokers []string, group, topic string) (*GroupDescriber, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	gs, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	return &GroupDescriber{adm: kadm.NewClient(cl), cl: cl, group: group, topic: topic}, nil
+}
+
+// Close releases the client.
+func (d *GroupDescriber) Close() { d.cl.Close() }
+
+// Members returns every member of the group with the partitions of the
+// topic assigned to it. Nodes advertise their HTTP address in their client id.
+func (d *GroupDescriber) Members(ctx context.Context) ([]Member, error) {
+	gs, err := d.adm.DescribeGroups(ctx, d.group)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: describe group %s: %w", group, err)
+		return nil, fmt.Errorf("kafka: describe group %s: %w", d.group, err)
 	}
-	g, ok := gs[group]
+	g, ok := gs[d.group]
 	if !ok || g.Err != nil {
-		return nil, fmt.Errorf("kafka: describe group %s: %v", group, g.Err)
+		return nil, fmt.Errorf("kafka: describe group %s: %v", d.group, g.Err)
 	}
 	var out []Member
 	for _, m := range g.Members {
 		mb := Member{ClientID: m.ClientID}
 		if a, ok := m.Assigned.AsConsumer(); ok {
 			for _, t := range a.Topics {
-				if t.Topic == topic {
+				if t.Topic == d.topic {
 					mb.Partitions = append(mb.Partitions, t.Partitions...)
 				}
 			}

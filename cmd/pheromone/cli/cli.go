@@ -321,6 +321,11 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		}()
 	}
 
+	describer, err := kafka.NewGroupDescriber(brokers, a.Kafka.Group, a.Sources[0].Topic)
+	if err != nil {
+		return err
+	}
+	defer describer.Close()
 	httpAddr := ""
 	var ln net.Listener
 	if cfg.HTTPAddr != "" {
@@ -329,8 +334,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		}
 		httpAddr = ln.Addr().String()
 	}
-	rt := &router{brokers: brokers, group: a.Kafka.Group, topic: a.Sources[0].Topic, self: memberID(cfg.Advertise, httpAddr),
-		client: &http.Client{Timeout: 30 * time.Second}}
+	rt := &router{group: describer, self: memberID(cfg.Advertise, httpAddr), client: &http.Client{Timeout: 30 * time.Second}}
 	if a.Kafka.StandbyReplicas > 0 {
 		wg.Add(1)
 		go func() {

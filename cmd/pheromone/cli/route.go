@@ -48,10 +48,9 @@ func memberID(advertise, httpAddr string) string {
 
 // router finds which node owns a partition.
 type router struct {
-	brokers     []string
-	group, self string
-	topic       string // a source topic: its assignment is the partition ownership
-	client      *http.Client
+	group  *kafka.GroupDescriber // its lead topic's assignment is the partition ownership
+	self   string
+	client *http.Client
 
 	mu      sync.Mutex
 	at      time.Time
@@ -64,7 +63,7 @@ func (rt *router) lookup(ctx context.Context) ([]kafka.Member, error) {
 	if time.Since(rt.at) < time.Second && rt.members != nil {
 		return rt.members, nil
 	}
-	ms, err := kafka.Members(ctx, rt.brokers, rt.group, rt.topic)
+	ms, err := rt.group.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
