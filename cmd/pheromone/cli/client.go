@@ -49,17 +49,7 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "pheromone invoke:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	fmt.Fprint(stdout, string(out))
-	if resp.StatusCode >= 300 {
-		return 1
-	}
-	return 0
+	return printResponse("invoke", resp, err, stdout, stderr)
 }
 
 // cmdQuery prints a bucket's live state from a running node.
@@ -87,13 +77,18 @@ func cmdQuery(args []string, stdout, stderr io.Writer) int {
 	q.Set("limit", strconv.Itoa(*limit))
 	u := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + url.PathEscape(args[0]) + "/buckets/" + url.PathEscape(args[1]) + "?" + q.Encode()
 	resp, err := http.Get(u)
+	return printResponse("query", resp, err, stdout, stderr)
+}
+
+// printResponse copies an API answer to stdout; the exit code is 1 for a
+// failed request or an error status.
+func printResponse(cmd string, resp *http.Response, err error, stdout, stderr io.Writer) int {
 	if err != nil {
-		fmt.Fprintln(stderr, "pheromone query:", err)
+		fmt.Fprintf(stderr, "pheromone %s: %v\n", cmd, err)
 		return 1
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	fmt.Fprint(stdout, string(out))
+	_, _ = io.Copy(stdout, resp.Body)
 	if resp.StatusCode >= 300 {
 		return 1
 	}
