@@ -19,6 +19,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -471,11 +472,22 @@ func failoverRun(w io.Writer, name string, standby, stateMB int) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	bench.Progress(name+" state", int64(count), int64(count))
-	// Let the last cycles commit, and a standby catch up.
-	time.Sleep(2 * time.Second)
 	owner, other := a, b
 	if len(b.partitions()) > 0 {
 		owner, other = b, a
+	}
+	// Wait until the owner's committed state holds every object (the
+	// bucket query reads the last commit).
+	for deadline := time.Now().Add(time.Minute); heldObjects(owner, name) < int64(count); {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: state not committed within a minute (log %s)", name, owner.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if standby > 0 {
+		// The follower applies the changelog as it arrives; its progress is
+		// not exported, so give it a moment to take the last cycles.
+		time.Sleep(time.Second)
 	}
 	before := outputCount(ctx, adm, name+"-copies", false)
 	owner.kill()
@@ -522,6 +534,25 @@ func failoverRun(w io.Writer, name string, standby, stateMB int) error {
 		float64(restored)/1e6, restoreTime, rate, rawMB, ratio)
 	other.stop()
 	return nil
+}
+
+// heldObjects is how many objects the node's bucket "data" holds in its
+// committed state (-1 when the query fails).
+func heldObjects(n *node, app string) int64 {
+	resp, err := http.Get("http://" + n.http + "/v1/apps/" + app + "/buckets/data?limit=1")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Partitions []struct {
+			Held int64 `json:"held"`
+		} `json:"partitions"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&v) != nil || len(v.Partitions) == 0 {
+		return -1
+	}
+	return v.Partitions[0].Held
 }
 
 // rawChangelogRead reads partition 0 of topic from the start to its end
