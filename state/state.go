@@ -31,7 +31,8 @@ type Batch interface {
 	// after the batch is durable on disk. A batch cannot be reused after Commit
 	// or Close.
 	Commit(sync bool) error
-	// Close releases the batch without applying it.
+	// Close releases the batch without applying it; after Commit, or a
+	// second time, it does nothing (so it can be deferred).
 	Close() error
 }
 

@@ -143,12 +143,22 @@ func (s *Store) Close() error {
 // DiskBytes reports the size of the database's files.
 func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
-type batch struct{ b *pebble.Batch }
+// batch wraps a pebble batch; done makes Close after Commit (or a second
+// Close) a no-op, so `defer b.Close()` is safe: releasing a pebble batch
+// twice would hand it to two users through pebble's pool.
+type batch struct {
+	b    *pebble.Batch
+	done bool
+}
 
 func (b *batch) Set(k, v []byte) { _ = b.b.Set(k, v, nil) }
 func (b *batch) Delete(k []byte) { _ = b.b.Delete(k, nil) }
 func (b *batch) Len() int        { return int(b.b.Count()) }
 func (b *batch) Commit(sync bool) error {
+	if b.done {
+		return errors.New("state: commit of a committed or closed batch")
+	}
+	b.done = true
 	o := pebble.NoSync
 	if sync {
 		o = pebble.Sync
@@ -159,7 +169,13 @@ func (b *batch) Commit(sync bool) error {
 	}
 	return b.b.Close()
 }
-func (b *batch) Close() error { return b.b.Close() }
+func (b *batch) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	return b.b.Close()
+}
 
 type snapshot struct{ s *pebble.Snapshot }
 

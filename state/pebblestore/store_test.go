@@ -66,6 +66,24 @@ func TestContract(t *testing.T) {
 			if _, err := s.Get([]byte("p/1")); !errors.Is(err, state.ErrNotFound) {
 				t.Fatalf("deleted key: %v", err)
 			}
+			// Close after Commit is a no-op (callers defer it). Pins a bug:
+			// Commit had already released the pebble batch to pebble's pool,
+			// so a later Close released it again — by then the next batch
+			// someone took from the pool, wiping that batch's writes.
+			b1 := s.NewBatch() // likely the same pebble batch, reused
+			b1.Set([]byte("r/1"), []byte("one"))
+			if err := b.Close(); err != nil {
+				t.Fatalf("close after commit: %v", err)
+			}
+			if b1.Len() != 1 {
+				t.Fatalf("closing a committed batch emptied another batch (len %d)", b1.Len())
+			}
+			if err := b1.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.Get([]byte("r/1")); err != nil || string(v) != "one" {
+				t.Fatalf("r/1 = %q, %v", v, err)
+			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
