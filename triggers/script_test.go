@@ -24,6 +24,18 @@ import (
 //	clock by=D                              moves the clock without a Tick
 //	restart                                 marshals state and rebuilds the trigger
 //	state                                   prints low, pending and next tick
+//	caughtup [off]                          the engine reports the input caught up
+//	                                        with its log end now (off: not caught up)
+//	watermark                               prints the watermark, idleness, oldest window
+//
+// Merged watermarks (new ... inputs=N self=I, a bucket with partition_by):
+//
+//	put ... from=I wm=D                     objects sent by upstream I whose
+//	                                        watermark was D before them
+//	send ts=D                               this partition sends an object: prints
+//	                                        its watermark before it
+//	publish                                 prints this partition's watermark if changed
+//	observe from=I wm=D                     upstream I published watermark D
 //
 // Times print as offsets from the script's epoch (1970-01-01).
 func TestScripts(t *testing.T) {
@@ -115,6 +127,8 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 			}
 		}
 		e.spec.Controls, _ = strconv.Atoi(args["controls"])
+		e.spec.Inputs, _ = strconv.Atoi(args["inputs"])
+		e.spec.Self, _ = strconv.Atoi(args["self"])
 		e.spec.MaxPerSession, _ = strconv.Atoi(args["max"])
 		if args["at"] != "" {
 			e.now = time.Unix(0, 0).UTC().Add(dur("at"))
@@ -135,6 +149,13 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		if args["ts"] != "" {
 			for i := 0; i < n; i++ {
 				objs.EventTimes = append(objs.EventTimes, dur("ts").Milliseconds())
+			}
+		}
+		if args["from"] != "" {
+			from, _ := strconv.Atoi(args["from"])
+			for i := 0; i < n; i++ {
+				objs.Upstream = append(objs.Upstream, int32(from))
+				objs.Watermarks = append(objs.Watermarks, int64(dur("wm")))
 			}
 		}
 		for i := 0; i < n; i++ {
@@ -162,6 +183,36 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 		}
 		e.tr = tr
 		return nil
+	case "caughtup":
+		since := e.now
+		if len(fields) > 1 && fields[1] == "off" {
+			since = time.Time{}
+		}
+		e.tr.(Idler).CaughtUp(since)
+		return nil
+	case "watermark":
+		w := e.tr.(Watermarker)
+		wm, ok := w.Watermark()
+		line := "watermark=none"
+		if ok {
+			line = "watermark=" + wm.Sub(time.Unix(0, 0)).String()
+		}
+		line += fmt.Sprintf(" idle=%v", w.Idle(e.now))
+		if o := w.OldestWindow(); !o.IsZero() {
+			line += " oldest=" + o.Sub(time.Unix(0, 0)).String()
+		}
+		return []string{line}
+	case "send":
+		return []string{"before=" + fmtWm(e.tr.(Merger).Send(dur("ts").Milliseconds(), e.now))}
+	case "publish":
+		wm, changed := e.tr.(Merger).Publish()
+		if !changed {
+			return []string{"unchanged"}
+		}
+		return []string{"published=" + fmtWm(wm)}
+	case "observe":
+		from, _ := strconv.Atoi(args["from"])
+		return format(e.tr.(Merger).Observe(from, int64(dur("wm")), nil))
 	case "state":
 		nt := "none"
 		if tk := e.tr.NextTick(); !tk.IsZero() {
@@ -175,6 +226,13 @@ func (e *scriptEnv) run(t *testing.T, cmd string) []string {
 	}
 	t.Fatalf("unknown command %q", cmd)
 	return nil
+}
+
+func fmtWm(wm int64) string {
+	if wm == NoWatermark {
+		return "none"
+	}
+	return time.Duration(wm).String()
 }
 
 func format(fs []Firing) []string {

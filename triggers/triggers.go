@@ -76,6 +76,12 @@ type Objects struct {
 	Groups     []string
 	Counts     []int64 // counts announced by dynamic_join control objects
 	EventTimes []int64 // unix milliseconds
+	// Upstream and Watermarks describe the objects of a bucket fed by
+	// several upstream partitions (an event-time trigger with Spec.Inputs):
+	// the partition that sent each object, and that partition's watermark
+	// (unix ns, NoWatermark for none) just before it. Nil otherwise.
+	Upstream   []int32
+	Watermarks []int64
 }
 
 func (o *Objects) key(i int) string {
@@ -180,6 +186,11 @@ type Spec struct {
 	// MaxPerSession bounds the objects one session may hold in a
 	// per-session trigger (0: no bound); more are refused as Overflow.
 	MaxPerSession int
+	// Inputs > 0 makes an event-time by_time trigger merge the watermarks
+	// of Inputs upstream partitions (its bucket has partition_by): objects
+	// do not move the watermark; each upstream's published watermark does
+	// (see Merger). Self is this partition's own index among them.
+	Inputs, Self int
 }
 
 // Validate reports the first problem with the spec.
@@ -201,6 +212,10 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("triggers: %s: slide must be in (0, window]", s.Primitive)
 		case s.Slide > 0 && s.Window%s.Slide != 0:
 			return fmt.Errorf("triggers: %s: window must be a multiple of slide", s.Primitive)
+		case s.Inputs > 0 && !s.EventTime:
+			return fmt.Errorf("triggers: %s: merged upstream watermarks need event time", s.Primitive)
+		case s.Inputs > 0 && (s.Self < 0 || s.Self >= s.Inputs):
+			return fmt.Errorf("triggers: %s: self %d is not one of %d inputs", s.Primitive, s.Self, s.Inputs)
 		}
 	case ByName:
 		if s.Match == "" {
@@ -254,4 +269,50 @@ func New(s Spec, next uint64) (Trigger, error) {
 	default:
 		return newSessioned(s, next), nil
 	}
+}
+
+// Idler is implemented by triggers whose watermark may follow the clock
+// when their partition is idle (event-time by_time with IdleTimeout).
+type Idler interface {
+	// CaughtUp tells the trigger since when the partition's input has been
+	// consumed up to the log end, as last seen fresh by the engine; the
+	// zero time means it is not (or nobody knows). The trigger counts the
+	// quiet from the later of that time and its last put.
+	CaughtUp(since time.Time)
+}
+
+// Merger is implemented by event-time triggers with Spec.Inputs: a bucket
+// with partition_by receives objects from every upstream partition, and
+// its watermark is the minimum of the upstreams' watermarks.
+//
+// Each partition plays both roles for its bucket partition's trigger. As an
+// upstream it calls Send for every object it puts into the bucket (on any
+// partition), in order, and sends the returned watermark with the object;
+// at the end of a cycle it publishes Publish's value to every partition.
+// As a receiver it gets objects with their senders' watermarks in
+// Objects.Upstream and Objects.Watermarks, and published watermarks through
+// Observe. An object is late when its windows had closed in its sender's
+// stream, so lateness does not depend on how the upstreams interleave.
+type Merger interface {
+	// Send records an object of event time eventMs (unix ms) sent into the
+	// bucket and returns the sender's watermark before it (unix ns,
+	// NoWatermark if none).
+	Send(eventMs int64, now time.Time) int64
+	// Publish returns this partition's watermark as an upstream and whether
+	// it changed since the last Publish.
+	Publish() (wm int64, changed bool)
+	// Observe takes the watermark published by upstream partition from and
+	// appends the firings it causes.
+	Observe(from int, wm int64, out []Firing) []Firing
+}
+
+// Watermarker is implemented by event-time triggers, for progress gauges
+// and queries.
+type Watermarker interface {
+	// Watermark is the trigger's watermark; ok is false before it has one.
+	Watermark() (wm time.Time, ok bool)
+	// Idle reports whether the partition counts as idle at now.
+	Idle(now time.Time) bool
+	// OldestWindow is the start of the oldest open window (zero: none).
+	OldestWindow() time.Time
 }
