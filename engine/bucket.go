@@ -31,7 +31,8 @@ type bucket struct {
 	saved    uint64 // next as last committed
 	chunks   []*chunk
 	triggers []*trigger
-	objects  int64 // objects held in live chunks
+	mergers  []*trigger // triggers with merged watermarks, in header order
+	objects  int64      // objects held in live chunks
 	bytes    int64
 }
 
@@ -42,6 +43,12 @@ type trigger struct {
 	countCol   string
 	lateBucket string
 	dropped    uint64 // Dropped() as last reported to the metrics
+	eventTime  bool
+	// merger is set for event-time triggers of a bucket with partition_by
+	// (watermarks merged over the upstream partitions); mIdx is its index
+	// in bucket.mergers and in the watermark header's list.
+	merger triggers.Merger
+	mIdx   int
 }
 
 type chunk struct {
@@ -76,7 +83,9 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		return nil, err
 	}
 	for _, tp := range bp.triggers {
-		tr, err := triggers.New(tp.spec, b.next)
+		spec := tp.spec
+		spec.Self = int(part)
+		tr, err := triggers.New(spec, b.next)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +96,13 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		if err := tr.UnmarshalState(raw, b.next); err != nil {
 			return nil, err
 		}
-		b.triggers = append(b.triggers, &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket, dropped: tr.Dropped()})
+		bt := &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket,
+			dropped: tr.Dropped(), eventTime: spec.EventTime}
+		if m, ok := tr.(triggers.Merger); ok && spec.Inputs > 0 {
+			bt.merger, bt.mIdx = m, len(b.mergers)
+			b.mergers = append(b.mergers, bt)
+		}
+		b.triggers = append(b.triggers, bt)
 	}
 	return b, nil
 }

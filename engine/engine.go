@@ -151,21 +151,27 @@ type Metrics interface {
 	// Restore reports a partition's changelog restore: bytes applied since
 	// the last call and records still to read (0 when done).
 	Restore(partition int32, bytes int, remaining int64)
+	// EventTime reports an event-time trigger's progress on one bucket
+	// partition: its watermark (zero before it has one), whether the
+	// partition counts as idle, and the start of its oldest open window
+	// (zero: none).
+	EventTime(bucket, trigger string, partition int32, watermark time.Time, idle bool, oldestWindow time.Time)
 }
 
 // NopMetrics discards everything.
 type NopMetrics struct{}
 
-func (NopMetrics) RecordsIn(string, int)                   {}
-func (NopMetrics) RecordsOut(string, int)                  {}
-func (NopMetrics) DecodeErrors(string, int)                {}
-func (NopMetrics) DeadLetters(string, int)                 {}
-func (NopMetrics) Firings(string, int)                     {}
-func (NopMetrics) TriggerDropped(string, int)              {}
-func (NopMetrics) Invocation(string, time.Duration, error) {}
-func (NopMetrics) BucketSize(string, int32, int64, int64)  {}
-func (NopMetrics) Lag(string, int32, int64)                {}
-func (NopMetrics) Restore(int32, int, int64)               {}
+func (NopMetrics) RecordsIn(string, int)                                       {}
+func (NopMetrics) RecordsOut(string, int)                                      {}
+func (NopMetrics) DecodeErrors(string, int)                                    {}
+func (NopMetrics) DeadLetters(string, int)                                     {}
+func (NopMetrics) Firings(string, int)                                         {}
+func (NopMetrics) TriggerDropped(string, int)                                  {}
+func (NopMetrics) Invocation(string, time.Duration, error)                     {}
+func (NopMetrics) BucketSize(string, int32, int64, int64)                      {}
+func (NopMetrics) Lag(string, int32, int64)                                    {}
+func (NopMetrics) Restore(int32, int, int64)                                   {}
+func (NopMetrics) EventTime(string, string, int32, time.Time, bool, time.Time) {}
 
 // Headers written on dead-letter records.
 const (
@@ -178,6 +184,11 @@ const (
 	HeaderTrigger   = "pheromone.trigger"
 	HeaderBucket    = "pheromone.bucket"
 	HeaderSession   = "pheromone.session"
+	// HeaderWatermark, on the records of a repartition topic whose bucket
+	// has event-time triggers, carries the sending partition and its
+	// watermarks (see repartition.go); a record with it and no value is a
+	// watermark marker.
+	HeaderWatermark = "pheromone.watermark"
 )
 
 // Dead-letter reasons (the pheromone.reason header and the metric label).

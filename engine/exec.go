@@ -152,9 +152,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			break
 		}
 		out.reset()
+		wait := n.o.Clock.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
+		case <-wait.C():
 		case <-ctx.Done():
+			wait.Stop()
 		}
 		backoff = min(backoff*2, time.Second)
 	}

@@ -176,6 +176,7 @@ type plan struct {
 	repart    map[string]string      // repartition topic → bucket
 	buckets   map[string]*bucketPlan
 	functions map[string]*fnPlan
+	eventTime bool // some trigger runs on event time
 }
 
 type bucketPlan struct {
@@ -243,9 +244,16 @@ func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*p
 			return nil, fmt.Errorf("engine: trigger %q: app not validated", t.Name)
 		}
 		slide, gap, ooo, lateness, idle, future := t.TimeSpec()
+		inputs := 0
+		p.eventTime = p.eventTime || t.Time == "event"
+		if t.Time == "event" && bp.cfg.PartitionBy != "" {
+			// Objects come from every partition: merge their watermarks.
+			inputs = a.Partitions()
+		}
 		bp.triggers = append(bp.triggers, trigPlan{
 			spec: triggers.Spec{
-				Slide: slide, Gap: gap, EventTime: t.Time == "event", OutOfOrderness: ooo,
+				Inputs: inputs,
+				Slide:  slide, Gap: gap, EventTime: t.Time == "event", OutOfOrderness: ooo,
 				AllowedLateness: lateness, IdleTimeout: idle, MaxFuture: future,
 				Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration(),
 				Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
@@ -418,9 +426,9 @@ func (n *Node) restartTask(old *task, cause error) {
 	fenced := errors.Is(cause, ErrFenced)
 	n.log.Warn("partition task stopped; its aborted transaction is discarded", "partition", part, "fenced", fenced, "error", cause)
 	if fenced {
-		t := time.NewTimer(n.o.FencedWait)
+		t := n.o.Clock.NewTimer(n.o.FencedWait)
 		select {
-		case <-t.C:
+		case <-t.C():
 		case <-n.stopC:
 			t.Stop()
 			return
@@ -437,9 +445,9 @@ func (n *Node) restartTask(old *task, cause error) {
 			return
 		}
 		n.log.Warn("restarting partition task failed; retrying", "partition", part, "error", err)
-		t := time.NewTimer(min(time.Duration(attempt+1)*time.Second, 10*time.Second))
+		t := n.o.Clock.NewTimer(min(time.Duration(attempt+1)*time.Second, 10*time.Second))
 		select {
-		case <-t.C:
+		case <-t.C():
 		case <-n.stopC:
 			t.Stop()
 			return
@@ -539,25 +547,74 @@ func (n *Node) StartOffset(tp TopicPartition) (int64, bool) {
 // task's queue is full (backpressure) and returns ctx.Err() if ctx ends
 // first. Records for a partition this node does not own are dropped. The
 // engine owns recs after the call. hwm is the partition's high watermark
-// (-1 if unknown), used for the lag metric.
+// (-1 if unknown), used for the lag metric and idleness.
 func (n *Node) Deliver(ctx context.Context, topic string, partition int32, recs []Record, hwm int64) error {
+	return n.DeliverFetch(ctx, topic, partition, recs, -1, hwm)
+}
+
+// DeliverFetch is Deliver with the fetch's log position: next is the offset
+// after the last record fetched, control records (transaction markers)
+// included, or -1 for "after the last of recs"; end is the partition's log
+// end as the fetch saw it (the high watermark, or the last stable offset
+// when reading committed), -1 if unknown. A fetch of control records only
+// is delivered with no recs: it moves the task's position, which is how a
+// task learns it has caught up with a transactional topic.
+func (n *Node) DeliverFetch(ctx context.Context, topic string, partition int32, recs []Record, next, end int64) error {
 	n.mu.Lock()
 	t := n.tasks[partition]
 	if t != nil && t.rewinding {
 		t = nil // fetched before the seek to its last commit
 	}
 	n.mu.Unlock()
-	if t == nil || len(recs) == 0 {
+	if t == nil || (len(recs) == 0 && next < 0) {
 		return nil
 	}
 	select {
-	case t.inbox <- inbound{topic: topic, recs: recs, hwm: hwm}:
+	case t.inbox <- inbound{topic: topic, recs: recs, hwm: end, next: next, at: n.o.Clock.Now()}:
 		return nil
 	case <-t.done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// LogRange is what a look at a partition's log found: its first offset and
+// its end (the offset the next record will get; the last stable offset
+// when reading committed).
+type LogRange struct{ Start, End int64 }
+
+// ObserveLogEnds tells the partition tasks what a look at their logs,
+// started at time at (read from Now before the look), found. A task counts
+// as caught up — the only state in which idleness may move an event-time
+// watermark — only while such looks are fresh and show it at the end of
+// every one of its topics. The source calls it regularly (see
+// connectors/kafka: the log-end probe).
+func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, at time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for tp, r := range ranges {
+		if t := n.tasks[tp.Partition]; t != nil {
+			t.prog.observe(tp.Topic, r, at)
+		}
+	}
+	for _, t := range n.tasks {
+		t.prog.wake()
+	}
+}
+
+// Now is the node's processing time (its Clock).
+func (n *Node) Now() time.Time { return n.o.Clock.Now() }
+
+// Assigned lists the topic partitions assigned to this node.
+func (n *Node) Assigned() []TopicPartition {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]TopicPartition, 0, len(n.assigned))
+	for tp := range n.assigned {
+		out = append(out, tp)
+	}
+	return out
 }
 
 // Revoke stops the tasks whose partitions were all revoked; it returns after

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
@@ -43,6 +44,9 @@ type PartitionView struct {
 	Held     int64             `json:"held"`
 	Objects  []json.RawMessage `json:"objects"`
 	Triggers []TriggerView     `json:"triggers"`
+	// CaughtUp reports (for apps with event-time triggers) whether the
+	// partition has consumed everything up to its log ends, as last seen.
+	CaughtUp *bool `json:"caught_up,omitempty"`
 }
 
 // TriggerView is a trigger's pending state.
@@ -52,6 +56,12 @@ type TriggerView struct {
 	Pending   int                 `json:"pending"`
 	Dropped   uint64              `json:"dropped,omitempty"`
 	Progress  []triggers.Progress `json:"progress,omitempty"`
+	// Event-time triggers: the watermark (absent before the first), whether
+	// the partition counts as idle (caught up and quiet for idle_timeout),
+	// and the start of the oldest open window.
+	Watermark    *time.Time `json:"watermark,omitempty"`
+	Idle         *bool      `json:"idle,omitempty"`
+	OldestWindow *time.Time `json:"oldest_window,omitempty"`
 }
 
 // QueryBucket returns the bucket's state on the partitions this node owns.
@@ -72,6 +82,10 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 			return BucketView{}, err
 		}
 		pv := PartitionView{Partition: part, Objects: []json.RawMessage{}, Triggers: []TriggerView{}}
+		live := n.live(part)
+		if live != nil && n.plan.eventTime {
+			pv.CaughtUp = &live.caughtUp
+		}
 		low := b.low()
 		// The objects some trigger holds; nil means every object from low
 		// on (a bucket without triggers keeps everything).
@@ -135,6 +149,19 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 				if q.Session != "" {
 					tv.Progress = slices.DeleteFunc(tv.Progress, func(p triggers.Progress) bool { return p.Session != q.Session })
 				}
+			}
+			if w, ok := tr.t.(triggers.Watermarker); ok && tr.eventTime {
+				if wm, ok := w.Watermark(); ok {
+					tv.Watermark = &wm
+				}
+				if o := w.OldestWindow(); !o.IsZero() {
+					tv.OldestWindow = &o
+				}
+				idle := false
+				if live != nil {
+					idle = live.idle[bucket+"\x00"+tv.Name]
+				}
+				tv.Idle = &idle
 			}
 			pv.Triggers = append(pv.Triggers, tv)
 		}

@@ -2,15 +2,18 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/triggers"
 )
 
 // Repartitioning: objects a function puts into a bucket with partition_by go
@@ -110,15 +113,34 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 	if broadcast != nil {
 		keys = stringColumn(rec, b.cfg.Key)
 	}
+	var from *sent // the senders' watermarks, when the bucket merges them
+	if len(b.mergers) > 0 {
+		from = t.send(b, rec, t.n.o.Clock.Now())
+	}
 	topic := t.n.plan.app.RepartitionTopic(b.name)
 	var enc codec.JSONEncoder
-	// key is the current row's key; kbuf and buf hold the keys and values
-	// of the records produced, sliced with full capacity so a later append
-	// never overwrites a record still in flight.
-	var key, kbuf, buf []byte
-	var hdr []Header
-	if session != "" {
-		hdr = []Header{{HeaderSession, []byte(session)}}
+	// key is the current row's key; kbuf, buf and hbuf hold the keys, values
+	// and watermark headers of the records produced, sliced with full
+	// capacity so a later append never overwrites a record still in flight.
+	var key, kbuf, buf, hbuf []byte
+	headers := func(i int) []Header {
+		var hdr []Header
+		if session != "" {
+			hdr = append(hdr, Header{HeaderSession, []byte(session)})
+		}
+		if from != nil {
+			hs := len(hbuf)
+			hbuf = appendWatermarkHeader(hbuf, t.part, from, i, nil)
+			hdr = append(hdr, Header{HeaderWatermark, hbuf[hs:len(hbuf):len(hbuf)]})
+		}
+		return hdr
+	}
+	putLocal := func(i, j int) {
+		var f *sent
+		if from != nil {
+			f = from.slice(i, j)
+		}
+		t.putFrom(b, rec.NewSlice(int64(i), int64(j)), session, f)
 	}
 	local := -1 // start of the current run of local rows
 	rows := int(rec.NumRows())
@@ -134,6 +156,7 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 				start, ks := len(buf), len(kbuf)
 				buf = enc.AppendRow(buf, rec, i)
 				kbuf = append(kbuf, key...)
+				hdr := headers(i)
 				for q := int32(0); q < int32(parts); q++ {
 					if q != t.part {
 						t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
@@ -150,7 +173,7 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 			continue
 		}
 		if local >= 0 {
-			t.put(b, rec.NewSlice(int64(local), int64(i)), session)
+			putLocal(local, i)
 			local = -1
 		}
 		if i == rows {
@@ -160,30 +183,188 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 		buf = enc.AppendRow(buf, rec, i)
 		kbuf = append(kbuf, key...)
 		t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
-			Headers: hdr, Partition: p, ToPartition: true})
+			Headers: headers(i), Partition: p, ToPartition: true})
 	}
 }
 
 // decodeRepartitioned puts records of a repartition topic into their
-// bucket, one put per run of records of the same session.
+// bucket, one put per run of records of the same session, and applies the
+// watermark markers between them in order.
 func (t *task) decodeRepartitioned(src *app.Source, topic string, recs []Record) {
 	d := t.decoders[topic]
 	b := t.buckets[src.Bucket]
+	merged := len(b.mergers) > 0
+	wms := make([]int64, len(b.mergers))
 	for i := 0; i < len(recs); {
+		if merged && len(recs[i].Value) == 0 {
+			// A watermark marker of an upstream partition.
+			if h := recs[i].Header(HeaderWatermark); h != nil {
+				if up, ok := parseWatermarkHeader(h, wms); ok {
+					var out []triggers.Firing
+					for m, tr := range b.mergers {
+						out = tr.merger.Observe(int(up), wms[m], out[:0])
+						t.queueFirings(b, tr, out)
+					}
+				}
+			}
+			i++
+			continue
+		}
 		session := recs[i].Header(HeaderSession)
+		var from *sent
+		if merged {
+			from = &sent{wms: make([][]int64, len(b.mergers))}
+		}
 		j := i
 		d.Reserve(len(recs) - i)
 		for ; j < len(recs) && bytes.Equal(recs[j].Header(HeaderSession), session); j++ {
+			if merged && len(recs[j].Value) == 0 {
+				break
+			}
 			if err := d.Append(recs[j].Value); err != nil {
 				t.deadRecord(src, topic, &recs[j], ReasonDecode, err)
+				continue
+			}
+			if merged {
+				up, ok := parseWatermarkHeader(recs[j].Header(HeaderWatermark), wms)
+				if !ok {
+					up = -1
+				}
+				from.upstream = append(from.upstream, up)
+				for m := range wms {
+					from.wms[m] = append(from.wms[m], wms[m])
+				}
 			}
 		}
 		rec := d.NewRecord()
 		if rec.NumRows() == 0 {
 			rec.Release()
 		} else {
-			t.put(b, rec, string(session))
+			t.putFrom(b, rec, string(session), from)
 		}
 		i = j
 	}
+}
+
+// Watermarks through repartition topics. An event-time trigger on a bucket
+// with partition_by merges the watermarks of every upstream partition (see
+// triggers.Merger). Each object a partition sends into such a bucket —
+// through the topic or put locally — carries the sender's watermark just
+// before it, per merged trigger; at the end of a cycle whose watermark
+// changed, the sender publishes it to every other partition as a marker (a
+// record with the header and no value), in order with its data, and to its
+// own partition directly. Markers ride in the cycle's transaction under
+// exactly-once. The header is uvarint(sender partition) followed by one
+// varint per merged trigger of the bucket (unix ns; NoWatermark for none).
+
+// sent is the senders' side of objects put into a merged bucket: the
+// sending partition and, per merged trigger, its watermark before each.
+type sent struct {
+	upstream []int32
+	wms      [][]int64
+}
+
+// slice returns the part of s for rows [i, j).
+func (s *sent) slice(i, j int) *sent {
+	out := &sent{upstream: s.upstream[i:j], wms: make([][]int64, len(s.wms))}
+	for m := range s.wms {
+		out.wms[m] = s.wms[m][i:j]
+	}
+	return out
+}
+
+// send records rec's rows as sent by this partition into b, in order.
+func (t *task) send(b *bucket, rec arrow.Record, now time.Time) *sent {
+	n := int(rec.NumRows())
+	ts := millisColumn(rec, b.cfg.EventTime)
+	s := &sent{upstream: make([]int32, n), wms: make([][]int64, len(b.mergers))}
+	for i := range s.upstream {
+		s.upstream[i] = t.part
+	}
+	for m := range s.wms {
+		s.wms[m] = make([]int64, n)
+	}
+	for i := 0; i < n; i++ {
+		var ms int64
+		if ts != nil {
+			ms = ts[i]
+		}
+		for m, tr := range b.mergers {
+			s.wms[m][i] = tr.merger.Send(ms, now)
+		}
+	}
+	return s
+}
+
+// appendWatermarkHeader encodes the watermark header of row i of s (or of
+// wms when s is nil).
+func appendWatermarkHeader(dst []byte, part int32, s *sent, i int, wms []int64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(part))
+	if s != nil {
+		for m := range s.wms {
+			dst = binary.AppendVarint(dst, s.wms[m][i])
+		}
+		return dst
+	}
+	for _, w := range wms {
+		dst = binary.AppendVarint(dst, w)
+	}
+	return dst
+}
+
+// parseWatermarkHeader decodes a watermark header into wms (one per merged
+// trigger; missing values are NoWatermark).
+func parseWatermarkHeader(h []byte, wms []int64) (part int32, ok bool) {
+	for m := range wms {
+		wms[m] = triggers.NoWatermark
+	}
+	p, n := binary.Uvarint(h)
+	if n <= 0 || p > math.MaxInt32 {
+		return -1, false
+	}
+	h = h[n:]
+	for m := range wms {
+		if v, k := binary.Varint(h); k > 0 {
+			wms[m] = v
+			h = h[k:]
+		}
+	}
+	return int32(p), true
+}
+
+// publishWatermarks publishes the merged triggers' changed watermarks:
+// markers to every other partition of the bucket's repartition topic, and
+// Observe on this partition. It reports whether anything was published.
+func (t *task) publishWatermarks() bool {
+	published := false
+	parts := int32(t.n.plan.app.Partitions())
+	for _, b := range t.order {
+		if len(b.mergers) == 0 {
+			continue
+		}
+		wms := make([]int64, len(b.mergers))
+		changed := false
+		for m, tr := range b.mergers {
+			var ch bool
+			wms[m], ch = tr.merger.Publish()
+			changed = changed || ch
+		}
+		if !changed {
+			continue
+		}
+		published = true
+		var out []triggers.Firing
+		for m, tr := range b.mergers {
+			out = tr.merger.Observe(int(t.part), wms[m], out[:0])
+			t.queueFirings(b, tr, out)
+		}
+		hdr := appendWatermarkHeader(nil, t.part, nil, 0, wms)
+		topic := t.n.plan.app.RepartitionTopic(b.name)
+		for q := int32(0); q < parts; q++ {
+			if q != t.part {
+				t.produce(&OutRecord{Topic: topic, Partition: q, ToPartition: true, Headers: []Header{{HeaderWatermark, hdr}}})
+			}
+		}
+	}
+	return published
 }

@@ -74,6 +74,11 @@ type task struct {
 	// repair lists keys of an unfinished changelog cycle found by restore;
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
+
+	prog       progress  // position against the logs (idleness)
+	lastReport time.Time // when the event-time gauges were last reported
+	live       atomic.Pointer[liveStatus]
+	wmHeader   []byte // scratch for watermark headers
 }
 
 // acks counts the writes of one cycle that Kafka has not acknowledged yet.
@@ -119,7 +124,9 @@ type pendingCommit struct {
 type inbound struct {
 	topic  string
 	recs   []Record
-	hwm    int64
+	hwm    int64        // log end the fetch saw, -1 unknown
+	next   int64        // offset after the fetch (control records included), -1: after recs
+	at     time.Time    // when the fetch was delivered
 	invoke arrow.Record // an invocation's input, instead of records
 }
 
@@ -160,6 +167,7 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		commits:       make(chan *pendingCommit, maxPendingCommits),
 		committerDone: make(chan struct{}),
 		failed:        make(chan error, 1),
+		prog:          newProgress(),
 	}
 	a := n.plan.app
 	for i := range a.Buckets {
@@ -261,10 +269,11 @@ func (t *task) run() (err error) {
 			timerC = timer.C()
 		}
 		var txnC <-chan time.Time
-		var txnTimer *time.Timer
+		var txnTimer Timer
 		if len(t.txnPending) > 0 {
-			txnTimer = time.NewTimer(time.Until(t.txnStart.Add(t.n.o.CommitInterval)))
-			txnC = txnTimer.C
+			clk := t.n.o.Clock
+			txnTimer = clk.NewTimer(t.txnStart.Add(t.n.o.CommitInterval).Sub(clk.Now()))
+			txnC = txnTimer.C()
 		}
 		select {
 		case <-t.quit:
@@ -278,6 +287,10 @@ func (t *task) run() (err error) {
 		case in := <-t.inbox:
 			err = t.process(in)
 		case <-timerC:
+			err = t.tick()
+		case <-t.prog.signal:
+			// New looks at the log ends: the partition may be caught up (or
+			// behind) now.
 			err = t.tick()
 		case <-txnC:
 			err = t.endTxn()
@@ -310,6 +323,7 @@ func (t *task) nextTick() time.Time {
 // tick runs the timers that are due, as one cycle.
 func (t *task) tick() error {
 	now := t.n.o.Clock.Now()
+	t.refreshIdle(now)
 	fired := false
 	var out []triggers.Firing
 	for _, b := range t.order {
@@ -321,12 +335,28 @@ func (t *task) tick() error {
 			}
 		}
 	}
-	if !fired {
+	if !t.publishWatermarks() && !fired {
+		t.reportEventTime(now)
 		return nil
 	}
 	if err := t.drain(); err != nil {
 		return err
 	}
+	return t.finish()
+}
+
+// finish ends a cycle: it publishes the watermarks that changed (and runs
+// what they fire), then commits.
+func (t *task) finish() error {
+	for range 8 {
+		if !t.publishWatermarks() {
+			break
+		}
+		if err := t.drain(); err != nil {
+			return err
+		}
+	}
+	t.reportEventTime(t.n.o.Clock.Now())
 	return t.commit()
 }
 
@@ -337,7 +367,7 @@ func (t *task) process(in inbound) error {
 		if err := t.drain(); err != nil {
 			return err
 		}
-		return t.commit()
+		return t.finish()
 	}
 	src := t.n.plan.sources[in.topic]
 	next, seen := t.offsets[in.topic]
@@ -347,8 +377,14 @@ func (t *task) process(in inbound) error {
 	for seen && len(recs) > 0 && recs[0].Offset < next {
 		recs = recs[1:]
 	}
+	pos := in.next
+	if pos < 0 && len(in.recs) > 0 {
+		pos = in.recs[len(in.recs)-1].Offset + 1
+	}
+	t.prog.fetched(in.topic, pos, in.hwm, in.at)
 	if len(recs) == 0 {
-		return nil
+		// Control records only (or a re-delivery): the position moved.
+		return t.tick()
 	}
 	if t.n.plan.repart[in.topic] != "" {
 		t.decodeRepartitioned(src, in.topic, recs)
@@ -359,10 +395,11 @@ func (t *task) process(in inbound) error {
 	if in.hwm >= 0 {
 		t.n.o.Metrics.Lag(in.topic, t.part, in.hwm-t.pending[in.topic])
 	}
+	t.refreshIdle(t.n.o.Clock.Now())
 	if err := t.drain(); err != nil {
 		return err
 	}
-	return t.commit()
+	return t.finish()
 }
 
 // decode turns records into one Arrow batch put into the source's bucket.
@@ -454,12 +491,22 @@ func (t *task) produceTo(r *OutRecord, onOffset func(int64)) {
 // Objects of a bucket without a session column inherit session (the
 // session of the firing whose function emitted them).
 func (t *task) put(b *bucket, rec arrow.Record, session string) {
+	t.putFrom(b, rec, session, nil)
+}
+
+// putFrom is put with the senders' watermarks of objects that came through
+// a repartition topic (nil: this partition sends them itself).
+func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) {
 	size := recordSize(rec)
 	if !b.fits(rec.NumRows(), size) {
 		t.deadRows(rec, ReasonBucket, fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
 			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes), Header{HeaderBucket, []byte(b.name)})
 		rec.Release()
 		return
+	}
+	now := t.n.o.Clock.Now()
+	if len(b.mergers) > 0 && from == nil {
+		from = t.send(b, rec, now)
 	}
 	objs := b.append(rec, size)
 	if objs.Sessions == nil && session != "" {
@@ -468,20 +515,27 @@ func (t *task) put(b *bucket, rec arrow.Record, session string) {
 			objs.Sessions[i] = session
 		}
 	}
-	now := t.n.o.Clock.Now()
 	var out []triggers.Firing
 	for _, tr := range b.triggers {
 		o := objs
 		o.Groups = stringColumn(rec, tr.groupCol)
 		o.Counts = int64Column(rec, tr.countCol)
+		if tr.merger != nil && from != nil {
+			o.Upstream, o.Watermarks = from.upstream, from.wms[tr.mIdx]
+		}
 		out = tr.t.Put(o, now, out[:0])
-		for _, f := range out {
-			t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f, early: t.applyingEarly})
-		}
-		if d := tr.t.Dropped(); d != tr.dropped {
-			t.n.o.Metrics.TriggerDropped(tr.t.Name(), int(d-tr.dropped))
-			tr.dropped = d
-		}
+		t.queueFirings(b, tr, out)
+	}
+}
+
+// queueFirings queues the firings of tr and reports what it dropped.
+func (t *task) queueFirings(b *bucket, tr *trigger, out []triggers.Firing) {
+	for _, f := range out {
+		t.cyc.queue = append(t.cyc.queue, queued{b: b, tr: tr, f: f, early: t.applyingEarly})
+	}
+	if d := tr.t.Dropped(); d != tr.dropped {
+		t.n.o.Metrics.TriggerDropped(tr.t.Name(), int(d-tr.dropped))
+		tr.dropped = d
 	}
 }
 
@@ -750,11 +804,12 @@ func (t *task) commit() error {
 	t.cur = newAcks()
 	t.cyc.nextID, t.cyc.applyID = 0, 0
 	if t.txn {
+		now := t.n.o.Clock.Now()
 		if len(t.txnPending) == 0 {
-			t.txnStart = time.Now()
+			t.txnStart = now
 		}
 		t.txnPending = append(t.txnPending, pc)
-		if time.Since(t.txnStart) >= t.n.o.CommitInterval {
+		if now.Sub(t.txnStart) >= t.n.o.CommitInterval {
 			return t.endTxn()
 		}
 		return nil

@@ -172,7 +172,10 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.ReadCommitted {
 		iso = kgo.ReadCommitted()
 	}
-	extra := []kgo.Opt{kgo.FetchIsolationLevel(iso)}
+	// Control records (transaction markers) come through so a partition's
+	// position includes them: a task is caught up with a transactional
+	// topic only once it is past its last marker (see the log-end probe).
+	extra := []kgo.Opt{kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords()}
 	if os.Getenv("PHEROMONE_KAFKA_DEBUG") != "" {
 		// franz-go's own log of the group protocol, for diagnosing rebalances.
 		extra = append(extra, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
@@ -292,6 +295,11 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.probe(loopCtx, cl)
+	}()
 	err = s.poll(pollCtx, cl)
 	select {
 	case aerr := <-assignErr:
@@ -359,24 +367,94 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 			if fatal != nil || len(ftp.Records) == 0 {
 				return
 			}
-			recs := make([]engine.Record, len(ftp.Records))
-			for i, r := range ftp.Records {
-				recs[i] = engine.Record{Key: r.Key, Value: r.Value, Offset: r.Offset, Timestamp: r.Timestamp}
+			recs := make([]engine.Record, 0, len(ftp.Records))
+			for _, r := range ftp.Records {
+				if r.Attrs.IsControl() {
+					continue // a transaction marker: it only moves the position
+				}
+				rec := engine.Record{Key: r.Key, Value: r.Value, Offset: r.Offset, Timestamp: r.Timestamp}
 				if len(r.Headers) > 0 {
 					hs := make([]engine.Header, len(r.Headers))
 					for j, h := range r.Headers {
 						hs[j] = engine.Header{Key: h.Key, Value: h.Value}
 					}
-					recs[i].Headers = hs
+					rec.Headers = hs
 				}
+				recs = append(recs, rec)
 			}
-			if err := s.Node.Deliver(ctx, ftp.Topic, ftp.Partition, recs, ftp.HighWatermark); err != nil && ctx.Err() == nil {
+			end := ftp.HighWatermark
+			if s.ReadCommitted {
+				end = ftp.LastStableOffset
+			}
+			next := ftp.Records[len(ftp.Records)-1].Offset + 1
+			if err := s.Node.DeliverFetch(ctx, ftp.Topic, ftp.Partition, recs, next, end); err != nil && ctx.Err() == nil {
 				fatal = err
 			}
 		})
 		if fatal != nil {
 			return fatal
 		}
+	}
+}
+
+// ProbeInterval is how often the source looks at the log ends of its
+// assigned partitions for the engine's idleness rule.
+const ProbeInterval = 250 * time.Millisecond
+
+// probe looks at the start and end offsets of the assigned partitions
+// every ProbeInterval and reports them to the node (engine.ObserveLogEnds):
+// a fetch reports the log end only when it brings records, so a caught-up
+// partition learns that it still is from here. Each look is stamped with
+// the node's clock before it starts.
+func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tps := s.Node.Assigned()
+		if len(tps) == 0 {
+			continue
+		}
+		seen := map[string]bool{}
+		var topics []string
+		for _, tp := range tps {
+			if !seen[tp.Topic] {
+				seen[tp.Topic] = true
+				topics = append(topics, tp.Topic)
+			}
+		}
+		at := s.Node.Now()
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var ends kadm.ListedOffsets
+		var err error
+		if s.ReadCommitted {
+			ends, err = adm.ListCommittedOffsets(lctx, topics...)
+		} else {
+			ends, err = adm.ListEndOffsets(lctx, topics...)
+		}
+		var starts kadm.ListedOffsets
+		if err == nil {
+			starts, err = adm.ListStartOffsets(lctx, topics...)
+		}
+		cancel()
+		if err != nil {
+			continue // the next look will do; meanwhile the task's looks go stale
+		}
+		ranges := make(map[engine.TopicPartition]engine.LogRange, len(tps))
+		for _, tp := range tps {
+			e, ok := ends.Lookup(tp.Topic, tp.Partition)
+			st, ok2 := starts.Lookup(tp.Topic, tp.Partition)
+			if !ok || !ok2 || e.Err != nil || st.Err != nil {
+				continue
+			}
+			ranges[tp] = engine.LogRange{Start: st.Offset, End: e.Offset}
+		}
+		s.Node.ObserveLogEnds(ranges, at)
 	}
 }
 

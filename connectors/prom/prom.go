@@ -31,6 +31,9 @@ type Metrics struct {
 	lag          *prometheus.GaugeVec
 	restoreLeft  *prometheus.GaugeVec
 	restored     *prometheus.CounterVec
+	watermark    *prometheus.GaugeVec
+	idle         *prometheus.GaugeVec
+	oldestWindow *prometheus.GaugeVec
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -65,6 +68,12 @@ func New(app string) *Metrics {
 		lag:          g("consumer_lag", "Records behind the high watermark per source partition.", "topic", "partition"),
 		restoreLeft:  g("restore_remaining_records", "Changelog records a partition still has to restore before it processes (0 when ready).", "partition"),
 		restored:     f("restored_bytes_total", "Changelog bytes applied to local state while restoring.", "partition"),
+		watermark: g("watermark_seconds", "Event-time watermark of a trigger per bucket partition (unix seconds; absent before the first).",
+			"bucket", "trigger", "partition"),
+		idle: g("partition_idle", "1 while the bucket partition counts as idle for an event-time trigger (caught up with the log and quiet for idle_timeout).",
+			"bucket", "trigger", "partition"),
+		oldestWindow: g("oldest_open_window_seconds", "Start of the oldest open window of an event-time trigger per bucket partition (unix seconds; 0: none).",
+			"bucket", "trigger", "partition"),
 	}
 	m.fnLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "pheromone", Name: "function_duration_seconds", Help: "Function invocation latency.",
@@ -110,4 +119,20 @@ func (m *Metrics) Restore(partition int32, bytes int, remaining int64) {
 }
 func (m *Metrics) Lag(topic string, partition int32, lag int64) {
 	m.lag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(lag))
+}
+func (m *Metrics) EventTime(bucket, trigger string, partition int32, wm time.Time, idle bool, oldest time.Time) {
+	p := strconv.Itoa(int(partition))
+	if !wm.IsZero() {
+		m.watermark.WithLabelValues(bucket, trigger, p).Set(float64(wm.UnixNano()) / 1e9)
+	}
+	i := 0.0
+	if idle {
+		i = 1
+	}
+	m.idle.WithLabelValues(bucket, trigger, p).Set(i)
+	o := 0.0
+	if !oldest.IsZero() {
+		o = float64(oldest.UnixNano()) / 1e9
+	}
+	m.oldestWindow.WithLabelValues(bucket, trigger, p).Set(o)
 }

@@ -1274,3 +1274,33 @@ func suggest(_ string, valid []string) string {
 	}
 	return " (have: " + strings.Join(valid, ", ") + ")"
 }
+
+// Caveats lists what a valid app cannot keep exact, with YAML paths: the
+// configurations under which an event-time result may depend on when a
+// process crashed or how the input was replayed, or may never come. `validate`
+// prints them and `run` logs them at start; none stops the app. Call it
+// after Validate.
+func (a *App) Caveats() Problems {
+	var ps Problems
+	for i, t := range a.Triggers {
+		if t.Primitive != "by_time" || t.Time != "event" {
+			continue
+		}
+		b := a.Bucket(t.Bucket)
+		if b == nil || b.PartitionBy == "" {
+			continue
+		}
+		p := fmt.Sprintf("triggers[%d]", i)
+		if a.Kafka.Guarantee != ExactlyOnce {
+			ps = append(ps, Problem{Path: p, Msg: fmt.Sprintf("bucket %q is repartitioned (partition_by) and the guarantee is at_least_once: "+
+				"after a crash, objects repartitioned in the cycles in flight reach the window twice and are counted twice; "+
+				"set kafka.guarantee: exactly_once for exact windows", t.Bucket)})
+		}
+		if t.IdleTimeout == "" {
+			ps = append(ps, Problem{Path: p + ".idle_timeout", Msg: fmt.Sprintf("bucket %q is repartitioned: its watermark is the slowest "+
+				"upstream partition's, so a partition that receives no input holds back every window until it does; "+
+				"set idle_timeout to let caught-up partitions follow the clock", t.Bucket)})
+		}
+	}
+	return ps
+}

@@ -114,6 +114,9 @@ func cmdValidate(reg *fn.Registry, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "%s: app %q is valid: %d source(s), %d bucket(s), %d trigger(s), %d function(s), %d sink(s)\n",
 		*file, a.Name, len(a.Sources), len(a.Buckets), len(a.Triggers), len(a.Functions), len(a.Sinks))
+	for _, c := range a.Caveats() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *file, c)
+	}
 	return 0
 }
 
@@ -223,6 +226,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	a := cfg.App
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	for _, c := range a.Caveats() {
+		cfg.Logger.Warn("results may not be exact", "path", c.Path, "reason", c.Msg)
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard

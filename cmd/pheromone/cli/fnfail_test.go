@@ -40,6 +40,8 @@ func TestFunctionFailureGoesToDeadLetters(t *testing.T) {
 			bad := &failing{panic: panics}
 			n := startNode(t, ordersApp, brokers, clock, t.TempDir(), map[string]fn.Function{"batch_total": bad})
 			produce(t, brokers, "orders", 0, order(1, "ann", 10), order(2, "bob", 20), order(3, "cat", 30))
+			// The backoff between attempts (10, 20, 40 ms) runs on the clock.
+			advanceUntil(t, clock, 10*time.Millisecond, "1 + 3 attempts", func() bool { return bad.calls.Load() == 4 })
 
 			dead := consume(t, brokers, "orders.dlq", 3, 200*time.Millisecond)
 			equalLines(t, "dead-lettered inputs", values(dead), []string{

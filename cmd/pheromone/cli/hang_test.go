@@ -52,7 +52,8 @@ func hangOn13(_ context.Context, in fn.Input, out fn.Output) error {
 // the metric moves, and the other partition keeps flowing meanwhile.
 func TestHangingFunctionTimesOut(t *testing.T) {
 	brokers := cluster(t)
-	n := startNode(t, hangApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir(),
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, hangApp, brokers, clock, t.TempDir(),
 		map[string]fn.Function{"work": fn.Func(hangOn13)})
 	produce(t, brokers, "in", 0, `{"id":13}`)
 	produce(t, brokers, "in", 1, `{"id":1}`, `{"id":2}`)
@@ -64,6 +65,11 @@ func TestHangingFunctionTimesOut(t *testing.T) {
 	if got := n.info.Node.Committed()[p0]; got != 0 {
 		t.Fatalf("partition 0 committed %d before its function timed out", got)
 	}
+	// The attempts time out on real time; the backoff between them runs on
+	// the clock.
+	errs := `pheromone_function_errors_total{app="hang",function="work"}`
+	waitFor(t, 10*time.Second, "the first attempt timed out", func() bool { return scrape(t, n.info.HTTPAddr, errs) == "1" })
+	advanceUntil(t, clock, 10*time.Millisecond, "the retry timed out", func() bool { return scrape(t, n.info.HTTPAddr, errs) == "2" })
 	dead := consume(t, brokers, "hang.dlq", 1, 100*time.Millisecond)
 	equalLines(t, "dead letters", values(dead), []string{`{"id":13}`})
 	if len(dead) == 1 && !strings.Contains(header(dead[0], engine.HeaderError), "timed out after 2s") {

@@ -103,6 +103,23 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// advanceUntil moves clock forward by step until cond holds: retry backoffs
+// run on the injected clock. After each step it polls cond for a moment
+// (the goroutine that waits may not have set its timer yet).
+func advanceUntil(t *testing.T, clock *engine.ManualClock, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		clock.Advance(step)
+		for settle := time.Now().Add(100 * time.Millisecond); !cond() && time.Now().Before(settle); {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
 // produce writes values to explicit partitions of topic and waits for acks.
 func produce(t *testing.T, brokers []string, topic string, part int32, values ...string) {
 	t.Helper()
