@@ -183,3 +183,59 @@ func TestExamplesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCaveatsOfRepartitionedEventTime: a window on a bucket with
+// partition_by is exact only under exactly_once (at-least-once repeats the
+// repartitioned objects of the cycles in flight at a crash, and a window
+// counts them twice), and without idle_timeout one partition without input
+// holds back every window; validate says so with the trigger's path.
+func TestCaveatsOfRepartitionedEventTime(t *testing.T) {
+	app := func(guarantee, idle string) string {
+		return `
+app: views
+kafka: {guarantee: ` + guarantee + `}
+sources:
+  - name: events
+    topic: events
+    schema: [{name: ad, type: string}, {name: campaign, type: string}, {name: ts, type: timestamp}]
+    event_time: ts
+    bucket: events
+buckets:
+  - {name: events}
+  - {name: by_campaign, partition_by: campaign, event_time: ts}
+triggers:
+  - {name: each, bucket: events, primitive: immediate, function: rekey}
+  - {name: per10s, bucket: by_campaign, primitive: by_time, time: event, window: 10s` + idle + `, function: count}
+functions:
+  - {name: rekey, kind: emit, outputs: [by_campaign]}
+  - {name: count, kind: aggregate, group_by: [campaign], aggregates: [{name: n, op: count}], outputs: [out]}
+sinks:
+  - {name: out, topic: counts, key: campaign}
+`
+	}
+	for _, c := range []struct {
+		guarantee, idle string
+		want            []string
+	}{
+		{"at_least_once", "", []string{"triggers[1]: bucket \"by_campaign\" is repartitioned (partition_by) and the guarantee is at_least_once",
+			"triggers[1].idle_timeout: bucket \"by_campaign\" is repartitioned"}},
+		{"exactly_once", ", idle_timeout: 5s", nil},
+	} {
+		a, err := Parse([]byte(app(c.guarantee, c.idle)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got := a.Caveats()
+		if len(got) != len(c.want) {
+			t.Fatalf("%s: caveats %v, want %d", c.guarantee, got, len(c.want))
+		}
+		for i, w := range c.want {
+			if !strings.HasPrefix(got[i].String(), w) {
+				t.Errorf("%s: caveat %d = %q, want prefix %q", c.guarantee, i, got[i], w)
+			}
+		}
+	}
+}

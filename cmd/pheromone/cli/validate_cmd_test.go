@@ -36,3 +36,31 @@ func TestValidateCommand(t *testing.T) {
 		t.Errorf("unknown command: exit %d, want 2", code)
 	}
 }
+
+// TestValidatePrintsCaveats: a valid app whose event-time results cannot be
+// exact under crashes passes, with a warning naming the trigger's path.
+func TestValidatePrintsCaveats(t *testing.T) {
+	yaml := `
+app: views
+sources:
+  - {name: events, topic: events, schema: [{name: campaign, type: string}, {name: ts, type: timestamp}], event_time: ts, bucket: events}
+buckets:
+  - {name: events}
+  - {name: by_campaign, partition_by: campaign, event_time: ts}
+triggers:
+  - {name: each, bucket: events, primitive: immediate, function: rekey}
+  - {name: per10s, bucket: by_campaign, primitive: by_time, time: event, window: 10s, idle_timeout: 5s, function: count}
+functions:
+  - {name: rekey, kind: emit, outputs: [by_campaign]}
+  - {name: count, kind: aggregate, group_by: [campaign], aggregates: [{name: n, op: count}], outputs: [out]}
+sinks:
+  - {name: out, topic: counts, key: campaign}
+`
+	var out, errb bytes.Buffer
+	if code := Main([]string{"validate", "-f", writeFile(t, t.TempDir(), "app.yaml", yaml)}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if want := `warning: triggers[1]: bucket "by_campaign" is repartitioned (partition_by) and the guarantee is at_least_once`; !strings.Contains(out.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, out.String())
+	}
+}
