@@ -78,7 +78,6 @@ type task struct {
 	prog       progress  // position against the logs (idleness)
 	lastReport time.Time // when the event-time gauges were last reported
 	live       atomic.Pointer[liveStatus]
-	wmHeader   []byte // scratch for watermark headers
 }
 
 // acks counts the writes of one cycle that Kafka has not acknowledged yet.

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/engine"
 )
@@ -70,4 +73,84 @@ func TestEventTimeWindows(t *testing.T) {
 	if got := scrape(t, n.info.HTTPAddr, `pheromone_trigger_dropped_total{app="clicks",trigger="per10s"}`); got != "1" {
 		t.Errorf("late count = %s, want 1", got)
 	}
+}
+
+const repartitionedWindowApp = `
+app: rw
+sources:
+  - name: clicks
+    topic: clicks
+    partitions: 2
+    schema: [{name: id, type: int64}, {name: page, type: string}, {name: ts, type: timestamp}]
+    event_time: ts
+    bucket: clicks
+buckets:
+  - {name: clicks}
+  - {name: by_page, partition_by: page, event_time: ts}
+triggers:
+  - {name: each, bucket: clicks, primitive: immediate, function: rekey}
+  - {name: per10s, bucket: by_page, primitive: by_time, time: event, window: 10s, idle_timeout: 3s, function: count}
+functions:
+  - {name: rekey, kind: emit, outputs: [by_page]}
+  - name: count
+    kind: aggregate
+    group_by: [page]
+    aggregates: [{name: n, op: count}]
+    outputs: [counts]
+sinks:
+  - {name: counts, topic: counts}
+`
+
+// TestRepartitionedWindowsCloseWhenIdle: a window on a bucket with
+// partition_by holds until every upstream partition's watermark passed it;
+// when the input stops, each upstream — once caught up with its log and
+// quiet for idle_timeout on the injected clock — publishes a watermark that
+// follows the clock, and the last windows close. Before that, a window that
+// one upstream has passed but the other has not stays open.
+func TestRepartitionedWindowsCloseWhenIdle(t *testing.T) {
+	brokers := cluster(t)
+	clock := engine.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	n := startNode(t, repartitionedWindowApp, brokers, clock, t.TempDir())
+	// Partition 0 is at 25 s of event time, partition 1 at 5 s: the merged
+	// watermark is 5 s and no window can close.
+	produce(t, brokers, "clicks", 0, `{"id":1,"page":"/a","ts":1000}`, `{"id":2,"page":"/b","ts":2000}`, `{"id":3,"page":"/a","ts":25000}`)
+	produce(t, brokers, "clicks", 1, `{"id":4,"page":"/a","ts":3000}`, `{"id":5,"page":"/b","ts":5000}`)
+	waitFor(t, 20*time.Second, "both partitions processed", func() bool {
+		c := n.info.Node.Committed()
+		return c[engine.TopicPartition{Topic: "clicks", Partition: 0}] == 3 && c[engine.TopicPartition{Topic: "clicks", Partition: 1}] == 2
+	})
+	if got := consume(t, brokers, "counts", 0, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("a window closed before the slower upstream passed it: %q", values(got))
+	}
+	// Partition 1 moves to 12 s: [0,10) closes with every object of both.
+	produce(t, brokers, "clicks", 1, `{"id":6,"page":"/b","ts":12000}`)
+	first := consume(t, brokers, "counts", 2, 300*time.Millisecond)
+	equalLines(t, "first window", sorted(values(first)), []string{
+		`{"page":"/a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","n":2}`,
+		`{"page":"/b","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","n":2}`,
+	})
+	// The input stops. The clock moves on in steps; the looks at the log
+	// ends find both partitions caught up, and once idle their watermarks
+	// follow the clock: [10,20) and [20,30) close.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("counts"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := 0
+	waitFor(t, 30*time.Second, "the idle partitions' windows", func() bool {
+		clock.Advance(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		got += cl.PollFetches(ctx).NumRecords()
+		return got >= 4
+	})
+	all := consume(t, brokers, "counts", 4, 300*time.Millisecond)
+	equalLines(t, "all windows", sorted(values(all)), []string{
+		`{"page":"/a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","n":2}`,
+		`{"page":"/a","window_start":"1970-01-01T00:00:20.000Z","window_end":"1970-01-01T00:00:30.000Z","n":1}`,
+		`{"page":"/b","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","n":2}`,
+		`{"page":"/b","window_start":"1970-01-01T00:00:10.000Z","window_end":"1970-01-01T00:00:20.000Z","n":1}`,
+	})
 }
