@@ -322,6 +322,13 @@ func (t *windowed) fire(wm int64, out []Firing) []Firing {
 	if t.eventTime() {
 		lat = int64(t.spec.AllowedLateness)
 	}
+	if t.merged() {
+		// A session window of merged inputs closes a gap later: an object
+		// of another upstream that could still extend it (not late in its
+		// own stream) must arrive before, whatever the interleaving — so
+		// which objects a session holds does not depend on timing.
+		lat += int64(t.spec.Gap)
+	}
 	if len(t.panes) == 0 || t.minEnd+lat > wm {
 		return out // nothing can be due: skip the scan
 	}
