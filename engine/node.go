@@ -603,6 +603,10 @@ func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, at time.Time) 
 	}
 }
 
+// WatchesLogEnds reports whether the app needs ObserveLogEnds: it has
+// event-time triggers, whose idleness and progress depend on it.
+func (n *Node) WatchesLogEnds() bool { return n.plan.eventTime }
+
 // Now is the node's processing time (its Clock).
 func (n *Node) Now() time.Time { return n.o.Clock.Now() }
 

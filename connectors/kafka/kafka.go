@@ -407,6 +407,9 @@ const ProbeInterval = 250 * time.Millisecond
 // partition learns that it still is from here. Each look is stamped with
 // the node's clock before it starts.
 func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
+	if !s.Node.WatchesLogEnds() {
+		return
+	}
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(ProbeInterval)
 	defer t.Stop()
