@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -146,6 +147,21 @@ func TestRepartitionedWindowsCloseWhenIdle(t *testing.T) {
 		got += cl.PollFetches(ctx).NumRecords()
 		return got >= 4
 	})
+	// The gauges show it: both partitions idle, watermarks past 30 s.
+	for _, p := range []string{"0", "1"} {
+		labels := `{app="rw",bucket="by_page",partition="` + p + `",trigger="per10s"}`
+		waitFor(t, 10*time.Second, "partition "+p+" reported idle", func() bool {
+			clock.Advance(time.Second)
+			return scrape(t, n.info.HTTPAddr, "pheromone_partition_idle"+labels) == "1"
+		})
+		wm, err := strconv.ParseFloat(scrape(t, n.info.HTTPAddr, "pheromone_watermark_seconds"+labels), 64)
+		if err != nil || wm < 30 {
+			t.Errorf("partition %s: pheromone_watermark_seconds = %v (%v), want >= 30", p, wm, err)
+		}
+		if got := scrape(t, n.info.HTTPAddr, "pheromone_oldest_open_window_seconds"+labels); got != "0" {
+			t.Errorf("partition %s: oldest open window %s, want 0 (none open)", p, got)
+		}
+	}
 	all := consume(t, brokers, "counts", 4, 300*time.Millisecond)
 	equalLines(t, "all windows", sorted(values(all)), []string{
 		`{"page":"/a","window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","n":2}`,
