@@ -22,7 +22,9 @@ type Options struct {
 	App      *app.App
 	Store    state.Store
 	Producer Producer
-	// Clock defaults to SystemClock.
+	// Clock defaults to SystemClock. Every timer of the engine runs on it:
+	// windows and idleness, the transaction interval, retry backoff, the
+	// fenced wait and the restart backoff.
 	Clock Clock
 	// Metrics defaults to NopMetrics.
 	Metrics Metrics
