@@ -195,10 +195,12 @@ func (t *task) decodeRepartitioned(src *app.Source, topic string, recs []Record)
 	b := t.buckets[src.Bucket]
 	merged := len(b.mergers) > 0
 	wms := make([]int64, len(b.mergers))
+	marker := func(r *Record) bool { return len(r.Value) == 0 && r.Header(HeaderWatermark) != nil }
 	for i := 0; i < len(recs); {
-		if merged && len(recs[i].Value) == 0 {
-			// A watermark marker of an upstream partition.
-			if h := recs[i].Header(HeaderWatermark); h != nil {
+		if marker(&recs[i]) {
+			// A watermark marker of an upstream partition (ignored if the
+			// bucket no longer has event-time triggers).
+			if h := recs[i].Header(HeaderWatermark); merged {
 				if up, ok := parseWatermarkHeader(h, wms); ok {
 					var out []triggers.Firing
 					for m, tr := range b.mergers {
@@ -218,7 +220,7 @@ func (t *task) decodeRepartitioned(src *app.Source, topic string, recs []Record)
 		j := i
 		d.Reserve(len(recs) - i)
 		for ; j < len(recs) && bytes.Equal(recs[j].Header(HeaderSession), session); j++ {
-			if merged && len(recs[j].Value) == 0 {
+			if marker(&recs[j]) {
 				break
 			}
 			if err := d.Append(recs[j].Value); err != nil {
