@@ -513,14 +513,23 @@ func bucketOf(repartitioned bool) string {
 // killed mid-window, its partitions move to the other (restored from the
 // changelog) while input keeps arriving, then it comes back and takes its
 // share again. Windows equal the independent count (at-least-once: whole
-// identical duplicates allowed).
+// identical duplicates allowed; exactly-once: each once).
 func TestEventTimeRebalanceExact(t *testing.T) {
-	t.Parallel()
+	for _, g := range []string{"at_least_once", "exactly_once"} {
+		t.Run(g, func(t *testing.T) {
+			t.Parallel()
+			testEventTimeRebalance(t, g)
+		})
+	}
+}
+
+func testEventTimeRebalance(t *testing.T, guarantee string) {
+	eos := guarantee == "exactly_once"
 	w := newETWorkload(11, 4, 5000, false)
 	broker := freeAddr(t)
 	proc(t, "broker", "--addr", broker, "--data-dir", t.TempDir())
 	waitPort(t, broker)
-	appFile := writeETApp(t, "at_least_once", false)
+	appFile := writeETApp(t, guarantee, false)
 	a := startETNode(t, appFile, broker, filepath.Join(t.TempDir(), "a"))
 	b := startETNode(t, appFile, broker, filepath.Join(t.TempDir(), "b"))
 	owns := func(n *etNode) int {
@@ -541,7 +550,7 @@ func TestEventTimeRebalanceExact(t *testing.T) {
 		return len(strings.Fields(s[i+1 : j]))
 	}
 	waitFor(t, 60*time.Second, "both nodes own partitions", func() bool { return owns(a) > 0 && owns(b) > 0 })
-	out := newWindowReader(t, broker, false)
+	out := newWindowReader(t, broker, eos)
 	in := feed(t, broker, w, 2000, false)
 	waitFor(t, 60*time.Second, "windows before the kill", func() bool { return out.poll(t) >= 40 })
 	b.kill()
@@ -558,5 +567,5 @@ func TestEventTimeRebalanceExact(t *testing.T) {
 	for settle := time.Now().Add(time.Second); time.Now().Before(settle); {
 		out.poll(t)
 	}
-	out.check(t, w, true)
+	out.check(t, w, !eos)
 }
