@@ -82,12 +82,21 @@ func (b *loggedBatch) Delete(key []byte) {
 	b.t.logChange(key, nil)
 }
 
-// logChange writes one change of the current cycle to the changelog.
+// logChange writes one change of the current cycle to the changelog: in
+// the cycle's transaction under exactly-once; at-least-once, it is kept
+// with the cycle and written by the committer only once every other record
+// of the cycle is acknowledged (see committer), so the changelog never
+// holds a complete cycle whose outputs failed or were lost in a crash.
 func (t *task) logChange(key, value []byte) {
-	t.produceTo(&OutRecord{
+	r := &OutRecord{
 		Topic: t.n.o.ChangelogTopic, Key: append([]byte(nil), key...), Value: value,
 		Partition: t.part, ToPartition: true,
-	}, nil)
+	}
+	if t.txn {
+		t.produceTo(r, nil)
+		return
+	}
+	t.deferred = append(t.deferred, r)
 }
 
 // restoreProgress is what /readyz and the metrics show of a restore.

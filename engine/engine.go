@@ -62,8 +62,11 @@ type Producer interface {
 }
 
 // PartitionWriter writes everything one partition task produces: sink,
-// dead-letter and repartition records, and the task's changelog. Only the
-// task's goroutine calls it.
+// dead-letter and repartition records, and the task's changelog. A
+// transactional writer is called only by the task's goroutine; an
+// at-least-once writer also by the task's committer (which writes the
+// changelog of a cycle once its other records are acknowledged), so it must
+// be safe for concurrent use.
 type PartitionWriter interface {
 	// Produce buffers r; done is called exactly once, from any goroutine,
 	// with the record's offset once acknowledged, or with the error that

@@ -405,10 +405,10 @@ func (n *Node) startTask(t *task) {
 	go func() {
 		defer n.taskWG.Done()
 		err := t.run()
-		var te *txnError
+		var re *restartError
 		switch {
 		case err == nil:
-		case errors.As(err, &te):
+		case errors.As(err, &re):
 			n.restartTask(t, err)
 		default:
 			n.fail(fmt.Errorf("engine: partition %d: %w", t.part, err))
@@ -416,7 +416,8 @@ func (n *Node) startTask(t *task) {
 	}()
 }
 
-// restartTask replaces a task whose transaction was aborted with a new one
+// restartTask replaces a task whose cycle could not be committed (an
+// aborted transaction, a record Kafka did not acknowledge) with a new one
 // that starts from the last commit: it restores the state, and the source
 // rewinds the partition's topics to the committed offsets (TakeRewinds)
 // before records reach the new task. A fenced task waits one session
@@ -426,7 +427,19 @@ func (n *Node) startTask(t *task) {
 func (n *Node) restartTask(old *task, cause error) {
 	part := old.part
 	fenced := errors.Is(cause, ErrFenced)
-	n.log.Warn("partition task stopped; its aborted transaction is discarded", "partition", part, "fenced", fenced, "error", cause)
+	n.log.Warn("partition task stopped; its uncommitted cycles are discarded and it restarts from its last commit",
+		"partition", part, "fenced", fenced, "error", cause)
+	// A failure that repeats (every restart fails again) backs off, on the
+	// clock, up to 10 s between restarts.
+	if r := old.restarts.Load(); r > 0 {
+		t := n.o.Clock.NewTimer(min(time.Duration(r)*time.Second, 10*time.Second))
+		select {
+		case <-t.C():
+		case <-n.stopC:
+			t.Stop()
+			return
+		}
+	}
 	if fenced {
 		t := n.o.Clock.NewTimer(n.o.FencedWait)
 		select {
@@ -474,6 +487,7 @@ func (n *Node) reopen(old *task) error {
 	if err != nil {
 		return err
 	}
+	t.restarts.Store(old.restarts.Load() + 1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.tasks[part] != old || n.closing {

@@ -75,6 +75,14 @@ type task struct {
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
 
+	// deferred holds the current cycle's changelog records at-least-once:
+	// the committer writes them after the cycle's other acks.
+	deferred []*OutRecord
+
+	// restarts counts the restarts since the partition last committed a
+	// cycle (restartTask backs off by it).
+	restarts atomic.Int64
+
 	prog       progress  // position against the logs (idleness)
 	lastReport time.Time // when the event-time gauges were last reported
 	live       atomic.Pointer[liveStatus]
@@ -118,6 +126,9 @@ type pendingCommit struct {
 	offsets map[string]int64
 	seq     uint64
 	marker  int64 // changelog offset of the cycle's marker, -1 if none (set before acks complete)
+	// changelog is the cycle's changelog, marker last, at-least-once: the
+	// committer writes it after acks completed without error.
+	changelog []*OutRecord
 }
 
 type inbound struct {
@@ -797,8 +808,13 @@ func (t *task) commit() error {
 		k := markerKey(a, t.part)
 		v := binary.BigEndian.AppendUint64([]byte{changelogSet}, t.cycleSeq)
 		inner.Set(k, v[1:])
-		t.produceTo(&OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: v, Partition: t.part, ToPartition: true},
-			func(off int64) { pc.marker = off })
+		mr := &OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: v, Partition: t.part, ToPartition: true}
+		if t.txn {
+			t.produceTo(mr, func(off int64) { pc.marker = off })
+		} else {
+			pc.changelog = append(t.deferred, mr)
+			t.deferred = nil
+		}
 	}
 	t.cur = newAcks()
 	t.cyc.nextID, t.cyc.applyID = 0, 0
@@ -833,7 +849,7 @@ func (t *task) endTxn() error {
 			pc.acks.wg.Wait()
 			pc.batch.Close()
 		}
-		return &txnError{err}
+		return &restartError{fmt.Errorf("transaction aborted: %w", err)}
 	}
 	for _, pc := range pend {
 		if err := t.queueCommit(pc); err != nil {
@@ -843,12 +859,36 @@ func (t *task) endTxn() error {
 	return nil
 }
 
-// txnError is a failed (and aborted) transaction: the task restarts from
-// its last commit instead of failing the node.
-type txnError struct{ err error }
+// restartError is a cycle that could not be committed — its transaction
+// was aborted, or a record of it was not acknowledged: the task restarts
+// from its last commit instead of failing the node.
+type restartError struct{ err error }
 
-func (e *txnError) Error() string { return "transaction aborted: " + e.err.Error() }
-func (e *txnError) Unwrap() error { return e.err }
+func (e *restartError) Error() string { return "cycle not committed: " + e.err.Error() }
+func (e *restartError) Unwrap() error { return e.err }
+
+// writeChangelog writes an at-least-once cycle's changelog (marker last)
+// and waits for it (committer goroutine).
+func (t *task) writeChangelog(pc *pendingCommit) error {
+	a := newAcks()
+	last := len(pc.changelog) - 1
+	for i, r := range pc.changelog {
+		a.wg.Add(1)
+		if i == last {
+			t.w.Produce(r, func(off int64, err error) {
+				if err == nil {
+					pc.marker = off
+				}
+				a.done(err)
+			})
+			continue
+		}
+		t.w.Produce(r, a.doneFn)
+	}
+	a.wg.Wait()
+	pc.changelog = nil
+	return a.err
+}
 
 // queueCommit hands a built cycle to the committer.
 func (t *task) queueCommit(pc *pendingCommit) error {
@@ -874,8 +914,13 @@ func (t *task) committer() {
 			continue
 		}
 		err := pc.acks.err
+		if err == nil && len(pc.changelog) > 0 {
+			err = t.writeChangelog(pc)
+		}
 		if err != nil {
-			err = fmt.Errorf("produce: %w", err)
+			// The cycle is not committed: the task restarts from the last
+			// commit and the input is consumed again.
+			err = &restartError{fmt.Errorf("produce: %w", err)}
 			pc.batch.Close()
 		} else {
 			// Group commit: when more cycles are already queued, only the
@@ -903,6 +948,7 @@ func (t *task) committer() {
 		}
 		t.unsynced = t.unsynced[:0]
 		t.durable.Store(pc.seq)
+		t.restarts.Store(0)
 		if pc.offsets != nil {
 			t.n.setCommitted(t.part, pc.offsets)
 		}
