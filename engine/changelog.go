@@ -58,7 +58,9 @@ type loggedBatch struct {
 
 func (b *loggedBatch) Set(key, value []byte) {
 	b.Batch.Set(key, value)
-	if len(value) <= maxChangelogValue {
+	// Fragments stay under the changelog topic's record limit too.
+	maxValue := min(maxChangelogValue, b.t.n.recordLimit(b.t.n.o.ChangelogTopic)-len(key)-64)
+	if len(value) <= maxValue {
 		v := make([]byte, 1+len(value))
 		v[0] = changelogSet
 		copy(v[1:], value)
@@ -66,8 +68,8 @@ func (b *loggedBatch) Set(key, value []byte) {
 		return
 	}
 	n := 0
-	for off := 0; off < len(value); off += maxChangelogValue {
-		part := value[off:min(off+maxChangelogValue, len(value))]
+	for off := 0; off < len(value); off += maxValue {
+		part := value[off:min(off+maxValue, len(value))]
 		v := make([]byte, 1+len(part))
 		v[0] = changelogPart
 		copy(v[1:], part)

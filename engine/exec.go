@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -147,6 +148,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			// to that goroutine and use a fresh one.
 			out = &collector{outputs: cfg.Outputs}
 		}
+		if err == nil {
+			// An output too large for its sink fails the attempt like an
+			// error of the function.
+			err = n.checkOutputs(j, out)
+		}
 		n.o.Metrics.Invocation(cfg.Name, time.Since(start), err)
 		if err == nil || attempt >= cfg.Retries || ctx.Err() != nil {
 			break
@@ -163,6 +169,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 	r := &result{id: j.id, session: j.firing.Session, early: j.early || cfg.Order == "completion"}
 	if err != nil {
 		out.reset()
+		reason := ReasonFunction
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			reason = ReasonTooLarge
+		}
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",
 			"function", cfg.Name, "trigger", j.firing.Trigger, "attempts", cfg.Retries+1, "error", err)
 		var enc codec.JSONEncoder
@@ -172,7 +183,7 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 				start := len(buf)
 				buf = enc.AppendRow(buf, rec, i)
 				r.dead = append(r.dead, &OutRecord{Value: buf[start:len(buf):len(buf)], Headers: []Header{
-					{HeaderReason, []byte(ReasonFunction)},
+					{HeaderReason, []byte(reason)},
 					{HeaderError, []byte(err.Error())},
 					{HeaderFunction, []byte(cfg.Name)},
 					{HeaderTrigger, []byte(j.firing.Trigger)},
@@ -272,6 +283,53 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 	}
 	out.reset()
 	return r
+}
+
+// TooLargeError is a record over the size its topic accepts.
+type TooLargeError struct {
+	Topic       string
+	Size, Limit int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("record of %d bytes for topic %s exceeds its limit of %d bytes", e.Size, e.Topic, e.Limit)
+}
+
+// checkOutputs reports the first record of out that would be too large for
+// its sink's topic.
+func (n *Node) checkOutputs(j *job, out *collector) error {
+	if len(j.fn.sinks) == 0 {
+		return nil
+	}
+	var enc codec.JSONEncoder
+	var buf []byte
+	for _, s := range j.fn.sinks {
+		limit := n.recordLimit(s.Topic)
+		for i, rec := range out.recs {
+			if out.to[i] != "" && out.to[i] != s.Name {
+				continue
+			}
+			var keyCol arrow.Array
+			if s.Key != "" {
+				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
+			}
+			for k := 0; k < int(rec.NumRows()); k++ {
+				// Most rows are far below the limit: a bound computed from
+				// the value sizes settles it without encoding the row twice.
+				if b, ok := codec.RowBound(rec, k); ok && 2*b <= limit {
+					continue
+				}
+				buf = enc.AppendRow(buf[:0], rec, k)
+				if keyCol != nil {
+					buf = codec.AppendKey(buf, keyCol, k)
+				}
+				if len(buf) > limit {
+					return &TooLargeError{Topic: s.Topic, Size: len(buf), Limit: limit}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // invokeWithTimeout runs f, bounded by timeout (0: none). A function that

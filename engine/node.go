@@ -57,10 +57,30 @@ type Options struct {
 	// restarts, if the partition is still assigned to this node by then;
 	// default 10s (set it to the group's session timeout).
 	FencedWait time.Duration
+	// RecordLimits is the largest record (key, value and headers, in bytes)
+	// each topic accepts, as the connector found it (the topic's
+	// max.message.bytes, capped by the producer's); topics not listed get
+	// DefaultRecordLimit. The engine never sends a record over its topic's
+	// limit: an oversize sink record fails its function (dead letter with
+	// reason too_large), an oversize dead letter is truncated.
+	RecordLimits map[string]int
 	// MemoryBudget bounds the bytes of persisted bucket chunks a task keeps
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
 	MemoryBudget int64
+}
+
+// DefaultRecordLimit is the record limit of topics Options.RecordLimits
+// does not list: Kafka's default message.max.bytes (1 MiB) less room for
+// the record batch's own header.
+const DefaultRecordLimit = 1<<20 - 1024
+
+// recordLimit is the largest record topic accepts.
+func (n *Node) recordLimit(topic string) int {
+	if l, ok := n.o.RecordLimits[topic]; ok && l > 0 {
+		return l
+	}
+	return DefaultRecordLimit
 }
 
 // TopicPartition names one partition of one topic.

@@ -135,6 +135,20 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 		}
 		return hdr
 	}
+	limit := t.n.recordLimit(topic)
+	// send produces one row to its partition, or dead-letters it if the
+	// topic would refuse it.
+	send := func(r *OutRecord) {
+		if n := outSize(r); n > limit {
+			err := &TooLargeError{Topic: topic, Size: n, Limit: limit}
+			t.dead(&OutRecord{Key: r.Key, Value: r.Value, Headers: []Header{
+				{HeaderReason, []byte(ReasonTooLarge)}, {HeaderError, []byte(err.Error())},
+				{HeaderBucket, []byte(b.name)}, {HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
+			}}, ReasonTooLarge)
+			return
+		}
+		t.produce(r)
+	}
 	putLocal := func(i, j int) {
 		var f *sent
 		if from != nil {
@@ -159,7 +173,7 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 				hdr := headers(i)
 				for q := int32(0); q < int32(parts); q++ {
 					if q != t.part {
-						t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
+						send(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
 							Headers: hdr, Partition: q, ToPartition: true})
 					}
 				}
@@ -182,7 +196,7 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 		start, ks := len(buf), len(kbuf)
 		buf = enc.AppendRow(buf, rec, i)
 		kbuf = append(kbuf, key...)
-		t.produce(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
+		send(&OutRecord{Topic: topic, Key: kbuf[ks:len(kbuf):len(kbuf)], Value: buf[start:len(buf):len(buf)],
 			Headers: headers(i), Partition: p, ToPartition: true})
 	}
 }

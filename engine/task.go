@@ -469,9 +469,11 @@ func (t *task) deadRecord(src *app.Source, topic string, r *Record, reason strin
 	}, reason)
 }
 
-// dead produces r to the dead-letter topic as part of this cycle.
+// dead produces r to the dead-letter topic as part of this cycle, cut to
+// the topic's record limit if need be.
 func (t *task) dead(r *OutRecord, reason string) {
 	r.Topic = t.n.plan.app.Kafka.DLQTopic
+	fitDeadLetter(r, t.n.recordLimit(r.Topic))
 	t.n.dead.Add(1)
 	t.n.o.Metrics.DeadLetters(reason, 1)
 	t.produce(r)
@@ -723,7 +725,11 @@ func (t *task) apply(r *result) error {
 	n := t.n
 	n.invocations.Add(1)
 	for _, d := range r.dead {
-		t.dead(d, ReasonFunction)
+		reason := ReasonFunction
+		if v := d.header(HeaderReason); v != nil {
+			reason = string(v)
+		}
+		t.dead(d, reason)
 	}
 	for _, p := range r.puts {
 		if b := t.buckets[p.bucket]; b.cfg.PartitionBy != "" {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,7 +49,7 @@ func producerOpts(brokers []string) []kgo.Opt {
 		// whatever accumulates while a request is in flight.
 		kgo.ProducerLinger(0),
 		kgo.MaxBufferedRecords(100_000),
-		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchMaxBytes(producerBatchMax),
 		kgo.RecordDeliveryTimeout(2 * time.Minute),
 		// Kafka's default partitioning for keyed records (murmur2), which
 		// engine.PartitionOf mirrors.
@@ -622,4 +623,41 @@ func FeedTable(ctx context.Context, brokers []string, topic string, upsert func(
 		}
 		return nil
 	}, nil
+}
+
+// producerBatchMax is the producer's ProducerBatchMaxBytes: no record
+// larger than a batch can be sent, whatever the topic allows.
+const producerBatchMax = 1 << 20
+
+// RecordLimits returns, per topic, the largest record (key, value and
+// headers) the engine may write to it: the topic's max.message.bytes
+// (which defaults to the broker's message.max.bytes), capped by the
+// producer's batch size, less room for the batch header. Topics whose
+// configuration cannot be read are left out (the engine's default applies).
+func RecordLimits(ctx context.Context, brokers []string, topics []string) (map[string]int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("kafka: record limits: %w", err)
+	}
+	defer cl.Close()
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: record limits: %w", err)
+	}
+	out := map[string]int{}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			continue
+		}
+		limit := producerBatchMax
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				if v, err := strconv.Atoi(*c.Value); err == nil && v > 0 {
+					limit = min(limit, v)
+				}
+			}
+		}
+		out[rc.Name] = limit - 1024
+	}
+	return out, nil
 }

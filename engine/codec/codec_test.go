@@ -80,6 +80,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":1,"name":"a\u00e9","score":1e3,"ok":true,"ts":5}`))
 	f.Add([]byte(`{"id":-0,"x":[1,[2,{"y":null}]]}`))
 	f.Add([]byte(`{"id":1,"name":"\ud800"}`))
+	f.Add([]byte(`{"id":1,"name":"\u0001\u001f\"\\<>&\u2028","ts":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, _ := NewJSONDecoder(testSchema, "id")
 		defer d.Release()
@@ -97,6 +98,10 @@ func FuzzDecode(f *testing.F) {
 		defer rec.Release()
 		var enc JSONEncoder
 		once := enc.AppendRow(nil, rec, 0)
+		// The size check of sink records trusts RowBound not to undercount.
+		if b, ok := RowBound(rec, 0); !ok || b < len(once) {
+			t.Fatalf("RowBound %d (%v) < %d bytes of %s", b, ok, len(once), once)
+		}
 		if err := d.Append(once); err != nil {
 			t.Fatalf("re-decoding %s: %v", once, err)
 		}

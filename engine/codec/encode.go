@@ -183,3 +183,33 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// RowBound is an upper bound of the size of row i of rec as a JSON object
+// (as JSONEncoder.AppendRow writes it), computed without encoding; ok is
+// false when a column's type has no cheap bound (lists), and the row must
+// be encoded to know.
+func RowBound(rec arrow.Record, i int) (n int, ok bool) {
+	n = 2
+	for c, col := range rec.Columns() {
+		n += 6*len(rec.ColumnName(c)) + 4 // "name": and a comma, escaped at worst
+		if col.IsNull(i) {
+			n += 4
+			continue
+		}
+		switch a := col.(type) {
+		case *array.String:
+			n += 6*len(a.Value(i)) + 2 // every byte escaped at worst (\u00XX)
+		case *array.Binary:
+			n += base64.StdEncoding.EncodedLen(len(a.Value(i))) + 2
+		case *array.Int64, *array.Float64:
+			n += 32
+		case *array.Boolean:
+			n += 5
+		case *array.Timestamp:
+			n += 40
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}

@@ -290,6 +290,20 @@ func Run(ctx context.Context, cfg RunConfig) error {
 			return kafka.NewTxnWriter(wctx, brokers, kafka.TransactionalID(a.Name, part))
 		}
 	}
+	var limitTopics []string
+	for t := range a.Topics() {
+		limitTopics = append(limitTopics, t)
+	}
+	for t := range a.CompactedTopics() {
+		limitTopics = append(limitTopics, t)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+	limits, err := kafka.RecordLimits(lctx, brokers, limitTopics)
+	lcancel()
+	if err != nil {
+		cfg.Logger.Warn("topic record limits unknown; assuming 1 MiB", "error", err)
+	}
+	opts.RecordLimits = limits
 	if a.Kafka.ChangelogEnabled() {
 		opts.ChangelogTopic = a.Kafka.ChangelogTopic
 		opts.ChangelogReader = &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic, ReadCommitted: eos}
