@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ Usage:
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
   pheromone gen ysb [--rate N] [--duration D | --count N] [--seed S] [--brokers LIST] [--expected FILE]
+  pheromone version
+
+Every command takes -h for its flags.
 `
 
 // Main runs the command line with args (without the program name) and
@@ -71,6 +75,9 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "version", "--version":
+		fmt.Fprintln(stdout, "pheromone", version())
+		return 0
 	}
 	fmt.Fprintf(stderr, "pheromone: unknown command %q\n\n%s", args[0], usage)
 	return 2
@@ -101,7 +108,7 @@ func cmdValidate(reg *fn.Registry, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "app file")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *file == "" {
 		fmt.Fprintln(stderr, "pheromone validate: -f app.yaml is required")
@@ -127,7 +134,7 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	addr := fs.String("addr", "127.0.0.1:9092", "listen address (of the first broker; the others take the next ports)")
 	count := fs.Int("count", 1, "number of brokers in the cluster")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	b, err := kafka.StartBrokers(*addr, *count, filepath.Join(*dataDir, "broker"))
 	if err != nil {
@@ -186,7 +193,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
 	advertise := fs.String("advertise", "", "base URL other nodes forward queries to (default http://<http address>)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *file == "" {
 		fmt.Fprintln(stderr, "pheromone run: -f app.yaml is required")
@@ -580,4 +587,25 @@ func loadTableFile(node *engine.Node, tb *app.Table) error {
 		}
 	}
 	return nil
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as far as the build recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += "+dirty"
+			}
+		}
+	}
+	return v + " " + bi.GoVersion
 }

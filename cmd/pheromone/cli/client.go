@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,11 +24,11 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	async := fs.Bool("async", false, "return the session id at once")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "pheromone invoke: usage: pheromone invoke APP [--data FILE] [--addr URL] [--async]")
-		return 2
+		return usageExit(args, fs)
 	}
 	appName := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var body []byte
 	var err error
@@ -40,13 +41,22 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pheromone invoke:", err)
 		return 1
 	}
-	url := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + appName + "/invoke"
+	base, err := baseURL(*addr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 2
+	}
+	u := base + "/v1/apps/" + url.PathEscape(appName) + "/invoke"
 	if *async {
-		url += "?async=true"
+		u += "?async=true"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 2
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	return printResponse("invoke", resp, err, stdout, stderr)
@@ -62,10 +72,10 @@ func cmdQuery(args []string, stdout, stderr io.Writer) int {
 	limit := fs.Int("limit", 100, "objects per partition")
 	if len(args) < 2 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[1], "-") {
 		fmt.Fprintln(stderr, "pheromone query: usage: pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]")
-		return 2
+		return usageExit(args, fs)
 	}
 	if err := fs.Parse(args[2:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	q := url.Values{}
 	if *key != "" {
@@ -75,9 +85,47 @@ func cmdQuery(args []string, stdout, stderr io.Writer) int {
 		q.Set("session", *session)
 	}
 	q.Set("limit", strconv.Itoa(*limit))
-	u := strings.TrimSuffix(*addr, "/") + "/v1/apps/" + url.PathEscape(args[0]) + "/buckets/" + url.PathEscape(args[1]) + "?" + q.Encode()
+	base, err := baseURL(*addr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pheromone query:", err)
+		return 2
+	}
+	u := base + "/v1/apps/" + url.PathEscape(args[0]) + "/buckets/" + url.PathEscape(args[1]) + "?" + q.Encode()
 	resp, err := http.Get(u)
 	return printResponse("query", resp, err, stdout, stderr)
+}
+
+// baseURL turns a node address (a URL, or host:port) into a base URL.
+func baseURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("--addr %q: want a node's HTTP address, like http://127.0.0.1:8080 or 127.0.0.1:8080", addr)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// flagExit is the exit code of a failed flag parse: 0 for -h/--help (the
+// flag package printed the flags), 2 for a wrong flag.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// usageExit prints fs's flags for -h/--help (exit 0) and exits 2 otherwise.
+func usageExit(args []string, fs *flag.FlagSet) int {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+	}
+	return 2
 }
 
 // printResponse copies an API answer to stdout; the exit code is 1 for a

@@ -33,7 +33,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	campaigns := fs.String("campaigns-topic", "ysb-campaigns", "compacted campaigns topic")
 	expected := fs.String("expected", "", "write the expected per-campaign window counts here (JSON lines)")
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	total := *count
 	eventRate := *rate

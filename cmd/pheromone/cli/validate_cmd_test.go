@@ -64,3 +64,48 @@ sinks:
 		t.Errorf("stdout lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestCLIArgumentsNeverPanic pins issue 11's CLI findings: `invoke --addr
+// host:port` (no scheme) panicked; -h exited 2. Every argument list here
+// must return an exit code, 0 for help and version.
+func TestCLIArgumentsNeverPanic(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--help"}, 0},
+		{[]string{"version"}, 0},
+		{[]string{"run", "-h"}, 0},
+		{[]string{"validate", "-h"}, 0},
+		{[]string{"broker", "-h"}, 0},
+		{[]string{"invoke", "-h"}, 0},
+		{[]string{"query", "--help"}, 0},
+		{[]string{"gen", "ysb", "-h"}, 0},
+		{[]string{"run", "--nope"}, 2},
+		{[]string{"run", "-f"}, 2},
+		{[]string{"validate"}, 2},
+		{[]string{"broker", "--count", "x"}, 2},
+		{[]string{"invoke"}, 2},
+		{[]string{"invoke", "app", "--addr", "127.0.0.1:1", "--data", "/dev/null"}, 1},
+		{[]string{"invoke", "app", "--addr", "://bad", "--data", "/dev/null"}, 2},
+		{[]string{"query", "app"}, 2},
+		{[]string{"query", "app", "b", "--addr", "127.0.0.1:1"}, 1},
+		{[]string{"gen"}, 2},
+		{[]string{"gen", "ysb", "--rate", "x"}, 2},
+		{[]string{"nonsense"}, 2},
+	} {
+		var out, errb bytes.Buffer
+		code := func() (code int) {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%q panicked: %v", c.args, p)
+					code = -1
+				}
+			}()
+			return Main(c.args, &out, &errb)
+		}()
+		if code != c.code {
+			t.Errorf("%q: exit %d, want %d (stderr: %s)", c.args, code, c.code, errb.String())
+		}
+	}
+}
