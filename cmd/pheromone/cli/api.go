@@ -154,6 +154,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// maxInvokeBody bounds an invocation's request body (413 beyond).
+const maxInvokeBody = 16 << 20
+
 // invoke decodes the body (one JSON object or an array of them, in the
 // entry source's schema), starts a session and, unless ?async=true, waits
 // for its result.
@@ -165,8 +168,14 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, sessionJSON{Error: "the app has no invoke section"})
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInvokeBody))
 	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, sessionJSON{Status: "rejected",
+				Error: fmt.Sprintf("request body over the limit of %d bytes", mbe.Limit)})
+			return
+		}
 		writeJSON(w, http.StatusBadRequest, sessionJSON{Error: err.Error()})
 		return
 	}

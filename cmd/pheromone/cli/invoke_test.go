@@ -319,3 +319,19 @@ sinks: [{name: reply, kind: result}]
 		t.Fatalf("quorum: %d %s", code, r.Result)
 	}
 }
+
+// TestInvokeBodyOverTheLimit: a body over the limit is refused with 413 and
+// the limit in the message (it used to be cut silently and fail to decode),
+// and the node keeps answering.
+func TestInvokeBodyOverTheLimit(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, chainInvokeApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	base := "http://" + n.info.HTTPAddr
+	code, r := post(t, base+"/v1/apps/chain/invoke", `{"text":"`+strings.Repeat("x", maxInvokeBody)+`","n":1}`)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(r.Error, fmt.Sprint(maxInvokeBody)) {
+		t.Errorf("oversize body: %d %+v", code, r)
+	}
+	if code, r := post(t, base+"/v1/apps/chain/invoke", `{"text":"hi","n":21}`); code != http.StatusOK || string(r.Result) != `[{"answer":"HI!","n":42}]` {
+		t.Errorf("after it: %d %+v", code, r)
+	}
+}
