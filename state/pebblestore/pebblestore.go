@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -57,12 +60,58 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.InMemory {
 		opts.FS = vfs.NewMem()
 	}
-	db, err := pebble.Open(dir, opts)
+	if !o.InMemory {
+		if err := checkDir(dir); err != nil {
+			cache.Unref()
+			return nil, err
+		}
+	}
+	db, err := openRecovering(dir, opts)
 	if err != nil {
 		cache.Unref()
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held") {
+			return nil, fmt.Errorf("state: data dir %s is in use by another node (two `pheromone run` on one --data-dir?): %w", dir, err)
+		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	return &Store{db: db, cache: cache}, nil
+}
+
+// ErrDamaged is wrapped by Open when the data dir cannot be trusted.
+var ErrDamaged = errors.New("state: data dir damaged")
+
+// checkDir refuses a data dir that holds Pebble files but not the CURRENT
+// file that names its manifest (Pebble would fail on it in obscure ways).
+func checkDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return nil // new or empty: Pebble creates it
+	}
+	hasCurrent, hasPebble := false, false
+	for _, e := range entries {
+		n := e.Name()
+		switch {
+		case n == "CURRENT":
+			hasCurrent = true
+		case strings.HasPrefix(n, "MANIFEST-"), strings.HasSuffix(n, ".sst"), strings.HasSuffix(n, ".log"), n == "LOCK":
+			hasPebble = true
+		}
+	}
+	if hasPebble && !hasCurrent {
+		return fmt.Errorf("%w: %s has state files but no CURRENT; move it away and start again to restore the state from the changelog", ErrDamaged, dir)
+	}
+	return nil
+}
+
+// openRecovering is pebble.Open with its panics on damaged files turned
+// into errors.
+func openRecovering(dir string, opts *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("%w: %s: %v; move it away and start again to restore the state from the changelog", ErrDamaged, dir, p)
+		}
+	}()
+	return pebble.Open(dir, opts)
 }
 
 // Get implements state.Reader.

@@ -3,6 +3,9 @@ package pebblestore
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pheromone-go/pheromone/state"
@@ -96,5 +99,31 @@ func TestContract(t *testing.T) {
 				t.Fatalf("after reopen: %q, %v", v, err)
 			}
 		})
+	}
+}
+
+// TestDamagedOrBusyDataDir pins issue 11: a data dir without its CURRENT
+// file made Pebble panic on every start, and a second node on one data dir
+// got "resource temporarily unavailable". Both are now one clear error.
+func TestDamagedOrBusyDataDir(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	b.Set([]byte("k"), []byte("v"))
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "in use by another node") {
+		t.Errorf("second open of a data dir in use: %v", err)
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, "CURRENT")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "no CURRENT") {
+		t.Errorf("open of a damaged data dir: %v", err)
 	}
 }
