@@ -162,6 +162,9 @@ type Metrics interface {
 	// partition counts as idle, and the start of its oldest open window
 	// (zero: none).
 	EventTime(bucket, trigger string, partition int32, watermark time.Time, idle bool, oldestWindow time.Time)
+	// OffsetLoss counts a partition of topic whose log no longer held the
+	// offset its state resumes from.
+	OffsetLoss(topic string, partition int32)
 }
 
 // NopMetrics discards everything.
@@ -178,6 +181,7 @@ func (NopMetrics) BucketSize(string, int32, int64, int64)                      {
 func (NopMetrics) Lag(string, int32, int64)                                    {}
 func (NopMetrics) Restore(int32, int, int64)                                   {}
 func (NopMetrics) EventTime(string, string, int32, time.Time, bool, time.Time) {}
+func (NopMetrics) OffsetLoss(string, int32)                                    {}
 
 // Headers written on dead-letter records.
 const (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +98,73 @@ func TestFailedOutputNeverPassesTheOffsets(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(out, want) {
 		t.Fatalf("outputs %q, want every batch %q", out, want)
+	}
+}
+
+// TestOffsetLossIsNeverSilent pins issue 11's silent skip: the broker lost
+// its data (the log end fell behind the state's offset) and the node
+// skipped new records until the log reached its old offsets, lag 0. Now,
+// with on_offset_loss: fail (the default) the partition stops with a clear
+// error and the node is not ready; with earliest it resumes at the log
+// start (and latest at its end), keeping its state, the new offsets
+// committed and the source rewound there.
+func TestOffsetLossIsNeverSilent(t *testing.T) {
+	for _, c := range []struct {
+		policy string
+		look   engine.LogRange
+		resume int64
+	}{
+		{"fail", engine.LogRange{Start: 0, End: 3}, -1},
+		{"earliest", engine.LogRange{Start: 0, End: 3}, 0},
+		{"latest", engine.LogRange{Start: 0, End: 3}, 3},
+		{"earliest", engine.LogRange{Start: 20, End: 25}, 20}, // retention passed the offset
+	} {
+		t.Run(fmt.Sprint(c.policy, c.look), func(t *testing.T) {
+			yaml := strings.Replace(copyApp, "app: copy\n", "app: copy\nkafka: {on_offset_loss: "+c.policy+"}\n", 1)
+			a := parseApp(t, yaml)
+			f := start(t, a, t.TempDir(), startBroker(t, a), engine.Options{Executors: 2})
+			if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.node.Deliver(context.Background(), "in", 0, records(0, 10), 10); err != nil {
+				t.Fatal(err)
+			}
+			waitCommitted(t, f.node, 10)
+			f.node.ObserveLogEnds(map[engine.TopicPartition]engine.LogRange{p0: c.look}, time.Now())
+			deadline := time.Now().Add(10 * time.Second)
+			if c.resume < 0 {
+				for len(f.node.Stopped()) == 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("the partition did not stop")
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				why := f.node.Stopped()[0]
+				if !strings.Contains(why, "resumes at offset 10 but the log holds [0, 3)") || f.node.Ready() {
+					t.Errorf("stopped: %q, ready %v", why, f.node.Ready())
+				}
+				return
+			}
+			var rw map[engine.TopicPartition]int64
+			for rw == nil {
+				if time.Now().After(deadline) {
+					t.Fatal("no rewind")
+				}
+				rw = f.node.TakeRewinds()
+				time.Sleep(2 * time.Millisecond)
+			}
+			if rw[p0] != c.resume {
+				t.Errorf("rewound to %d, want %d", rw[p0], c.resume)
+			}
+			waitCommitted(t, f.node, c.resume)
+			// The new log's records are processed from there.
+			if err := f.node.Deliver(context.Background(), "in", 0, records(int(c.resume), int(c.resume)+2), c.resume+2); err != nil {
+				t.Fatal(err)
+			}
+			waitCommitted(t, f.node, c.resume+2)
+			if len(f.node.Stopped()) != 0 {
+				t.Errorf("stopped: %v", f.node.Stopped())
+			}
+		})
 	}
 }

@@ -115,7 +115,8 @@ type Node struct {
 	restoring map[int32]*restoreProgress
 	rewinds   map[int32]map[TopicPartition]int64 // restarted tasks waiting for the source to seek
 	rewindC   chan struct{}
-	closing   bool // Run is stopping: no task may start
+	closing   bool             // Run is stopping: no task may start
+	stopped   map[int32]string // partitions stopped for good, with the reason
 
 	standbyMu sync.Mutex // guards followers; taken before mu, never inside it
 	followers map[int32]*follower
@@ -188,6 +189,7 @@ func New(o Options) (*Node, error) {
 		stopC:     make(chan struct{}),
 		followers: map[int32]*follower{},
 		assigning: map[int32]bool{},
+		stopped:   map[int32]string{},
 	}, nil
 }
 
@@ -418,6 +420,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 // startTask registers t and starts its goroutine. n.mu is held.
 func (n *Node) startTask(t *task) {
 	n.tasks[t.part] = t
+	delete(n.stopped, t.part)
 	for topic, off := range t.offsets {
 		n.committed[TopicPartition{topic, t.part}] = off
 	}
@@ -426,10 +429,17 @@ func (n *Node) startTask(t *task) {
 		defer n.taskWG.Done()
 		err := t.run()
 		var re *restartError
+		var ol *OffsetLossError
 		switch {
 		case err == nil:
 		case errors.As(err, &re):
 			n.restartTask(t, err)
+		case errors.As(err, &ol):
+			// Only this partition stops; the others go on.
+			n.log.Error("partition stopped", "partition", t.part, "error", err)
+			n.mu.Lock()
+			n.stopped[t.part] = err.Error()
+			n.mu.Unlock()
 		default:
 			n.fail(fmt.Errorf("engine: partition %d: %w", t.part, err))
 		}
@@ -639,9 +649,34 @@ func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, at time.Time) 
 	}
 }
 
-// WatchesLogEnds reports whether the app needs ObserveLogEnds: it has
-// event-time triggers, whose idleness and progress depend on it.
-func (n *Node) WatchesLogEnds() bool { return n.plan.eventTime }
+// rewind makes the source seek partition t.part's topics to offs before it
+// delivers more (see TakeRewinds); records fetched before are dropped.
+func (n *Node) rewind(t *task, offs map[string]int64) {
+	n.mu.Lock()
+	rw := map[TopicPartition]int64{}
+	for topic, off := range offs {
+		rw[TopicPartition{topic, t.part}] = off
+	}
+	t.rewinding = true
+	n.rewinds[t.part] = rw
+	n.mu.Unlock()
+	select {
+	case n.rewindC <- struct{}{}:
+	default:
+	}
+}
+
+// Stopped lists partitions stopped for good (until the node restarts or
+// the partition moves), with the reason.
+func (n *Node) Stopped() map[int32]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[int32]string, len(n.stopped))
+	for p, r := range n.stopped {
+		out[p] = r
+	}
+	return out
+}
 
 // Now is the node's processing time (its Clock).
 func (n *Node) Now() time.Time { return n.o.Clock.Now() }
@@ -664,6 +699,7 @@ func (n *Node) Revoke(tps []TopicPartition) {
 	var stopping []*task
 	for _, tp := range tps {
 		delete(n.assigned, tp)
+		delete(n.stopped, tp.Partition)
 	}
 	for p, t := range n.tasks {
 		owned := false
@@ -713,7 +749,7 @@ func (n *Node) Ready() bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.restoring) == 0
+	return len(n.restoring) == 0 && len(n.stopped) == 0
 }
 
 // Owns reports whether this node runs partition part (a task that stopped

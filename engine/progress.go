@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type logLook struct {
 // owns everything but the observed map, which ObserveLogEnds fills under mu.
 type progress struct {
 	pos      map[string]int64   // offset after the last record processed (control records included)
+	hist     map[string][]posAt // recent positions with when their records were fetched
 	looks    map[string]logLook // newest look at each topic's log
 	caughtUp time.Time          // start of the current caught-up run; zero: behind or unknown
 
@@ -45,8 +47,28 @@ type progress struct {
 	signal   chan struct{}      // cap 1: new looks wait
 }
 
+// posAt is a position a topic reached and when its records were fetched:
+// by then the log held them, so any later look at the log must too.
+type posAt struct {
+	at  time.Time
+	pos int64
+}
+
 func newProgress() progress {
-	return progress{pos: map[string]int64{}, looks: map[string]logLook{}, observed: map[string]logLook{}, signal: make(chan struct{}, 1)}
+	return progress{pos: map[string]int64{}, hist: map[string][]posAt{}, looks: map[string]logLook{},
+		observed: map[string]logLook{}, signal: make(chan struct{}, 1)}
+}
+
+// reached is the largest position of topic whose records were fetched at
+// or before at (0 if none).
+func (p *progress) reached(topic string, at time.Time) int64 {
+	h := p.hist[topic]
+	for i := len(h) - 1; i >= 0; i-- {
+		if !h[i].at.After(at) {
+			return h[i].pos
+		}
+	}
+	return 0
 }
 
 // observe records a look (any goroutine).
@@ -70,9 +92,8 @@ func (p *progress) take() {
 	p.mu.Lock()
 	for topic, o := range p.observed {
 		if l, ok := p.looks[topic]; !ok || !o.at.Before(l.at) {
-			if ok {
-				o.End = max(o.End, l.End) // a log end never moves back
-			}
+			// The newest look wins, even with a smaller end: a log that went
+			// backwards is what offset-loss detection looks for.
 			p.looks[topic] = o
 		}
 	}
@@ -84,6 +105,13 @@ func (p *progress) take() {
 func (p *progress) fetched(topic string, next, end int64, at time.Time) {
 	if next > p.pos[topic] {
 		p.pos[topic] = next
+		h := p.hist[topic]
+		// Keep the positions of the last seconds (looks older than
+		// staleAfter do not count), and the newest one before them.
+		for len(h) > 1 && at.Sub(h[1].at) > 2*staleAfter {
+			h = h[1:]
+		}
+		p.hist[topic] = append(h, posAt{at, next})
 	}
 	if end < 0 {
 		return
@@ -91,9 +119,6 @@ func (p *progress) fetched(topic string, next, end int64, at time.Time) {
 	l, ok := p.looks[topic]
 	if ok && at.Before(l.at) {
 		return
-	}
-	if ok {
-		end = max(end, l.End)
 	}
 	p.looks[topic] = logLook{LogRange{Start: l.Start, End: end}, at}
 }
@@ -131,6 +156,74 @@ func (p *progress) since(topics map[string]*app.Source, committed map[string]int
 		p.caughtUp = now
 	}
 	return p.caughtUp
+}
+
+// lost reports a topic whose newest look shows that the log no longer
+// holds the offset the task resumes from (committed, or processed since):
+// the log end fell behind it, or the log start passed it.
+func (p *progress) lost(committed map[string]int64) (topic string, pos int64, r LogRange, ok bool) {
+	p.take()
+	for topic, l := range p.looks {
+		c, seen := committed[topic]
+		if !seen {
+			continue // nothing consumed yet: the source starts at the log start
+		}
+		// Compare with the position reached when the look was taken: records
+		// fetched after it may be beyond the end it saw.
+		pos := max(c, p.reached(topic, l.at))
+		if l.End < pos || l.Start > pos {
+			return topic, pos, l.LogRange, true
+		}
+	}
+	return "", 0, LogRange{}, false
+}
+
+// OffsetLossError stops a partition whose log no longer holds its offset
+// (kafka.on_offset_loss: fail).
+type OffsetLossError struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Log       LogRange
+}
+
+func (e *OffsetLossError) Error() string {
+	what := "the log end fell behind it (broker data lost, or the topic recreated)"
+	if e.Log.Start > e.Offset {
+		what = "the log start passed it (retention deleted records not consumed yet)"
+	}
+	return fmt.Sprintf("engine: %s partition %d: the state resumes at offset %d but the log holds [%d, %d): %s; "+
+		"the partition is stopped (set kafka.on_offset_loss: earliest or latest to resume instead)",
+		e.Topic, e.Partition, e.Offset, e.Log.Start, e.Log.End, what)
+}
+
+// checkOffsets handles a log that no longer holds the task's offset, as
+// kafka.on_offset_loss says: an *OffsetLossError (fail), or the offsets are
+// moved to the log start or end — recorded in a commit, with the source
+// rewound there — keeping the state. Never a silent skip. moved reports
+// that records fetched before are to be dropped.
+func (t *task) checkOffsets() (moved bool, err error) {
+	topic, pos, r, ok := t.prog.lost(t.offsets)
+	if !ok {
+		return false, nil
+	}
+	t.n.o.Metrics.OffsetLoss(topic, t.part)
+	policy := t.n.plan.app.Kafka.OnOffsetLoss
+	if policy == app.OffsetLossFail || policy == "" {
+		return false, &OffsetLossError{Topic: topic, Partition: t.part, Offset: pos, Log: r}
+	}
+	to := r.Start
+	if policy == app.OffsetLossLatest {
+		to = r.End
+	}
+	t.n.log.Error("partition offset lost from the log; resuming elsewhere as kafka.on_offset_loss says, keeping the state",
+		"topic", topic, "partition", t.part, "offset", pos, "log_start", r.Start, "log_end", r.End, "resume_at", to, "policy", policy)
+	t.offsets[topic] = to
+	t.pending[topic] = to
+	t.prog.pos[topic] = to
+	t.prog.hist[topic] = nil
+	t.n.rewind(t, t.offsets)
+	return true, t.finish()
 }
 
 // refreshIdle re-evaluates the caught-up state and tells the event-time

@@ -45,8 +45,8 @@ func TestCaughtUpAgainstTheLog(t *testing.T) {
 	p.fetched("in", 15, 15, at(12*time.Second))
 	check("caught up anew", 12*time.Second, nil, at(12*time.Second))
 
-	// A log end never moves back, whatever an older look says.
-	p.fetched("in", 15, 12, at(13*time.Second))
+	// The newest look wins.
+	p.fetched("in", 15, 15, at(13*time.Second))
 	p.observe("in", LogRange{0, 20}, at(13*time.Second))
 	check("newer end wins", 13*time.Second, nil, time.Time{})
 }
@@ -79,5 +79,24 @@ func TestCaughtUpPositions(t *testing.T) {
 	p.fetched("in", 9, 9, t0) // a fetch of the marker alone
 	if got := p.since(topics, nil, t0); !got.Equal(t0) {
 		t.Errorf("past the marker: %v, want caught up", got)
+	}
+}
+
+// TestOffsetLossNeedsALookAfterTheRecords: a look at the log taken before
+// records were produced, processed after the task consumed them, shows an
+// end below the task's position; that is not a loss. A look taken after
+// is.
+func TestOffsetLossNeedsALookAfterTheRecords(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newProgress()
+	committed := map[string]int64{"in": 100}
+	p.observe("in", LogRange{0, 100}, t0)               // a look starts, sees 100
+	p.fetched("in", 110, 110, t0.Add(time.Millisecond)) // records 100..109 fetched just after
+	if topic, _, _, lost := p.lost(committed); lost {
+		t.Fatalf("a look older than the records counted as a loss of %s", topic)
+	}
+	p.observe("in", LogRange{0, 3}, t0.Add(time.Second)) // the topic was recreated
+	if _, pos, r, lost := p.lost(committed); !lost || pos != 110 || r.End != 3 {
+		t.Fatalf("loss not found: %v %d %v", lost, pos, r)
 	}
 }

@@ -333,6 +333,9 @@ func (t *task) nextTick() time.Time {
 // tick runs the timers that are due, as one cycle.
 func (t *task) tick() error {
 	now := t.n.o.Clock.Now()
+	if _, err := t.checkOffsets(); err != nil {
+		return err
+	}
 	t.refreshIdle(now)
 	fired := false
 	var out []triggers.Firing
@@ -392,6 +395,9 @@ func (t *task) process(in inbound) error {
 		pos = in.recs[len(in.recs)-1].Offset + 1
 	}
 	t.prog.fetched(in.topic, pos, in.hwm, in.at)
+	if moved, err := t.checkOffsets(); moved || err != nil {
+		return err // moved: these records were fetched before the seek
+	}
 	if len(recs) == 0 {
 		// Control records only (or a re-delivery): the position moved.
 		return t.tick()

@@ -405,12 +405,10 @@ const ProbeInterval = 250 * time.Millisecond
 // probe looks at the start and end offsets of the assigned partitions
 // every ProbeInterval and reports them to the node (engine.ObserveLogEnds):
 // a fetch reports the log end only when it brings records, so a caught-up
-// partition learns that it still is from here. Each look is stamped with
+// partition learns that it still is from here, and a partition whose log
+// lost its offset (data loss, retention) finds out. Each look is stamped with
 // the node's clock before it starts.
 func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
-	if !s.Node.WatchesLogEnds() {
-		return
-	}
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(ProbeInterval)
 	defer t.Stop()

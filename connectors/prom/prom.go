@@ -34,6 +34,7 @@ type Metrics struct {
 	watermark    *prometheus.GaugeVec
 	idle         *prometheus.GaugeVec
 	oldestWindow *prometheus.GaugeVec
+	offsetLoss   *prometheus.CounterVec
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -72,6 +73,8 @@ func New(app string) *Metrics {
 			"bucket", "trigger", "partition"),
 		idle: g("partition_idle", "1 while the bucket partition counts as idle for an event-time trigger (caught up with the log and quiet for idle_timeout).",
 			"bucket", "trigger", "partition"),
+		offsetLoss: f("offset_loss_total", "Times a partition's log no longer held the offset its state resumes from (see kafka.on_offset_loss).",
+			"topic", "partition"),
 		oldestWindow: g("oldest_open_window_seconds", "Start of the oldest open window of an event-time trigger per bucket partition (unix seconds; 0: none).",
 			"bucket", "trigger", "partition"),
 	}
@@ -135,4 +138,8 @@ func (m *Metrics) EventTime(bucket, trigger string, partition int32, wm time.Tim
 		o = float64(oldest.UnixNano()) / 1e9
 	}
 	m.oldestWindow.WithLabelValues(bucket, trigger, p).Set(o)
+}
+
+func (m *Metrics) OffsetLoss(topic string, partition int32) {
+	m.offsetLoss.WithLabelValues(topic, strconv.Itoa(int(partition))).Inc()
 }

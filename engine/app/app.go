@@ -69,9 +69,24 @@ type Kafka struct {
 	// partition's state by following its changelog, so a failover does not
 	// wait for a full restore; default 0.
 	StandbyReplicas int `yaml:"standby_replicas"`
+	// OnOffsetLoss says what a partition does when its log no longer holds
+	// the offset its state resumes from — the log end fell behind it (the
+	// broker's data was lost, the topic recreated) or the log start passed
+	// it (retention deleted records not consumed yet): fail (default: the
+	// partition stops, with an error in the log and on /readyz), earliest
+	// (resume at the log start, keeping the state) or latest (resume at the
+	// log end, keeping the state). It never skips silently.
+	OnOffsetLoss string `yaml:"on_offset_loss"`
 
 	commitInterval, sessionTimeout time.Duration
 }
+
+// What a partition does when its offset is gone from the log.
+const (
+	OffsetLossFail     = "fail"
+	OffsetLossEarliest = "earliest"
+	OffsetLossLatest   = "latest"
+)
 
 // Guarantees.
 const (

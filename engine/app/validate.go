@@ -74,6 +74,13 @@ func (a *App) Validate() error {
 			*dst = d
 		}
 	}
+	switch a.Kafka.OnOffsetLoss {
+	case "":
+		a.Kafka.OnOffsetLoss = OffsetLossFail
+	case OffsetLossFail, OffsetLossEarliest, OffsetLossLatest:
+	default:
+		c.add("kafka.on_offset_loss", "%q: want fail, earliest or latest", a.Kafka.OnOffsetLoss)
+	}
 	kdur("commit_interval", a.Kafka.CommitInterval, 100*time.Millisecond, &a.Kafka.commitInterval)
 	kdur("session_timeout", a.Kafka.SessionTimeout, 10*time.Second, &a.Kafka.sessionTimeout)
 	if a.Kafka.StandbyReplicas < 0 {

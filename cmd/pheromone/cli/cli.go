@@ -505,6 +505,13 @@ func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) htt
 			}
 			return
 		}
+		if st := node.Stopped(); len(st) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for p, why := range st {
+				fmt.Fprintf(w, "not ready: partition %d stopped: %s\n", p, why)
+			}
+			return
+		}
 		if !node.Ready() {
 			http.Error(w, "not ready: waiting for partition assignment", http.StatusServiceUnavailable)
 			return
