@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -487,6 +488,9 @@ func Parse(raw []byte) (*App, error) {
 	dec.KnownFields(true)
 	var a App
 	if err := dec.Decode(&a); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Problems{{Msg: "the file is empty: an app file needs at least app, sources, buckets, triggers and functions (see docs/app-format.md)"}}
+		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			var ps Problems

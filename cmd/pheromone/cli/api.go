@@ -264,6 +264,9 @@ func (h *apiHandler) decode(body []byte, session string) (arrow.Record, error) {
 func (h *apiHandler) decodeArrow(body []byte, session string) (arrow.Record, error) {
 	schema := h.app.EntrySource().ArrowSchema()
 	sessionCol := h.app.Bucket(h.app.Invoke.Entry).Session
+	if err := checkArrowStream(body); err != nil {
+		return nil, err
+	}
 	rd, err := ipc.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("body: not an Arrow IPC stream: %w", err)
