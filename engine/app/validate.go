@@ -12,6 +12,11 @@ import (
 	"github.com/pheromone-go/pheromone/engine/expr"
 )
 
+// MaxWindowsPerObject bounds window/slide of a sliding window: each object
+// is held once per window it is in (a 1h window sliding by 1ms took 2.4 GB
+// for one record).
+const MaxWindowsPerObject = 1000
+
 // Defaults applied by Validate.
 const (
 	DefaultPartitions     = 4
@@ -116,6 +121,8 @@ func (a *App) Validate() error {
 			c.add(p, "a table needs a topic (compacted) or a file (JSON lines)")
 		case tb.Topic != "" && tb.File != "":
 			c.add(p, "a table takes a topic or a file, not both")
+		case tb.Topic != "":
+			c.topicName(p+".topic", tb.Topic)
 		}
 		if tb.Partitions == 0 {
 			tb.Partitions = 1
@@ -162,6 +169,7 @@ func (a *App) Validate() error {
 			}
 		}
 		if s.Topic != "" {
+			c.topicName(p+".topic", s.Topic)
 			if prev, dup := topics[s.Topic]; dup {
 				c.add(p+".topic", "topic %q is already read by %s", s.Topic, prev)
 			}
@@ -211,11 +219,13 @@ func (a *App) Validate() error {
 			c.add(p+".kind", "unknown sink kind %q (kafka, table, result)", s.Kind)
 			continue
 		}
-		if s.Topic == "" {
+		switch {
+		case s.Topic == "":
 			c.add(p+".topic", "must be set")
-		} else if prev, dup := topics[s.Topic]; dup {
-			c.add(p+".topic", "topic %q is already used by %s", s.Topic, prev)
-		} else {
+		case !c.topicName(p+".topic", s.Topic):
+		case topics[s.Topic] != "":
+			c.add(p+".topic", "topic %q is already used by %s", s.Topic, topics[s.Topic])
+		default:
 			topics[s.Topic] = p
 		}
 		if s.Format == "" {
@@ -231,6 +241,15 @@ func (a *App) Validate() error {
 	}
 	if prev, dup := topics[a.Kafka.DLQTopic]; dup {
 		c.add("kafka.dlq_topic", "topic %q is already used by %s", a.Kafka.DLQTopic, prev)
+	}
+	c.topicName("kafka.dlq_topic", a.Kafka.DLQTopic)
+	if a.Kafka.ChangelogEnabled() {
+		c.topicName("kafka.changelog_topic", a.Kafka.ChangelogTopic)
+	}
+	for i, b := range a.Buckets {
+		if b.PartitionBy != "" && validName(b.Name) {
+			c.topicName(fmt.Sprintf("buckets[%d].name", i), a.RepartitionTopic(b.Name))
+		}
 	}
 
 	// Triggers: which functions they fire, from which bucket.
@@ -283,6 +302,9 @@ func (a *App) Validate() error {
 				c.add(p+".gap", "session windows (gap) take no window or slide")
 			case t.slide > 0 && t.window > 0 && (t.slide > t.window || t.window%t.slide != 0):
 				c.add(p+".slide", "must divide the window (%s)", t.Window)
+			case t.slide > 0 && t.window/t.slide > MaxWindowsPerObject:
+				c.add(p+".slide", "every object would be in %d windows (window %s / slide %s); at most %d",
+					t.window/t.slide, t.Window, t.Slide, MaxWindowsPerObject)
 			}
 			switch t.Time {
 			case "", "processing":
@@ -1242,6 +1264,22 @@ func index(c *checker, section string, n int, name func(int) string) map[string]
 		m[nm] = i
 	}
 	return m
+}
+
+// topicName adds a problem if Kafka would refuse topic as a name: letters,
+// digits, '.', '_' and '-', at most 249 characters, not "." or "..".
+func (c *checker) topicName(path, topic string) bool {
+	switch {
+	case topic == "." || topic == "..":
+		c.add(path, "%q: Kafka refuses it as a topic name", topic)
+	case len(topic) > 249:
+		c.add(path, "topic name of %d characters: Kafka takes at most 249", len(topic))
+	case !validName(topic):
+		c.add(path, "%q: a Kafka topic name takes only letters, digits, '.', '_' and '-'", topic)
+	default:
+		return true
+	}
+	return false
 }
 
 func validName(s string) bool {

@@ -239,3 +239,28 @@ sinks:
 		}
 	}
 }
+
+// TestValidateTopicNamesAndWindowBounds pins issue 11's validation gaps:
+// topic names Kafka refuses were accepted, and a 1h window sliding by 1ms
+// (3.6 M windows per object) took 2.4 GB for one record.
+func TestValidateTopicNamesAndWindowBounds(t *testing.T) {
+	bad := strings.NewReplacer(
+		"topic: orders", "topic: \"orders/2026\"",
+		"topic: totals", "topic: ..",
+		"window: 10s", "window: 1h, slide: 1ms",
+	).Replace(good)
+	a, err := Parse([]byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Validate()
+	for _, want := range []string{
+		`sources[0].topic: "orders/2026": a Kafka topic name takes only letters`,
+		`sinks[0].topic: "..": Kafka refuses it as a topic name`,
+		"triggers[1].slide: every object would be in 3600000 windows",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
+	}
+}
