@@ -9,6 +9,7 @@
 package codec
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -67,6 +68,7 @@ type JSONDecoder struct {
 	slots    []slot
 	ints     []int64
 	floats   []float64
+	bins     [][]byte // decoded base64 of bytes columns, per column, until appended
 	scratch  []byte
 	keyBuf   []byte
 	rows     int
@@ -93,6 +95,7 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 		external:   -1,
 		ints:       make([]int64, schema.NumFields()),
 		floats:     make([]float64, schema.NumFields()),
+		bins:       make([][]byte, schema.NumFields()),
 	}
 	for i, f := range schema.Fields() {
 		d.names[f.Name] = i
@@ -214,7 +217,11 @@ func (d *JSONDecoder) AppendWith(b, ext []byte) error {
 		case arrow.STRING:
 			fb.(*array.StringBuilder).BinaryBuilder.Append(d.str(b, s))
 		case arrow.BINARY:
-			fb.(*array.BinaryBuilder).Append(d.str(b, s))
+			if s.start < 0 {
+				fb.(*array.BinaryBuilder).Append(d.extBuf) // an external value, as it came
+			} else {
+				fb.(*array.BinaryBuilder).Append(d.bins[i])
+			}
 		case arrow.INT64:
 			fb.(*array.Int64Builder).Append(d.ints[i])
 		case arrow.FLOAT64:
@@ -250,6 +257,18 @@ func (d *JSONDecoder) check(i int, b []byte, s slot) error {
 		}
 		if d.types[i] == arrow.STRING && !utf8.Valid(v) {
 			return &DecodeError{Column: name, Msg: "string is not valid UTF-8"}
+		}
+		if d.types[i] == arrow.BINARY {
+			// bytes are base64 in JSON, both ways (as encoding/json does).
+			n := base64.StdEncoding.DecodedLen(len(v))
+			if cap(d.bins[i]) < n {
+				d.bins[i] = make([]byte, n)
+			}
+			m, err := base64.StdEncoding.Decode(d.bins[i][:n], v)
+			if err != nil {
+				return &DecodeError{Column: name, Msg: "want base64 (a bytes column), got " + fmt.Sprintf("%.40q", v)}
+			}
+			d.bins[i] = d.bins[i][:m]
 		}
 	case arrow.INT64:
 		if s.kind != vNumber {
