@@ -63,7 +63,9 @@ type tableRow struct {
 // reply answers the invocation of a session.
 type reply struct {
 	session string
+	fn      string // the function that emitted it
 	body    []byte // JSON array of rows
+	rows    int
 }
 
 func (r *result) release() {
@@ -211,7 +213,7 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			}
 		}
 		if rows > 0 {
-			r.replies = append(r.replies, reply{session: j.firing.Session, body: append(body, ']')})
+			r.replies = append(r.replies, reply{session: j.firing.Session, fn: cfg.Name, body: append(body, ']'), rows: rows})
 		}
 	}
 	for _, tb := range j.fn.tables {

@@ -17,8 +17,46 @@ var ErrNoPartition = errors.New("engine: this node owns no partition yet")
 type SessionStatus struct {
 	Session string
 	Done    bool
-	// Result is the JSON array of the rows emitted to the result sink.
+	// Result is the JSON array of the rows emitted to the result sink by
+	// the cycle that first emitted any, in firing order.
 	Result []byte
+	// Rows is how many rows that was; Truncated says Result holds only the
+	// first of them (it would have exceeded maxReplyBytes).
+	Rows      int
+	Truncated bool
+}
+
+// maxReplyBytes bounds an invocation's result held in memory and returned.
+const maxReplyBytes = 16 << 20
+
+// answer is a finished invocation's result.
+type answer struct {
+	body      []byte
+	rows      int
+	truncated bool
+}
+
+// joinReplies merges the JSON arrays of a session's replies into one,
+// keeping whole rows up to limit bytes.
+func joinReplies(reps []reply, limit int) answer {
+	if len(reps) == 1 && len(reps[0].body) <= limit {
+		return answer{body: reps[0].body, rows: reps[0].rows}
+	}
+	a := answer{body: []byte{'['}}
+	for _, r := range reps {
+		a.rows += r.rows
+		inner := r.body[1 : len(r.body)-1]
+		if a.truncated || len(a.body)+len(inner)+2 > limit {
+			a.truncated = true
+			continue
+		}
+		if len(a.body) > 1 && len(inner) > 0 {
+			a.body = append(a.body, ',')
+		}
+		a.body = append(a.body, inner...)
+	}
+	a.body = append(a.body, ']')
+	return a
 }
 
 // Invoke puts rec (rows of the invoke entry bucket's schema, session column
@@ -74,7 +112,7 @@ func (n *Node) Session(id string) (SessionStatus, bool) { return n.sessions.get(
 type sessionTable struct {
 	mu       sync.Mutex
 	pending  map[string]chan struct{}
-	finished map[string][]byte
+	finished map[string]answer
 	order    []string
 }
 
@@ -84,7 +122,7 @@ func (s *sessionTable) start(id string) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending == nil {
-		s.pending, s.finished = map[string]chan struct{}{}, map[string][]byte{}
+		s.pending, s.finished = map[string]chan struct{}{}, map[string]answer{}
 	}
 	ch := make(chan struct{})
 	s.pending[id] = ch
@@ -93,7 +131,7 @@ func (s *sessionTable) start(id string) <-chan struct{} {
 
 // complete records the first result of a pending session; later results
 // and unknown sessions are ignored.
-func (s *sessionTable) complete(id string, result []byte) {
+func (s *sessionTable) complete(id string, result answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch, ok := s.pending[id]
@@ -117,7 +155,7 @@ func (s *sessionTable) get(id string) (SessionStatus, bool) {
 		return SessionStatus{Session: id}, true
 	}
 	if r, ok := s.finished[id]; ok {
-		return SessionStatus{Session: id, Done: true, Result: r}, true
+		return SessionStatus{Session: id, Done: true, Result: r.body, Rows: r.rows, Truncated: r.truncated}, true
 	}
 	return SessionStatus{}, false
 }

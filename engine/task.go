@@ -75,6 +75,9 @@ type task struct {
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
 
+	// replies are this cycle's answers to invocations, by session.
+	replies map[string][]reply
+
 	// deferred holds the current cycle's changelog records at-least-once:
 	// the committer writes them after the cycle's other acks.
 	deferred []*OutRecord
@@ -370,6 +373,10 @@ func (t *task) finish() error {
 		}
 	}
 	t.reportEventTime(t.n.o.Clock.Now())
+	for session, reps := range t.replies {
+		t.n.sessions.complete(session, joinReplies(reps, maxReplyBytes))
+	}
+	clear(t.replies)
 	return t.commit()
 }
 
@@ -745,7 +752,21 @@ func (t *task) apply(r *result) error {
 		}
 	}
 	for _, rep := range r.replies {
-		n.sessions.complete(rep.session, rep.body)
+		if r.early {
+			// order: completion — the first answer goes out at once (a
+			// k-of-n quorum must not wait for its straggler).
+			n.sessions.complete(rep.session, answer{body: rep.body, rows: rep.rows})
+			continue
+		}
+		// The answer is every reply of the function that replied first in
+		// this cycle (a large input is put as several chunks, each firing
+		// on its own); finish completes the session with all of them.
+		if t.replies == nil {
+			t.replies = map[string][]reply{}
+		}
+		if prev := t.replies[rep.session]; len(prev) == 0 || prev[0].fn == rep.fn {
+			t.replies[rep.session] = append(prev, rep)
+		}
 	}
 	for _, tr := range r.tableRows {
 		t.tableWrites = append(t.tableWrites, tr)

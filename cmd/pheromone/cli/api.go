@@ -136,7 +136,11 @@ type sessionJSON struct {
 	Session string          `json:"session"`
 	Status  string          `json:"status"`
 	Result  json.RawMessage `json:"result,omitempty"`
-	Error   string          `json:"error,omitempty"`
+	// Rows counts the result's rows; Truncated says result holds only the
+	// first of them (the whole would exceed the reply limit).
+	Rows      int    `json:"rows,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // ownApp answers 404 unless the path names this node's app.
@@ -204,7 +208,7 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-done:
 		st, _ := h.node.Session(id)
-		writeJSON(w, http.StatusOK, sessionJSON{Session: id, Status: "done", Result: st.Result})
+		writeJSON(w, http.StatusOK, sessionJSON{Session: id, Status: "done", Result: st.Result, Rows: st.Rows, Truncated: st.Truncated})
 	case <-time.After(timeout):
 		writeJSON(w, http.StatusGatewayTimeout, sessionJSON{Session: id, Status: "pending",
 			Error: fmt.Sprintf("no result within %s; poll GET /v1/sessions/%s", timeout, id)})
@@ -222,7 +226,7 @@ func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "pending"})
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "done", Result: st.Result})
+	writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "done", Result: st.Result, Rows: st.Rows, Truncated: st.Truncated})
 }
 
 // decode turns the request body into rows of the entry source's schema,

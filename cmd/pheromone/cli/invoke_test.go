@@ -47,10 +47,12 @@ sinks:
 `
 
 type invokeResp struct {
-	Session string          `json:"session"`
-	Status  string          `json:"status"`
-	Result  json.RawMessage `json:"result"`
-	Error   string          `json:"error"`
+	Session   string          `json:"session"`
+	Status    string          `json:"status"`
+	Result    json.RawMessage `json:"result"`
+	Rows      int             `json:"rows"`
+	Truncated bool            `json:"truncated"`
+	Error     string          `json:"error"`
 }
 
 func post(t *testing.T, url, body string) (int, invokeResp) {
@@ -333,5 +335,43 @@ func TestInvokeBodyOverTheLimit(t *testing.T) {
 	}
 	if code, r := post(t, base+"/v1/apps/chain/invoke", `{"text":"hi","n":21}`); code != http.StatusOK || string(r.Result) != `[{"answer":"HI!","n":42}]` {
 		t.Errorf("after it: %d %+v", code, r)
+	}
+}
+
+// TestInvokeResultIsWhole pins issue 11: an invocation of 20,000 rows
+// answered done with the first 5,000 (a large input is put as several
+// chunks, each firing on its own, and the first reply completed the
+// session). Now every reply of the cycle is the answer, with its row count.
+func TestInvokeResultIsWhole(t *testing.T) {
+	brokers := cluster(t)
+	n := startNode(t, chainInvokeApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	var body strings.Builder
+	body.WriteString("[")
+	const rows = 20_000
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"text":"row-%05d-%s","n":%d}`, i, strings.Repeat("p", 20), i)
+	}
+	body.WriteString("]")
+	code, r := post(t, "http://"+n.info.HTTPAddr+"/v1/apps/chain/invoke", body.String())
+	if code != http.StatusOK || r.Status != "done" {
+		t.Fatalf("invoke: %d %+v", code, r.Error)
+	}
+	var got []struct {
+		Answer string `json:"answer"`
+		N      int    `json:"n"`
+	}
+	if err := json.Unmarshal(r.Result, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != rows || r.Rows != rows || r.Truncated {
+		t.Fatalf("result: %d rows (rows %d, truncated %v), want %d", len(got), r.Rows, r.Truncated, rows)
+	}
+	for i, g := range got {
+		if g.N != 2*i || !strings.HasPrefix(g.Answer, fmt.Sprintf("ROW-%05d-", i)) {
+			t.Fatalf("row %d = %+v", i, g)
+		}
 	}
 }
