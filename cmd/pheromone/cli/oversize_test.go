@@ -57,7 +57,7 @@ func TestOversizeSinkOutputIsDeadLettered(t *testing.T) {
 	d := dead[0]
 	original := `{"id":2,"pad":"` + big + `"}`
 	for k, want := range map[string]string{
-		engine.HeaderReason:         engine.ReasonTooLarge,
+		engine.HeaderReason: engine.ReasonTooLarge,
 	} {
 		if got := header(d, k); got != want {
 			t.Errorf("dead letter header %s = %q, want %q", k, got, want)
