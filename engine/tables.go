@@ -80,6 +80,9 @@ func (ts *tableStore) LookupRow(table, key string) (arrow.Record, bool) {
 	return r, ok
 }
 
+// Len implements fn.Tables.
+func (ts *tableStore) Len(table string) int { return ts.size(table) }
+
 func (ts *tableStore) size(table string) int {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -18,7 +19,15 @@ type Tables interface {
 	// LookupRow returns the current row of table with key as a one-row
 	// record; the caller must Release it.
 	LookupRow(table, key string) (arrow.Record, bool)
+	// Len is how many rows table holds.
+	Len(table string) int
 }
+
+// ErrTableEmpty fails a lookup (inner join) into a table that holds no row
+// yet: the function is retried, then its input is dead-lettered, rather
+// than every row being dropped as unmatched without a trace (a node started
+// before its table's topic had rows).
+var ErrTableEmpty = errors.New("fn: the lookup table holds no rows yet")
 
 // lookup is a stream-table join: each row gets the columns of the table row
 // whose key equals its On column.
@@ -39,6 +48,9 @@ func newLookup(f *app.Function, tables Tables) (*lookup, error) {
 }
 
 func (l *lookup) Invoke(_ context.Context, in Input, out Output) error {
+	if !l.keepUnmatched && l.tables.Len(l.table) == 0 {
+		return fmt.Errorf("%w: table %q", ErrTableEmpty, l.table)
+	}
 	var key []byte
 	for _, rec := range in.Records {
 		on := rec.Column(rec.Schema().FieldIndices(l.on)[0])

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,32 @@ sinks: [{name: out, topic: out}]
 		`{"user":"u1","country":"FR","name":"France"}`,
 		`{"user":"u2","country":"XX","name":null}`,
 		`{"user":"u3","country":null,"name":null}`,
+	})
+}
+
+// TestLookupIntoAnEmptyTable pins issue 11's YSB undercount: a node started
+// before its table's topic had rows dropped every event as unmatched,
+// without a trace. Now a lookup into an empty table fails (retried, then
+// the input is dead-lettered with the reason), and joins once rows arrive.
+func TestLookupIntoAnEmptyTable(t *testing.T) {
+	brokers := cluster(t)
+	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"ad-campaigns": 1}); err != nil {
+		t.Fatal(err)
+	}
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, lookupApp, brokers, clock, t.TempDir())
+	produce(t, brokers, "events", 0, `{"ad_id":"a1","event_type":"view"}`)
+	advanceUntil(t, clock, 10*time.Millisecond, "the empty-table lookup dead-lettered", func() bool {
+		return scrape(t, n.info.HTTPAddr, `pheromone_dead_letters_total{app="ads",reason="function"}`) == "1"
+	})
+	dead := consume(t, brokers, "ads.dlq", 1, 100*time.Millisecond)
+	if len(dead) != 1 || string(dead[0].Value) != `{"ad_id":"a1","event_type":"view"}` || !strings.Contains(header(dead[0], engine.HeaderError), `table "campaigns"`) {
+		t.Fatalf("dead letters: %q", values(dead))
+	}
+	produce(t, brokers, "ad-campaigns", 0, `{"ad_id":"a1","campaign_id":"c1"}`)
+	waitFor(t, 10*time.Second, "the table row", func() bool { return n.info.Node.TableSize("campaigns") == 1 })
+	produce(t, brokers, "events", 0, `{"ad_id":"a1","event_type":"click"}`)
+	equalLines(t, "joined", values(consume(t, brokers, "enriched", 1, 100*time.Millisecond)), []string{
+		`{"ad_id":"a1","event_type":"click","campaign_id":"c1"}`,
 	})
 }
