@@ -136,10 +136,31 @@ func TestBrokenApps(t *testing.T) {
 	}
 }
 
+// TestUnknownFieldRefused: every unknown key and every type error at once,
+// each with its YAML path or line (issue 11: the first one hid the others
+// and had no path).
 func TestUnknownFieldRefused(t *testing.T) {
-	_, err := Parse([]byte(strings.Replace(good, "app: shop", "app: shop\nwindoww: 3", 1)))
-	if err == nil || !strings.Contains(err.Error(), "field windoww not found") {
-		t.Fatalf("err = %v", err)
+	bad := strings.NewReplacer(
+		"app: shop", "app: shop\nwindoww: 3",
+		"  - name: big", "  - name: big\n    max_objectz: 5",
+		"window: 10s, function: totals", "window: 10s, funtion: totals",
+		"{name: n, op: count}", "{name: n, op: count, colum: x}",
+	).Replace(good)
+	_, err := Parse([]byte(bad))
+	for _, want := range []string{
+		"windoww: unknown key (line 3)",
+		"buckets[1].max_objectz: unknown key (line 18)",
+		"triggers[1].funtion: unknown key (line 21)",
+		"functions[1].aggregates[0].colum: unknown key",
+		"4 problem(s)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
+	}
+	_, err = Parse([]byte(strings.Replace(good, "schema:", "partitions: many\n    schema:", 1)))
+	if err == nil || !strings.Contains(err.Error(), "line 6") || !strings.Contains(err.Error(), "cannot unmarshal") {
+		t.Errorf("type error: %v", err)
 	}
 }
 
