@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble"
@@ -106,6 +107,8 @@ func checkDir(dir string) error {
 // openRecovering is pebble.Open with its panics on damaged files turned
 // into errors.
 func openRecovering(dir string, opts *pebble.Options) (db *pebble.DB, err error) {
+	opening.Add(1)
+	defer opening.Add(-1)
 	defer func() {
 		if p := recover(); p != nil {
 			db, err = nil, fmt.Errorf("%w: %s: %v; move it away and start again to restore the state from the changelog", ErrDamaged, dir, p)
@@ -240,6 +243,20 @@ func (quietLogger) Infof(string, ...any) {}
 func (quietLogger) Errorf(format string, args ...any) {
 	fmt.Printf("pebble: "+format+"\n", args...)
 }
+
+// Fatalf is Pebble's "cannot go on" (a failed WAL or manifest write, a
+// full disk): during Open it panics, which Open turns into an error;
+// afterwards it ends the process with one clear line instead of a panic's
+// stack trace — the store cannot be trusted, and the committed state
+// (with the changelog) is what a restart resumes from.
 func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	msg := fmt.Sprintf("pebble: "+format, args...)
+	if opening.Load() > 0 {
+		panic(msg)
+	}
+	fmt.Fprintf(os.Stderr, "pheromone: the state store failed and cannot be trusted: %s (a full disk? free space and restart; the last commit is kept)\n", msg)
+	os.Exit(1)
 }
+
+// opening counts Opens under way (their Pebble panics become errors).
+var opening atomic.Int32
