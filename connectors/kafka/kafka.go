@@ -399,7 +399,7 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 }
 
 // ProbeInterval is how often the source looks at the log ends of its
-// assigned partitions for the engine's idleness rule.
+// assigned partitions: for idleness and for the offset-loss check.
 const ProbeInterval = 250 * time.Millisecond
 
 // probe looks at the start and end offsets of the assigned partitions
