@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -671,11 +672,7 @@ func (n *Node) rewind(t *task, offs map[string]int64) {
 func (n *Node) Stopped() map[int32]string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make(map[int32]string, len(n.stopped))
-	for p, r := range n.stopped {
-		out[p] = r
-	}
-	return out
+	return maps.Clone(n.stopped)
 }
 
 // Now is the node's processing time (its Clock).
@@ -726,11 +723,7 @@ func (n *Node) Revoke(tps []TopicPartition) {
 func (n *Node) Committed() map[TopicPartition]int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make(map[TopicPartition]int64, len(n.committed))
-	for k, v := range n.committed {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(n.committed)
 }
 
 func (n *Node) setCommitted(part int32, offs map[string]int64) {
