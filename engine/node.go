@@ -2,10 +2,10 @@ package engine
 
 import (
 	"context"
-	"maps"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"sort"
 	"sync"
