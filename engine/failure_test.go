@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
 )
@@ -167,4 +169,92 @@ func TestOffsetLossIsNeverSilent(t *testing.T) {
 			}
 		})
 	}
+}
+
+const repartApp = `
+app: rp
+sources:
+  - name: in
+    topic: in
+    partitions: 2
+    schema: [{name: id, type: int64}, {name: k, type: string}, {name: pad, type: string}]
+    bucket: in
+buckets:
+  - {name: in}
+  - {name: by_k, partition_by: k}
+triggers:
+  - {name: each, bucket: in, primitive: immediate, function: rekey}
+  - {name: each_k, bucket: by_k, primitive: immediate, function: out}
+functions:
+  - {name: rekey, kind: emit, outputs: [by_k]}
+  - {name: out, kind: emit, outputs: [sink]}
+sinks: [{name: sink, topic: out}]
+`
+
+// TestOversizeRepartitionRowIsDeadLettered: a row bound for another
+// partition that the repartition topic would refuse goes to the
+// dead-letter topic with reason too_large; the rows beside it travel on.
+func TestOversizeRepartitionRowIsDeadLettered(t *testing.T) {
+	a := parseApp(t, repartApp)
+	brokers := startBroker(t, a)
+	f := start(t, a, t.TempDir(), brokers, engine.Options{Executors: 2,
+		RecordLimits: map[string]int{a.RepartitionTopic("by_k"): 200}})
+	tps := []engine.TopicPartition{{Topic: "in", Partition: 0}, {Topic: "in", Partition: 1},
+		{Topic: a.RepartitionTopic("by_k"), Partition: 0}, {Topic: a.RepartitionTopic("by_k"), Partition: 1}}
+	if err := f.node.Assign(tps); err != nil {
+		t.Fatal(err)
+	}
+	// Keys that live on partition 1, put on partition 0: they travel.
+	var keys []string
+	for i := 0; len(keys) < 2; i++ {
+		if k := fmt.Sprint("k", i); engine.PartitionOf([]byte(k), 2) == 1 {
+			keys = append(keys, k)
+		}
+	}
+	recs := []engine.Record{
+		{Offset: 0, Value: []byte(fmt.Sprintf(`{"id":1,"k":%q,"pad":"small"}`, keys[0]))},
+		{Offset: 1, Value: []byte(fmt.Sprintf(`{"id":2,"k":%q,"pad":%q}`, keys[1], strings.Repeat("x", 500)))},
+	}
+	if err := f.node.Deliver(context.Background(), "in", 0, recs, -1); err != nil {
+		t.Fatal(err)
+	}
+	dead := readAll(t, brokers, a.Kafka.DLQTopic, 1)
+	if len(dead) != 1 || !strings.Contains(dead[0], `"id":2`) {
+		t.Fatalf("dead letters %q, want the oversize row", dead)
+	}
+	// The small row was repartitioned: deliver partition 1's repartition
+	// records as the source would, and it comes out.
+	rp := readRecords(t, brokers, a.RepartitionTopic("by_k"), 1)
+	if err := f.node.Deliver(context.Background(), a.RepartitionTopic("by_k"), 1, rp, -1); err != nil {
+		t.Fatal(err)
+	}
+	if out := readAll(t, brokers, "out", 1); len(out) != 1 || !strings.Contains(out[0], `"id":1`) {
+		t.Fatalf("outputs %q, want the small row", out)
+	}
+}
+
+// readRecords reads want records of partition part of topic as the source
+// would deliver them.
+func readRecords(t *testing.T, brokers []string, topic string, part int32) []engine.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {part: kgo.NewOffset().AtStart()}}), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []engine.Record
+	deadline := time.Now().Add(10 * time.Second)
+	for len(out) == 0 && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			rec := engine.Record{Key: r.Key, Value: r.Value, Offset: r.Offset}
+			for _, h := range r.Headers {
+				rec.Headers = append(rec.Headers, engine.Header{Key: h.Key, Value: h.Value})
+			}
+			out = append(out, rec)
+		})
+		cancel()
+	}
+	return out
 }
