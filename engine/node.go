@@ -525,20 +525,9 @@ func (n *Node) reopen(old *task) error {
 		t.releaseAll() // revoked or stopping meanwhile
 		return nil
 	}
-	offs := map[TopicPartition]int64{}
-	for topic := range n.plan.sources {
-		if off, ok := t.offsets[topic]; ok {
-			offs[TopicPartition{topic, part}] = off
-		}
-	}
-	t.rewinding = true
-	n.rewinds[part] = offs
+	n.rewindLocked(t)
 	n.startTask(t)
-	select {
-	case n.rewindC <- struct{}{}:
-	default:
-	}
-	n.log.Info("partition task restarted from its last commit", "partition", part, "offsets", offs)
+	n.log.Info("partition task restarted from its last commit", "partition", part, "offsets", t.offsets)
 	return nil
 }
 
@@ -650,17 +639,25 @@ func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, at time.Time) 
 	}
 }
 
-// rewind makes the source seek partition t.part's topics to offs before it
-// delivers more (see TakeRewinds); records fetched before are dropped.
-func (n *Node) rewind(t *task, offs map[string]int64) {
+// rewind makes the source seek partition t.part's topics to t.offsets
+// before it delivers more (see TakeRewinds); records fetched before are
+// dropped. It takes n.mu.
+func (n *Node) rewind(t *task) {
 	n.mu.Lock()
-	rw := map[TopicPartition]int64{}
-	for topic, off := range offs {
-		rw[TopicPartition{topic, t.part}] = off
+	defer n.mu.Unlock()
+	n.rewindLocked(t)
+}
+
+// rewindLocked is rewind with n.mu held.
+func (n *Node) rewindLocked(t *task) {
+	offs := map[TopicPartition]int64{}
+	for topic := range n.plan.sources {
+		if off, ok := t.offsets[topic]; ok {
+			offs[TopicPartition{topic, t.part}] = off
+		}
 	}
 	t.rewinding = true
-	n.rewinds[t.part] = rw
-	n.mu.Unlock()
+	n.rewinds[t.part] = offs
 	select {
 	case n.rewindC <- struct{}{}:
 	default:

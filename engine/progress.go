@@ -222,7 +222,7 @@ func (t *task) checkOffsets() (moved bool, err error) {
 	t.pending[topic] = to
 	t.prog.pos[topic] = to
 	t.prog.hist[topic] = nil
-	t.n.rewind(t, t.offsets)
+	t.n.rewind(t)
 	return true, t.finish()
 }
 
