@@ -123,17 +123,21 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 	// and watermark headers of the records produced, sliced with full
 	// capacity so a later append never overwrites a record still in flight.
 	var key, kbuf, buf, hbuf []byte
+	// The session header is shared by every record of the call; only a
+	// merged bucket's records need headers of their own (the watermark),
+	// carved from one growing slice like the keys and values.
+	var base, hdrs []Header
+	if session != "" {
+		base = []Header{{HeaderSession, []byte(session)}}
+	}
 	headers := func(i int) []Header {
-		var hdr []Header
-		if session != "" {
-			hdr = append(hdr, Header{HeaderSession, []byte(session)})
+		if from == nil {
+			return base
 		}
-		if from != nil {
-			hs := len(hbuf)
-			hbuf = appendWatermarkHeader(hbuf, t.part, from, i, nil)
-			hdr = append(hdr, Header{HeaderWatermark, hbuf[hs:len(hbuf):len(hbuf)]})
-		}
-		return hdr
+		hs, ws := len(hbuf), len(hdrs)
+		hbuf = appendWatermarkHeader(hbuf, t.part, from, i, nil)
+		hdrs = append(append(hdrs, base...), Header{HeaderWatermark, hbuf[hs:len(hbuf):len(hbuf)]})
+		return hdrs[ws:len(hdrs):len(hdrs)]
 	}
 	limit := t.n.recordLimit(topic)
 	// send produces one row to its partition, or dead-letters it if the
