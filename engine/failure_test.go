@@ -132,7 +132,7 @@ func TestOffsetLossIsNeverSilent(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitCommitted(t, f.node, 10)
-			f.node.ObserveLogEnds(map[engine.TopicPartition]engine.LogRange{p0: c.look}, time.Now())
+			f.node.ObserveLogEnds(map[engine.TopicPartition]engine.LogRange{p0: c.look}, f.node.StartLook())
 			deadline := time.Now().Add(10 * time.Second)
 			if c.resume < 0 {
 				for len(f.node.Stopped()) == 0 {

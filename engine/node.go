@@ -126,6 +126,7 @@ type Node struct {
 	stopC     chan struct{} // closed when Run starts stopping
 
 	in, out, firings, dead, invocations atomic.Int64
+	lookSeq                             atomic.Uint64 // tickets of looks at the logs (StartLook)
 	logLimiter                          logLimiter
 
 	sessions sessionTable
@@ -606,7 +607,7 @@ func (n *Node) DeliverFetch(ctx context.Context, topic string, partition int32, 
 		return nil
 	}
 	select {
-	case t.inbox <- inbound{topic: topic, recs: recs, hwm: end, next: next, at: n.o.Clock.Now()}:
+	case t.inbox <- inbound{topic: topic, recs: recs, hwm: end, next: next, look: n.StartLook()}:
 		return nil
 	case <-t.done:
 		return nil
@@ -620,18 +621,31 @@ func (n *Node) DeliverFetch(ctx context.Context, topic string, partition int32, 
 // when reading committed).
 type LogRange struct{ Start, End int64 }
 
+// LookStart is taken (StartLook) before a look at the logs begins: its
+// time decides whether the look is fresh, its ticket orders it against the
+// records the tasks were delivered.
+type LookStart struct {
+	At  time.Time
+	seq uint64
+}
+
+// StartLook returns the stamp of a look at the logs about to begin.
+func (n *Node) StartLook() LookStart {
+	return LookStart{At: n.o.Clock.Now(), seq: n.lookSeq.Add(1)}
+}
+
 // ObserveLogEnds tells the partition tasks what a look at their logs,
-// started at time at (read from Now before the look), found. A task counts
+// begun at look (StartLook, taken before the look), found. A task counts
 // as caught up — the only state in which idleness may move an event-time
 // watermark — only while such looks are fresh and show it at the end of
 // every one of its topics. The source calls it regularly (see
 // connectors/kafka: the log-end probe).
-func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, at time.Time) {
+func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, look LookStart) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for tp, r := range ranges {
 		if t := n.tasks[tp.Partition]; t != nil {
-			t.prog.observe(tp.Topic, r, at)
+			t.prog.observe(tp.Topic, r, look)
 		}
 	}
 	for _, t := range n.tasks {
@@ -671,9 +685,6 @@ func (n *Node) Stopped() map[int32]string {
 	defer n.mu.Unlock()
 	return maps.Clone(n.stopped)
 }
-
-// Now is the node's processing time (its Clock).
-func (n *Node) Now() time.Time { return n.o.Clock.Now() }
 
 // Assigned lists the topic partitions assigned to this node.
 func (n *Node) Assigned() []TopicPartition {

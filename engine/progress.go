@@ -31,7 +31,8 @@ const staleAfter = 2 * time.Second
 
 type logLook struct {
 	LogRange
-	at time.Time
+	at  time.Time // when the look started, for freshness (idleness)
+	seq uint64    // its ticket (Node.StartLook), for ordering against positions
 }
 
 // progress is a task's position against its logs. The task's goroutine
@@ -47,10 +48,14 @@ type progress struct {
 	signal   chan struct{}      // cap 1: new looks wait
 }
 
-// posAt is a position a topic reached and when its records were fetched:
-// by then the log held them, so any later look at the log must too.
+// posAt is a position a topic reached, with when and under which ticket
+// its records were delivered: by then the log held them, so any look that
+// started later (a higher ticket) must show them. Tickets, not times, order
+// looks and positions: a ManualClock that stands still gives them all one
+// time.
 type posAt struct {
 	at  time.Time
+	seq uint64
 	pos int64
 }
 
@@ -59,12 +64,12 @@ func newProgress() progress {
 		observed: map[string]logLook{}, signal: make(chan struct{}, 1)}
 }
 
-// reached is the largest position of topic whose records were fetched at
-// or before at (0 if none).
-func (p *progress) reached(topic string, at time.Time) int64 {
+// reached is the largest position of topic whose records were delivered
+// under a ticket up to seq (0 if none).
+func (p *progress) reached(topic string, seq uint64) int64 {
 	h := p.hist[topic]
 	for i := len(h) - 1; i >= 0; i-- {
-		if !h[i].at.After(at) {
+		if h[i].seq <= seq {
 			return h[i].pos
 		}
 	}
@@ -72,10 +77,10 @@ func (p *progress) reached(topic string, at time.Time) int64 {
 }
 
 // observe records a look (any goroutine).
-func (p *progress) observe(topic string, r LogRange, at time.Time) {
+func (p *progress) observe(topic string, r LogRange, look LookStart) {
 	p.mu.Lock()
-	if o, ok := p.observed[topic]; !ok || !at.Before(o.at) {
-		p.observed[topic] = logLook{r, at}
+	if o, ok := p.observed[topic]; !ok || look.seq > o.seq {
+		p.observed[topic] = logLook{r, look.At, look.seq}
 	}
 	p.mu.Unlock()
 }
@@ -91,7 +96,7 @@ func (p *progress) wake() {
 func (p *progress) take() {
 	p.mu.Lock()
 	for topic, o := range p.observed {
-		if l, ok := p.looks[topic]; !ok || !o.at.Before(l.at) {
+		if l, ok := p.looks[topic]; !ok || o.seq > l.seq {
 			// The newest look wins, even with a smaller end: a log that went
 			// backwards is what offset-loss detection looks for.
 			p.looks[topic] = o
@@ -101,26 +106,27 @@ func (p *progress) take() {
 	p.mu.Unlock()
 }
 
-// fetched records what one delivered fetch showed (task goroutine).
-func (p *progress) fetched(topic string, next, end int64, at time.Time) {
+// fetched records what one delivered fetch (ticket look) showed (task
+// goroutine).
+func (p *progress) fetched(topic string, next, end int64, look LookStart) {
 	if next > p.pos[topic] {
 		p.pos[topic] = next
 		h := p.hist[topic]
 		// Keep the positions of the last seconds (looks older than
 		// staleAfter do not count), and the newest one before them.
-		for len(h) > 1 && at.Sub(h[1].at) > 2*staleAfter {
+		for len(h) > 1 && look.At.Sub(h[1].at) > 2*staleAfter {
 			h = h[1:]
 		}
-		p.hist[topic] = append(h, posAt{at, next})
+		p.hist[topic] = append(h, posAt{look.At, look.seq, next})
 	}
 	if end < 0 {
 		return
 	}
 	l, ok := p.looks[topic]
-	if ok && at.Before(l.at) {
+	if ok && look.seq < l.seq {
 		return
 	}
-	p.looks[topic] = logLook{LogRange{Start: l.Start, End: end}, at}
+	p.looks[topic] = logLook{LogRange{Start: l.Start, End: end}, look.At, look.seq}
 }
 
 // since evaluates the caught-up state at now for the task's topics and
@@ -159,18 +165,21 @@ func (p *progress) since(topics map[string]*app.Source, committed map[string]int
 }
 
 // lost reports a topic whose newest look shows that the log no longer
-// holds the offset the task resumes from (committed, or processed since):
-// the log end fell behind it, or the log start passed it.
-func (p *progress) lost(committed map[string]int64) (topic string, pos int64, r LogRange, ok bool) {
+// holds a position the task had reached before the look started — the
+// offsets it started from (for looks started after it), or what it
+// processed since: the log end fell behind it, or the log start passed it.
+// Positions reached after a look started are not compared with it: records
+// fetched meanwhile may lie beyond the end it saw.
+func (p *progress) lost(start map[string]int64, startSeq uint64) (topic string, pos int64, r LogRange, ok bool) {
 	p.take()
 	for topic, l := range p.looks {
-		c, seen := committed[topic]
-		if !seen {
-			continue // nothing consumed yet: the source starts at the log start
+		pos := p.reached(topic, l.seq)
+		if c, seen := start[topic]; seen && l.seq > startSeq {
+			pos = max(pos, c)
 		}
-		// Compare with the position reached when the look was taken: records
-		// fetched after it may be beyond the end it saw.
-		pos := max(c, p.reached(topic, l.at))
+		if pos == 0 {
+			continue // nothing known consumed: the source starts at the log start
+		}
 		if l.End < pos || l.Start > pos {
 			return topic, pos, l.LogRange, true
 		}
@@ -203,7 +212,7 @@ func (e *OffsetLossError) Error() string {
 // rewound there — keeping the state. Never a silent skip. moved reports
 // that records fetched before are to be dropped.
 func (t *task) checkOffsets() (moved bool, err error) {
-	topic, pos, r, ok := t.prog.lost(t.offsets)
+	topic, pos, r, ok := t.prog.lost(t.startOffsets, t.startSeq)
 	if !ok {
 		return false, nil
 	}
@@ -222,6 +231,8 @@ func (t *task) checkOffsets() (moved bool, err error) {
 	t.pending[topic] = to
 	t.prog.pos[topic] = to
 	t.prog.hist[topic] = nil
+	t.startOffsets[topic] = to // looks from now on compare with it
+	t.startSeq = t.n.StartLook().seq
 	t.n.rewind(t)
 	return true, t.finish()
 }

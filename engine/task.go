@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,11 @@ type task struct {
 	// cycle (restartTask backs off by it).
 	restarts atomic.Int64
 
-	prog       progress  // position against the logs (idleness)
-	lastReport time.Time // when the event-time gauges were last reported
-	live       atomic.Pointer[liveStatus]
+	prog         progress         // position against the logs (idleness, offset loss)
+	startOffsets map[string]int64 // offsets the task started from
+	startSeq     uint64           // look ticket when it started
+	lastReport   time.Time        // when the event-time gauges were last reported
+	live         atomic.Pointer[liveStatus]
 }
 
 // acks counts the writes of one cycle that Kafka has not acknowledged yet.
@@ -139,7 +142,7 @@ type inbound struct {
 	recs   []Record
 	hwm    int64        // log end the fetch saw, -1 unknown
 	next   int64        // offset after the fetch (control records included), -1: after recs
-	at     time.Time    // when the fetch was delivered
+	look   LookStart    // when the fetch was delivered, and its ticket
 	invoke arrow.Record // an invocation's input, instead of records
 }
 
@@ -234,6 +237,8 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 			t.decoders[topic] = d
 		}
 	}
+	// Looks started from now on compare with the offsets it starts from.
+	t.startOffsets, t.startSeq = maps.Clone(t.offsets), n.StartLook().seq
 	return t, nil
 }
 
@@ -401,7 +406,7 @@ func (t *task) process(in inbound) error {
 	if pos < 0 && len(in.recs) > 0 {
 		pos = in.recs[len(in.recs)-1].Offset + 1
 	}
-	t.prog.fetched(in.topic, pos, in.hwm, in.at)
+	t.prog.fetched(in.topic, pos, in.hwm, in.look)
 	if moved, err := t.checkOffsets(); moved || err != nil {
 		return err // moved: these records were fetched before the seek
 	}

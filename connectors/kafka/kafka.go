@@ -406,8 +406,8 @@ const ProbeInterval = 250 * time.Millisecond
 // every ProbeInterval and reports them to the node (engine.ObserveLogEnds):
 // a fetch reports the log end only when it brings records, so a caught-up
 // partition learns that it still is from here, and a partition whose log
-// lost its offset (data loss, retention) finds out. Each look is stamped with
-// the node's clock before it starts.
+// lost its offset (data loss, retention) finds out. Each look is stamped
+// (Node.StartLook) before it starts.
 func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
 	adm := kadm.NewClient(cl)
 	t := time.NewTicker(ProbeInterval)
@@ -430,7 +430,7 @@ func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
 				topics = append(topics, tp.Topic)
 			}
 		}
-		at := s.Node.Now()
+		look := s.Node.StartLook()
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var ends kadm.ListedOffsets
 		var err error
@@ -456,7 +456,7 @@ func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
 			}
 			ranges[tp] = engine.LogRange{Start: st.Offset, End: e.Offset}
 		}
-		s.Node.ObserveLogEnds(ranges, at)
+		s.Node.ObserveLogEnds(ranges, look)
 	}
 }
 
