@@ -160,6 +160,7 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 	}()
 
 	ap := n.newApplier(part)
+	ap.quit = ctx.Done()
 	defer ap.close()
 	var reported int64
 	lastReport := time.Now()
@@ -231,6 +232,7 @@ type applier struct {
 	last   int64             // bytes of the last closed cycle: the next batch's preallocation
 	frags  map[string][]byte // fragments read, by fragment key, until their value is assembled
 	bytes  int64
+	quit   <-chan struct{} // abandons a write waiting for disk space
 }
 
 func (n *Node) newApplier(part int32) *applier {
@@ -279,6 +281,9 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 		return false, nil
 	}
 	ap.batch.Set(ap.ck, binary.BigEndian.AppendUint64(nil, uint64(off+1)))
+	if !ap.n.space.wait(ap.quit) {
+		return false, context.Canceled
+	}
 	if err := ap.batch.Commit(false); err != nil {
 		return false, err
 	}

@@ -69,6 +69,10 @@ type Options struct {
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
 	MemoryBudget int64
+	// MinFreeBytes is the disk space kept free under a store that reports
+	// it (state.SpaceReporter): below it, state commits pause until space
+	// returns; default DefaultMinFreeBytes, negative never pauses.
+	MinFreeBytes int64
 }
 
 // DefaultRecordLimit is the record limit of topics Options.RecordLimits
@@ -124,6 +128,7 @@ type Node struct {
 	assigning map[int32]bool // partitions Assign is preparing (guarded by mu)
 	standbyWG sync.WaitGroup
 	stopC     chan struct{} // closed when Run starts stopping
+	space     spaceGate     // pauses store writes while the disk is nearly full
 
 	in, out, firings, dead, invocations atomic.Int64
 	lookSeq                             atomic.Uint64 // tickets of looks at the logs (StartLook)
@@ -174,7 +179,7 @@ func New(o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{
+	n := &Node{
 		tables:    tables,
 		o:         o,
 		plan:      p,
@@ -192,7 +197,16 @@ func New(o Options) (*Node, error) {
 		followers: map[int32]*follower{},
 		assigning: map[int32]bool{},
 		stopped:   map[int32]string{},
-	}, nil
+	}
+	n.space.clock, n.space.log = o.Clock, o.Logger
+	if sr, ok := o.Store.(state.SpaceReporter); ok && o.MinFreeBytes >= 0 {
+		n.space.st = sr
+		n.space.min = uint64(o.MinFreeBytes)
+		if o.MinFreeBytes == 0 {
+			n.space.min = DefaultMinFreeBytes
+		}
+	}
+	return n, nil
 }
 
 // plan is the compiled app.

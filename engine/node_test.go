@@ -15,6 +15,7 @@ import (
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/state"
 	"github.com/pheromone-go/pheromone/state/pebblestore"
 )
 
@@ -75,10 +76,15 @@ func startBroker(t testing.TB, a *app.App) []string {
 // stops it softly and closes the store, so dir can be reopened.
 func start(t testing.TB, a *app.App, dir string, brokers []string, o engine.Options) *fixture {
 	t.Helper()
-	st, err := pebblestore.Open(dir, pebblestore.Options{})
-	if err != nil {
-		t.Fatal(err)
+	var st state.Store = o.Store // a store the caller gives is the caller's to close
+	if st == nil {
+		ps, err := pebblestore.Open(dir, pebblestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = ps
 	}
+	owned := o.Store == nil
 	prod, err := kafka.NewProducer(brokers)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +112,9 @@ func start(t testing.TB, a *app.App, dir string, brokers []string, o engine.Opti
 			t.Errorf("node: %v", err)
 		}
 		prod.Close()
-		st.Close()
+		if owned {
+			st.Close()
+		}
 	}
 	t.Cleanup(f.stop)
 	return f

@@ -104,6 +104,7 @@ func (n *Node) follow(ctx context.Context, part int32) error {
 		return err
 	}
 	ap := n.newApplier(part)
+	ap.quit = ctx.Done()
 	defer ap.close()
 	err = n.o.ChangelogReader.Follow(ctx, part, from, func(off int64, key, value []byte) error {
 		_, err := ap.apply(off, key, value)

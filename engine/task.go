@@ -968,6 +968,15 @@ func (t *task) committer() {
 			if pc.marker >= 0 {
 				pc.batch.Set(checkpointKey(t.n.plan.app.Name, t.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
 			}
+			if !t.n.space.wait(t.quit) {
+				// Stopped while the disk was full: the cycles left are
+				// dropped as a crash would drop them; their offsets were
+				// never published, so they are consumed again.
+				t.n.log.Warn("partition stopped while its commits waited for disk space; its uncommitted cycles are discarded", "partition", t.part)
+				pc.batch.Close()
+				failed = true
+				continue
+			}
 			err = pc.batch.Commit(sync)
 			if err == nil && !sync && !t.n.o.NoSync {
 				t.unsynced = append(t.unsynced, pc)

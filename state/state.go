@@ -52,6 +52,12 @@ type SizedBatcher interface {
 	NewBatchSized(size int) Batch
 }
 
+// SpaceReporter is implemented by stores on a disk: FreeBytes is the space
+// left on the file system that holds the store.
+type SpaceReporter interface {
+	FreeBytes() (uint64, error)
+}
+
 // Snapshot is a point-in-time Reader.
 type Snapshot interface {
 	Reader

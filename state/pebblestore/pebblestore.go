@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -33,9 +34,13 @@ type Options struct {
 type Store struct {
 	db    *pebble.DB
 	cache *pebble.Cache
+	dir   string // "" in memory
 }
 
-var _ state.Store = (*Store)(nil)
+var (
+	_ state.Store         = (*Store)(nil)
+	_ state.SpaceReporter = (*Store)(nil)
+)
 
 // Open opens or creates the database in dir.
 func Open(dir string, o Options) (*Store, error) {
@@ -75,7 +80,11 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db, cache: cache}, nil
+	st := &Store{db: db, cache: cache}
+	if !o.InMemory {
+		st.dir = dir
+	}
+	return st, nil
 }
 
 // ErrDamaged is wrapped by Open when the data dir cannot be trusted.
@@ -190,6 +199,15 @@ func (s *Store) Close() error {
 		return fmt.Errorf("state: close: %w", err)
 	}
 	return nil
+}
+
+// FreeBytes implements state.SpaceReporter: the space left on the file
+// system of the data dir (unlimited in memory).
+func (s *Store) FreeBytes() (uint64, error) {
+	if s.dir == "" {
+		return math.MaxUint64, nil
+	}
+	return freeBytes(s.dir)
 }
 
 // DiskBytes reports the size of the database's files.

@@ -173,6 +173,10 @@ type RunConfig struct {
 	// Advertise is the base URL other nodes forward queries to; default
 	// http://<HTTPAddr>.
 	Advertise string
+	// MinFreeBytes is the disk space kept free under the state: below it
+	// commits pause until space returns (engine.Options.MinFreeBytes:
+	// 0 is the default, negative never pauses).
+	MinFreeBytes int64
 }
 
 // Info tells where a running node can be reached.
@@ -192,6 +196,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	embedded := fs.String("embedded-broker", "127.0.0.1:9092", "address of the embedded broker")
 	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
 	advertise := fs.String("advertise", "", "base URL other nodes forward queries to (default http://<http address>)")
+	minFree := fs.Int64("min-free-disk", engine.DefaultMinFreeBytes>>20, "MiB of disk kept free under the data dir: below it state commits pause until space returns (0: never pause)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -204,7 +209,10 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 1
 	}
-	cfg := RunConfig{Advertise: *advertise, Functions: reg.Functions(), Executors: *executors, App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
+	if *minFree <= 0 {
+		*minFree = -1 // never pause
+	}
+	cfg := RunConfig{MinFreeBytes: *minFree << 20, Advertise: *advertise, Functions: reg.Functions(), Executors: *executors, App: a, DataDir: *dataDir, HTTPAddr: *httpAddr, EmbeddedBroker: *embedded, Out: stdout,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *brokers != "" {
 		cfg.Brokers = strings.Split(*brokers, ",")
@@ -288,7 +296,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer cancel()
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: store, Producer: producer, Clock: cfg.Clock, Metrics: metrics, Logger: cfg.Logger,
-		Functions: cfg.Functions, Executors: cfg.Executors, CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
+		Functions: cfg.Functions, Executors: cfg.Executors, MinFreeBytes: cfg.MinFreeBytes, CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return producer.Writer(), nil }}
 	if eos {
 		opts.Writers = func(part int32) (engine.PartitionWriter, error) {
@@ -503,6 +511,10 @@ func httpHandler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) htt
 				fmt.Fprintf(w, "not ready: partition %d restoring from the changelog: %d records left, %.1f MB applied in %s\n",
 					r.Partition, r.Remaining, float64(r.Bytes)/1e6, r.Elapsed.Round(time.Millisecond))
 			}
+			return
+		}
+		if why := node.DiskPaused(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		if st := node.Stopped(); len(st) > 0 {
