@@ -17,46 +17,143 @@ var ErrNoPartition = errors.New("engine: this node owns no partition yet")
 type SessionStatus struct {
 	Session string
 	Done    bool
-	// Result is the JSON array of the rows emitted to the result sink by
-	// the cycle that first emitted any, in firing order.
+	// Result is a JSON array of the answer's rows From up to Next (or to
+	// the end): the rows emitted to the result sink by the cycle that
+	// first emitted any, in firing order, one page of at most
+	// MaxResultPage bytes (and at least one row).
 	Result []byte
-	// Rows is how many rows that was; Truncated says Result holds only the
-	// first of them (it would have exceeded maxReplyBytes).
-	Rows      int
+	// Rows is how many rows the answer has; From is the first row in
+	// Result; Next is the first row of the next page, 0 when Result
+	// reaches the end of what is kept.
+	Rows, From, Next int
+	// Truncated says rows past the first Kept were not kept: the answer
+	// was larger than MaxResultBytes.
 	Truncated bool
+	Kept      int
 }
 
-// maxReplyBytes bounds an invocation's result held in memory and returned.
-const maxReplyBytes = 16 << 20
+// MaxResultPage bounds one page of an invocation's result.
+const MaxResultPage = 16 << 20
 
-// answer is a finished invocation's result.
+// MaxResultBytes bounds the finished results a node keeps, together and
+// each: an answer larger than this keeps whole rows up to it and says it
+// is truncated; older answers are forgotten to make room for newer ones.
+const MaxResultBytes = 256 << 20
+
+// answer is a finished invocation's result: a JSON array of rows.
 type answer struct {
-	body      []byte
-	rows      int
-	truncated bool
+	body []byte
+	rows int // rows of the whole answer
+	kept int // rows in body
+	// starts are the offsets of the rows in body, built when body is
+	// larger than a page.
+	starts []int
 }
 
 // joinReplies merges the JSON arrays of a session's replies into one,
-// keeping whole rows up to limit bytes.
+// keeping whole replies up to limit bytes.
 func joinReplies(reps []reply, limit int) answer {
 	if len(reps) == 1 && len(reps[0].body) <= limit {
-		return answer{body: reps[0].body, rows: reps[0].rows}
+		return newAnswer(reps[0].body, reps[0].rows, reps[0].rows)
 	}
-	a := answer{body: []byte{'['}}
+	body := []byte{'['}
+	rows, kept := 0, 0
+	full := false
 	for _, r := range reps {
-		a.rows += r.rows
+		rows += r.rows
 		inner := r.body[1 : len(r.body)-1]
-		if a.truncated || len(a.body)+len(inner)+2 > limit {
-			a.truncated = true
+		if full || len(body)+len(inner)+2 > limit {
+			full = true
 			continue
 		}
-		if len(a.body) > 1 && len(inner) > 0 {
-			a.body = append(a.body, ',')
+		if len(body) > 1 && len(inner) > 0 {
+			body = append(body, ',')
 		}
-		a.body = append(a.body, inner...)
+		body = append(body, inner...)
+		kept += r.rows
 	}
-	a.body = append(a.body, ']')
+	body = append(body, ']')
+	return newAnswer(body, rows, kept)
+}
+
+func newAnswer(body []byte, rows, kept int) answer {
+	a := answer{body: body, rows: rows, kept: kept}
+	if len(body) > MaxResultPage {
+		a.starts = rowStarts(body)
+	}
 	return a
+}
+
+// rowStarts returns the offset of each element of the JSON array body
+// (the engine's own encoding of rows: objects, valid JSON).
+func rowStarts(body []byte) []int {
+	var starts []int
+	depth := 0
+	inStr, esc := false, false
+	for i, c := range body {
+		switch {
+		case inStr:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+			if depth == 1 {
+				starts = append(starts, i)
+			}
+		case c == '{' || c == '[':
+			if depth == 1 {
+				starts = append(starts, i)
+			}
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case depth == 1 && c != ',' && c != ' ' && c != '\n' && c != '\t' && c != '\r' && (i == 0 || isDelim(body[i-1])):
+			starts = append(starts, i) // a number, true, false or null
+		}
+	}
+	return starts
+}
+
+func isDelim(c byte) bool {
+	return c == '[' || c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r'
+}
+
+// page returns the rows from row `from` on that fit in one page (at least
+// one), and the first row after them (0: none).
+func (a answer) page(from int) (body []byte, next int) {
+	if a.starts == nil {
+		if from > 0 {
+			return []byte("[]"), 0
+		}
+		return a.body, 0
+	}
+	if from >= len(a.starts) {
+		return []byte("[]"), 0
+	}
+	end := func(i int) int { // end of row i, before its comma or the ]
+		if i+1 < len(a.starts) {
+			return a.starts[i+1] - 1
+		}
+		return len(a.body) - 1
+	}
+	last := from
+	for last+1 < len(a.starts) && end(last+1)-a.starts[from]+2 <= MaxResultPage {
+		last++
+	}
+	out := make([]byte, 0, end(last)-a.starts[from]+2)
+	out = append(out, '[')
+	out = append(out, a.body[a.starts[from]:end(last)]...)
+	out = append(out, ']')
+	if last+1 < len(a.starts) {
+		next = last + 1
+	}
+	return out, next
 }
 
 // Invoke puts rec (rows of the invoke entry bucket's schema, session column
@@ -104,16 +201,18 @@ func (n *Node) Invoke(ctx context.Context, session string, rec arrow.Record) (<-
 	}
 }
 
-// Session returns the state of an invocation, and false for an unknown one.
-func (n *Node) Session(id string) (SessionStatus, bool) { return n.sessions.get(id) }
+// Session returns the state of an invocation with the page of its result
+// that starts at row from, and false for an unknown session.
+func (n *Node) Session(id string, from int) (SessionStatus, bool) { return n.sessions.get(id, from) }
 
 // sessionTable tracks invocations: pending ones and the most recent
-// finished ones (bounded).
+// finished ones (bounded by count and by MaxResultBytes).
 type sessionTable struct {
 	mu       sync.Mutex
 	pending  map[string]chan struct{}
 	finished map[string]answer
 	order    []string
+	bytes    int // of the finished answers
 }
 
 const keepFinished = 10_000
@@ -141,21 +240,28 @@ func (s *sessionTable) complete(id string, result answer) {
 	delete(s.pending, id)
 	s.finished[id] = result
 	s.order = append(s.order, id)
-	if len(s.order) > keepFinished {
+	s.bytes += len(result.body)
+	for len(s.order) > 1 && (len(s.order) > keepFinished || s.bytes > MaxResultBytes) {
+		s.bytes -= len(s.finished[s.order[0]].body)
 		delete(s.finished, s.order[0])
 		s.order = s.order[1:]
 	}
 	close(ch)
 }
 
-func (s *sessionTable) get(id string) (SessionStatus, bool) {
+// get returns a session's state with the page of its result that starts
+// at row from.
+func (s *sessionTable) get(id string, from int) (SessionStatus, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.pending[id]; ok {
 		return SessionStatus{Session: id}, true
 	}
-	if r, ok := s.finished[id]; ok {
-		return SessionStatus{Session: id, Done: true, Result: r.body, Rows: r.rows, Truncated: r.truncated}, true
+	r, ok := s.finished[id]
+	if !ok {
+		return SessionStatus{}, false
 	}
-	return SessionStatus{}, false
+	body, next := r.page(from)
+	return SessionStatus{Session: id, Done: true, Result: body, Rows: r.rows, From: from, Next: next,
+		Truncated: r.kept < r.rows, Kept: r.kept}, true
 }

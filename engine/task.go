@@ -379,7 +379,7 @@ func (t *task) finish() error {
 	}
 	t.reportEventTime(t.n.o.Clock.Now())
 	for session, reps := range t.replies {
-		t.n.sessions.complete(session, joinReplies(reps, maxReplyBytes))
+		t.n.sessions.complete(session, joinReplies(reps, MaxResultBytes))
 	}
 	clear(t.replies)
 	return t.commit()
@@ -760,7 +760,7 @@ func (t *task) apply(r *result) error {
 		if r.early {
 			// order: completion — the first answer goes out at once (a
 			// k-of-n quorum must not wait for its straggler).
-			n.sessions.complete(rep.session, answer{body: rep.body, rows: rep.rows})
+			n.sessions.complete(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
 			continue
 		}
 		// The answer is every reply of the function that replied first in

@@ -136,11 +136,25 @@ type sessionJSON struct {
 	Session string          `json:"session"`
 	Status  string          `json:"status"`
 	Result  json.RawMessage `json:"result,omitempty"`
-	// Rows counts the result's rows; Truncated says result holds only the
-	// first of them (the whole would exceed the reply limit).
+	// Rows counts the answer's rows. Result holds one page of them, from
+	// row From; Next, when set, is the first row of the next page (GET
+	// /v1/sessions/{id}?from=Next). Truncated says only the first
+	// KeptRows were kept (the answer exceeded engine.MaxResultBytes).
 	Rows      int    `json:"rows,omitempty"`
+	From      int    `json:"from,omitempty"`
+	Next      int    `json:"next,omitempty"`
 	Truncated bool   `json:"truncated,omitempty"`
+	KeptRows  int    `json:"kept_rows,omitempty"`
 	Error     string `json:"error,omitempty"`
+}
+
+// doneJSON is the answer of a finished session.
+func doneJSON(st engine.SessionStatus) sessionJSON {
+	j := sessionJSON{Session: st.Session, Status: "done", Result: st.Result, Rows: st.Rows, From: st.From, Next: st.Next, Truncated: st.Truncated}
+	if st.Truncated {
+		j.KeptRows = st.Kept
+	}
+	return j
 }
 
 // ownApp answers 404 unless the path names this node's app.
@@ -207,8 +221,8 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 	timeout := h.app.Invoke.TimeoutDuration()
 	select {
 	case <-done:
-		st, _ := h.node.Session(id)
-		writeJSON(w, http.StatusOK, sessionJSON{Session: id, Status: "done", Result: st.Result, Rows: st.Rows, Truncated: st.Truncated})
+		st, _ := h.node.Session(id, 0)
+		writeJSON(w, http.StatusOK, doneJSON(st))
 	case <-time.After(timeout):
 		writeJSON(w, http.StatusGatewayTimeout, sessionJSON{Session: id, Status: "pending",
 			Error: fmt.Sprintf("no result within %s; poll GET /v1/sessions/%s", timeout, id)})
@@ -217,7 +231,16 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
-	st, ok := h.node.Session(r.PathValue("id"))
+	from := 0
+	if f := r.URL.Query().Get("from"); f != "" {
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 0 {
+			writeJSON(w, http.StatusBadRequest, sessionJSON{Session: r.PathValue("id"), Error: "from: want a row number ≥ 0"})
+			return
+		}
+		from = v
+	}
+	st, ok := h.node.Session(r.PathValue("id"), from)
 	if !ok {
 		writeJSON(w, http.StatusNotFound, sessionJSON{Session: r.PathValue("id"), Error: "unknown session"})
 		return
@@ -226,7 +249,7 @@ func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "pending"})
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "done", Result: st.Result, Rows: st.Rows, Truncated: st.Truncated})
+	writeJSON(w, http.StatusOK, doneJSON(st))
 }
 
 // decode turns the request body into rows of the entry source's schema,

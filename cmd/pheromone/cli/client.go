@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,7 +60,63 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
-	return printResponse("invoke", resp, err, stdout, stderr)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return printResponse("invoke", resp, err, stdout, stderr)
+	}
+	defer resp.Body.Close()
+	if err := followPages(ctx, base, resp.Body, stdout); err != nil {
+		fmt.Fprintln(stderr, "pheromone invoke:", err)
+		return 1
+	}
+	return 0
+}
+
+// followPages prints a finished session's answer whole: when the result
+// comes in pages, it fetches the rest and prints one answer with every
+// row.
+func followPages(ctx context.Context, base string, first io.Reader, stdout io.Writer) error {
+	var s sessionJSON
+	if err := json.NewDecoder(first).Decode(&s); err != nil {
+		return err
+	}
+	if s.Next > 0 {
+		rows := [][]byte{trimArray(s.Result)}
+		for s.Next > 0 {
+			u := fmt.Sprintf("%s/v1/sessions/%s?from=%d", base, url.PathEscape(s.Session), s.Next)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			var page sessionJSON
+			err = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if page.Status != "done" {
+				return fmt.Errorf("page from row %d: %s %s", s.Next, page.Status, page.Error)
+			}
+			rows = append(rows, trimArray(page.Result))
+			s.Next = page.Next
+		}
+		s.Result = append(append([]byte{'['}, bytes.Join(rows, []byte{','})...), ']')
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(s)
+}
+
+// trimArray returns the elements of a JSON array without its brackets.
+func trimArray(a []byte) []byte {
+	a = bytes.TrimSpace(a)
+	if len(a) < 2 {
+		return nil
+	}
+	return a[1 : len(a)-1]
 }
 
 // cmdQuery prints a bucket's live state from a running node.

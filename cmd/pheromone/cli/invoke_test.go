@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +53,8 @@ type invokeResp struct {
 	Status    string          `json:"status"`
 	Result    json.RawMessage `json:"result"`
 	Rows      int             `json:"rows"`
+	From      int             `json:"from"`
+	Next      int             `json:"next"`
 	Truncated bool            `json:"truncated"`
 	Error     string          `json:"error"`
 }
@@ -374,4 +378,100 @@ func TestInvokeResultIsWhole(t *testing.T) {
 			t.Fatalf("row %d = %+v", i, g)
 		}
 	}
+}
+
+// TestInvokeResultIsPaged: an answer larger than a page (16 MiB) comes in
+// pages, each a JSON array of whole rows with `next`, the first row of the
+// page after it; following them yields every row once, in order.
+func TestInvokeResultIsPaged(t *testing.T) {
+	brokers := cluster(t)
+	yaml := strings.Replace(chainInvokeApp, `expr: "text + '!'"`, `expr: "text + text + text + '!'"`, 1)
+	n := startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	const rows = 4000
+	pad := strings.Repeat("p", 2000)
+	var body strings.Builder
+	body.WriteString("[")
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"text":"r%05d-%s","n":%d}`, i, pad, i)
+	}
+	body.WriteString("]")
+	base := "http://" + n.info.HTTPAddr
+	code, r := post(t, base+"/v1/apps/chain/invoke", body.String())
+	if code != http.StatusOK || r.Status != "done" {
+		t.Fatalf("invoke: %d %+v", code, r.Error)
+	}
+	type row struct {
+		Answer string `json:"answer"`
+		N      int    `json:"n"`
+	}
+	var got []row
+	pages := 0
+	for {
+		pages++
+		if r.Rows != rows || r.Truncated || r.From != len(got) {
+			t.Fatalf("page %d: rows %d from %d truncated %v, want rows %d from %d", pages, r.Rows, r.From, r.Truncated, rows, len(got))
+		}
+		if len(r.Result) > engine.MaxResultPage {
+			t.Fatalf("page %d is %d bytes, over the page limit", pages, len(r.Result))
+		}
+		var page []row
+		if err := json.Unmarshal(r.Result, &page); err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		got = append(got, page...)
+		if r.Next == 0 {
+			break
+		}
+		if r.Next != len(got) {
+			t.Fatalf("page %d says next %d after %d rows", pages, r.Next, len(got))
+		}
+		resp, err := http.Get(fmt.Sprintf("%s/v1/sessions/%s?from=%d", base, r.Session, r.Next))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = invokeResp{}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || r.Status != "done" {
+			t.Fatalf("page %d: %v %+v", pages+1, err, r)
+		}
+	}
+	if pages < 2 || len(got) != rows {
+		t.Fatalf("%d rows in %d pages, want %d rows in more than one page", len(got), pages, rows)
+	}
+	check := func(got []row) {
+		t.Helper()
+		for i, g := range got {
+			want := strings.ToUpper(fmt.Sprintf("r%05d-%s", i, pad))
+			if g.N != 2*i || g.Answer != want+want+want+"!" {
+				t.Fatalf("row %d = n %d, answer of %d bytes", i, g.N, len(g.Answer))
+			}
+		}
+	}
+	check(got)
+
+	// `pheromone invoke` follows the pages and prints one whole answer.
+	data := filepath.Join(t.TempDir(), "in.json")
+	if err := os.WriteFile(data, []byte(body.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := cmdInvoke([]string{"chain", "--data", data, "--addr", base}, &stdout, &stderr); code != 0 {
+		t.Fatalf("pheromone invoke: exit %d: %s", code, stderr.String())
+	}
+	var whole struct {
+		Rows   int   `json:"rows"`
+		Next   int   `json:"next"`
+		Result []row `json:"result"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &whole); err != nil {
+		t.Fatal(err)
+	}
+	if whole.Rows != rows || whole.Next != 0 || len(whole.Result) != rows {
+		t.Fatalf("pheromone invoke printed %d of %d rows, next %d", len(whole.Result), whole.Rows, whole.Next)
+	}
+	check(whole.Result)
 }
