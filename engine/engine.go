@@ -152,6 +152,9 @@ type Metrics interface {
 	// late n-k replicas of redundant, duplicate keys of a set).
 	TriggerDropped(trigger string, n int)
 	Invocation(function string, d time.Duration, err error)
+	// FunctionDropped counts input rows a function discarded by design
+	// (a lookup's rows without a match in its table).
+	FunctionDropped(function string, n int)
 	BucketSize(bucket string, partition int32, objects, bytes int64)
 	Lag(topic string, partition int32, lag int64)
 	// Restore reports a partition's changelog restore: bytes applied since
@@ -177,6 +180,7 @@ func (NopMetrics) DeadLetters(string, int)                                     {
 func (NopMetrics) Firings(string, int)                                         {}
 func (NopMetrics) TriggerDropped(string, int)                                  {}
 func (NopMetrics) Invocation(string, time.Duration, error)                     {}
+func (NopMetrics) FunctionDropped(string, int)                                 {}
 func (NopMetrics) BucketSize(string, int32, int64, int64)                      {}
 func (NopMetrics) Lag(string, int32, int64)                                    {}
 func (NopMetrics) Restore(int32, int, int64)                                   {}

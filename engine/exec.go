@@ -108,7 +108,10 @@ type collector struct {
 	outputs []string // the function's declared outputs
 	recs    []arrow.Record
 	to      []string
+	dropped int // input rows the function discarded by design (fn.Dropper)
 }
+
+func (c *collector) Dropped(n int) { c.dropped += n }
 
 func (c *collector) Emit(rec arrow.Record) error {
 	c.recs = append(c.recs, rec)
@@ -131,6 +134,7 @@ func (c *collector) reset() {
 		r.Release()
 	}
 	c.recs, c.to = c.recs[:0], c.to[:0]
+	c.dropped = 0
 }
 
 // invoke runs a job with retries; a function that still fails sends its
@@ -169,6 +173,9 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		backoff = min(backoff*2, time.Second)
 	}
 	r := &result{id: j.id, session: j.firing.Session, early: j.early || cfg.Order == "completion"}
+	if err == nil && out.dropped > 0 {
+		n.o.Metrics.FunctionDropped(cfg.Name, out.dropped)
+	}
 	if err != nil {
 		out.reset()
 		reason := ReasonFunction

@@ -25,6 +25,7 @@ type Metrics struct {
 	dropped      *prometheus.CounterVec
 	invocations  *prometheus.CounterVec
 	fnErrors     *prometheus.CounterVec
+	fnDropped    *prometheus.CounterVec
 	fnLatency    *prometheus.HistogramVec
 	bucketObjs   *prometheus.GaugeVec
 	bucketBytes  *prometheus.GaugeVec
@@ -64,6 +65,7 @@ func New(app string) *Metrics {
 		dropped:      f("trigger_dropped_total", "Objects a trigger discarded by design (late replicas of redundant, duplicate keys).", "trigger"),
 		invocations:  f("function_invocations_total", "Function invocation attempts.", "function"),
 		fnErrors:     f("function_errors_total", "Function invocation attempts that failed.", "function"),
+		fnDropped:    f("function_dropped_total", "Input rows a function discarded by design (a lookup's rows without a match in its table).", "function"),
 		bucketObjs:   g("bucket_objects", "Objects held per bucket partition.", "bucket", "partition"),
 		bucketBytes:  g("bucket_bytes", "Bytes held per bucket partition.", "bucket", "partition"),
 		lag:          g("consumer_lag", "Records behind the high watermark per source partition.", "topic", "partition"),
@@ -102,6 +104,9 @@ func (m *Metrics) DeadLetters(reason string, n int) {
 func (m *Metrics) Firings(trigger string, n int) { m.firings.WithLabelValues(trigger).Add(float64(n)) }
 func (m *Metrics) TriggerDropped(trigger string, n int) {
 	m.dropped.WithLabelValues(trigger).Add(float64(n))
+}
+func (m *Metrics) FunctionDropped(function string, n int) {
+	m.fnDropped.WithLabelValues(function).Add(float64(n))
 }
 func (m *Metrics) Invocation(function string, d time.Duration, err error) {
 	m.invocations.WithLabelValues(function).Inc()

@@ -51,6 +51,14 @@ type Output interface {
 	EmitTo(output string, rec arrow.Record) error
 }
 
+// Dropper is implemented by the engine's Output. A function that discards
+// input rows by design (a lookup's rows without a match) reports how many,
+// so they are counted (pheromone_function_dropped_total) instead of
+// vanishing without a trace.
+type Dropper interface {
+	Dropped(n int)
+}
+
 // Function is user or built-in code fired by a trigger. Invoke may be called
 // concurrently from several executors and must not keep state between calls.
 // It should return when ctx is done (the function's timeout).

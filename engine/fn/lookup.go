@@ -52,6 +52,12 @@ func (l *lookup) Invoke(_ context.Context, in Input, out Output) error {
 		return fmt.Errorf("%w: table %q", ErrTableEmpty, l.table)
 	}
 	var key []byte
+	misses := 0
+	defer func() {
+		if d, ok := out.(Dropper); ok && misses > 0 {
+			d.Dropped(misses)
+		}
+	}()
 	for _, rec := range in.Records {
 		on := rec.Column(rec.Schema().FieldIndices(l.on)[0])
 		n := int(rec.NumRows())
@@ -67,6 +73,8 @@ func (l *lookup) Invoke(_ context.Context, in Input, out Output) error {
 			if ok || l.keepUnmatched {
 				idx = append(idx, i)
 				rows = append(rows, row)
+			} else {
+				misses++
 			}
 		}
 		if len(idx) > 0 {

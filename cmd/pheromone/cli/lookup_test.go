@@ -33,8 +33,9 @@ sinks: [{name: enriched, topic: enriched}]
 `
 
 // TestLookupAgainstCompactedTopic: the table is read in full before the
-// first event, events join with it (unmatched ones are dropped), and a row
-// added to the topic while the node runs is joined from then on.
+// first event, events join with it (unmatched ones are dropped and
+// counted), and a row added to the topic while the node runs is joined from
+// then on.
 func TestLookupAgainstCompactedTopic(t *testing.T) {
 	brokers := cluster(t)
 	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"ad-campaigns": 1}); err != nil {
@@ -59,6 +60,10 @@ func TestLookupAgainstCompactedTopic(t *testing.T) {
 	equalLines(t, "joined", values(consume(t, brokers, "enriched", 2, 200*time.Millisecond)), []string{
 		`{"ad_id":"a1","event_type":"view","campaign_id":"c1"}`,
 		`{"ad_id":"a3","event_type":"click","campaign_id":"c2"}`,
+	})
+	// The unmatched event is counted.
+	waitFor(t, 10*time.Second, "the miss counted", func() bool {
+		return scrape(t, n.info.HTTPAddr, `pheromone_function_dropped_total{app="ads",function="enrich"}`) == "1"
 	})
 	if err := cl.ProduceSync(context.Background(), row("a9", "c3")).FirstErr(); err != nil {
 		t.Fatal(err)
