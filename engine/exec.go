@@ -138,16 +138,17 @@ func (c *collector) reset() {
 }
 
 // invoke runs a job with retries; a function that still fails sends its
-// input to the dead-letter topic.
+// input to the dead-letter topic — for a row-wise function, only the rows
+// that fail alone (bisect).
 func (n *Node) invoke(ctx context.Context, j *job) *result {
 	cfg := j.fn.cfg
 	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session, Group: j.firing.Group}
 	out := &collector{outputs: cfg.Outputs}
 	var err error
+	var abandoned bool
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		var abandoned bool
 		err, abandoned = invokeWithTimeout(ctx, j.fn.impl, in, out, cfg.TimeoutDuration())
 		if abandoned {
 			// The hung attempt may still write to its collector: leave it
@@ -173,33 +174,29 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		backoff = min(backoff*2, time.Second)
 	}
 	r := &result{id: j.id, session: j.firing.Session, early: j.early || cfg.Order == "completion"}
+	if err != nil && !abandoned && rowWise(cfg.Kind) && inputRows(j.input) > 1 && ctx.Err() == nil {
+		// One bad row must not take the rows beside it to the dead-letter
+		// topic: a row-wise function's input is split to find the rows
+		// that fail; the others' outputs go on. (A function that timed
+		// out is not split: each part could hang as long.)
+		out.reset()
+		failed := 0
+		for _, rec := range j.input {
+			failed += n.bisect(ctx, j, in, rec, out, r)
+		}
+		n.logBadInput("function failed on some rows; those rows sent to the dead-letter topic",
+			"function", cfg.Name, "trigger", j.firing.Trigger, "rows", failed, "of", inputRows(j.input), "error", err)
+		err = nil
+	}
 	if err == nil && out.dropped > 0 {
 		n.o.Metrics.FunctionDropped(cfg.Name, out.dropped)
 	}
 	if err != nil {
 		out.reset()
-		reason := ReasonFunction
-		var tl *TooLargeError
-		if errors.As(err, &tl) {
-			reason = ReasonTooLarge
-		}
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",
 			"function", cfg.Name, "trigger", j.firing.Trigger, "attempts", cfg.Retries+1, "error", err)
-		var enc codec.JSONEncoder
-		var buf []byte
 		for _, rec := range j.input {
-			for i := 0; i < int(rec.NumRows()); i++ {
-				start := len(buf)
-				buf = enc.AppendRow(buf, rec, i)
-				r.dead = append(r.dead, &OutRecord{Value: buf[start:len(buf):len(buf)], Headers: []Header{
-					{HeaderReason, []byte(reason)},
-					{HeaderError, []byte(err.Error())},
-					{HeaderFunction, []byte(cfg.Name)},
-					{HeaderTrigger, []byte(j.firing.Trigger)},
-					{HeaderBucket, []byte(j.bucket)},
-					{HeaderPartition, strconv.AppendInt(nil, int64(j.task.part), 10)},
-				}})
-			}
+			n.deadRows(j, r, rec, err)
 		}
 		return r
 	}
@@ -339,6 +336,84 @@ func (n *Node) checkOutputs(j *job, out *collector) error {
 		}
 	}
 	return nil
+}
+
+// rowWise says a function kind makes each output row from one input row,
+// with nothing carried between rows: its input can be split without
+// changing its output (aggregates and Go functions cannot).
+func rowWise(kind string) bool {
+	switch kind {
+	case "filter", "project", "emit", "route", "split", "lookup":
+		return true
+	}
+	return false
+}
+
+func inputRows(recs []arrow.Record) int {
+	rows := 0
+	for _, rec := range recs {
+		rows += int(rec.NumRows())
+	}
+	return rows
+}
+
+// bisect runs j's function on rec alone, then, if that fails, on each half
+// of it, down to single rows: the outputs of the parts that succeed go to
+// out, and the rows that fail alone are dead-lettered into r. It returns
+// how many rows failed. Attempts here have no retries: the whole input
+// already used them.
+func (n *Node) bisect(ctx context.Context, j *job, in fn.Input, rec arrow.Record, out *collector, r *result) int {
+	cfg := j.fn.cfg
+	sub := &collector{outputs: cfg.Outputs}
+	in.Records = []arrow.Record{rec}
+	err, abandoned := invokeWithTimeout(ctx, j.fn.impl, in, sub, cfg.TimeoutDuration())
+	if err == nil {
+		err = n.checkOutputs(j, sub)
+	}
+	if err == nil {
+		out.recs = append(out.recs, sub.recs...)
+		out.to = append(out.to, sub.to...)
+		out.dropped += sub.dropped
+		return 0
+	}
+	if !abandoned {
+		sub.reset()
+	}
+	rows := int(rec.NumRows())
+	if rows <= 1 || abandoned || ctx.Err() != nil {
+		// A hung attempt is not split further: each part could hang too.
+		n.deadRows(j, r, rec, err)
+		return rows
+	}
+	half := int64(rows / 2)
+	lo, hi := rec.NewSlice(0, half), rec.NewSlice(half, int64(rows))
+	defer lo.Release()
+	defer hi.Release()
+	return n.bisect(ctx, j, in, lo, out, r) + n.bisect(ctx, j, in, hi, out, r)
+}
+
+// deadRows dead-letters every row of rec, an input of j that failed with
+// err, into r.
+func (n *Node) deadRows(j *job, r *result, rec arrow.Record, err error) {
+	reason := ReasonFunction
+	var tl *TooLargeError
+	if errors.As(err, &tl) {
+		reason = ReasonTooLarge
+	}
+	var enc codec.JSONEncoder
+	var buf []byte
+	for i := 0; i < int(rec.NumRows()); i++ {
+		start := len(buf)
+		buf = enc.AppendRow(buf, rec, i)
+		r.dead = append(r.dead, &OutRecord{Value: buf[start:len(buf):len(buf)], Headers: []Header{
+			{HeaderReason, []byte(reason)},
+			{HeaderError, []byte(err.Error())},
+			{HeaderFunction, []byte(j.fn.cfg.Name)},
+			{HeaderTrigger, []byte(j.firing.Trigger)},
+			{HeaderBucket, []byte(j.bucket)},
+			{HeaderPartition, strconv.AppendInt(nil, int64(j.task.part), 10)},
+		}})
+	}
 }
 
 // invokeWithTimeout runs f, bounded by timeout (0: none). A function that

@@ -52,15 +52,28 @@ func (h *apiHandler) table(w http.ResponseWriter, r *http.Request) {
 	if handled {
 		return
 	}
-	rows, err := h.node.QueryTable(r.PathValue("table"), r.URL.Query().Get("key"))
+	q := r.URL.Query()
+	rows, err := h.node.QueryTable(r.PathValue("table"), q.Get("key"))
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
 	}
-	if one {
+	// A table's key need not be what its rows were partitioned by (the
+	// source's key, or none): ?key= is routed to the partition the key
+	// hashes to, but answered from every partition this node owns, and
+	// when none holds it, from the other nodes too.
+	byKey := q.Get("partition") == "" && q.Get("key") != ""
+	switch {
+	case one && !byKey:
 		rows = slices.DeleteFunc(rows, func(t engine.TableRow) bool { return t.Partition != part })
+	case h.router != nil:
+		// A node keeps the state of partitions it no longer owns (or
+		// follows as a standby): only its own answer.
+		rows = slices.DeleteFunc(rows, func(t engine.TableRow) bool { return !h.node.Owns(t.Partition) })
 	}
-	if h.fanOut(r, one) {
+	// A key the hashed owner does not hold is asked of every node.
+	keyMissing := byKey && len(rows) == 0 && h.router != nil && q.Get("routed") != routedFanOut && !wantsArrow(r)
+	if h.fanOut(r, one) || keyMissing {
 		others, err := gather[tableJSON](h.router, r)
 		if err != nil {
 			writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})

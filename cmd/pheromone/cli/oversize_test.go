@@ -34,20 +34,22 @@ sinks: [{name: out, topic: out}]
 // by Kafka, the node exited and the input was lost. Now the
 // output is checked against the topic's limit before it is sent: the
 // function fails (after its retries), its input goes to the dead-letter
-// topic with reason too_large, and the records around it flow on.
+// topic with reason too_large, and the records around it flow on — also
+// those of the same invocation: a row-wise function's input is split until
+// the failing rows are alone.
 func TestOversizeSinkOutputIsDeadLettered(t *testing.T) {
 	brokers := cluster(t)
 	clock := engine.NewManualClock(time.Unix(0, 0))
 	n := startNode(t, oversizeApp, brokers, clock, t.TempDir())
 	big := strings.Repeat("x", 600_000)
-	// One record a cycle: a failed invocation dead-letters all of its input.
 	produce(t, brokers, "in", 0, `{"id":1,"pad":"a"}`)
 	consume(t, brokers, "out", 1, 0)
-	produce(t, brokers, "in", 0, `{"id":2,"pad":"`+big+`"}`)
+	// In one fetch, so (most likely) one invocation: the row-wise function
+	// is split to find the failing row, and only it is dead-lettered.
+	produce(t, brokers, "in", 0, `{"id":2,"pad":"`+big+`"}`, `{"id":3,"pad":"c"}`)
 	advanceUntil(t, clock, 10*time.Millisecond, "the retry", func() bool {
 		return scrape(t, n.info.HTTPAddr, `pheromone_dead_letters_total{app="big",reason="too_large"}`) == "1"
 	})
-	produce(t, brokers, "in", 0, `{"id":3,"pad":"c"}`)
 	out := consume(t, brokers, "out", 2, 300*time.Millisecond)
 	equalLines(t, "outputs around the oversize one", values(out), []string{`{"id":1,"pad":"a","copy":"a"}`, `{"id":3,"pad":"c","copy":"c"}`})
 	dead := consume(t, brokers, "big.dlq", 1, 300*time.Millisecond)

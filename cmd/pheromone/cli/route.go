@@ -105,7 +105,7 @@ func (rt *router) peers(ctx context.Context) ([]string, error) {
 
 // forward proxies r to base and copies the answer to w.
 func (rt *router) forward(w http.ResponseWriter, r *http.Request, base string) {
-	resp, err := rt.get(r, base)
+	resp, err := rt.get(r, base, routedToOwner)
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
@@ -121,9 +121,16 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, base string) {
 	_, _ = io.Copy(w, resp.Body)
 }
 
-func (rt *router) get(r *http.Request, base string) (*http.Response, error) {
+// The routed query parameter of a forwarded request: to the owner of the
+// partition a key hashes to, or to every node of a fan-out.
+const (
+	routedToOwner = "1"
+	routedFanOut  = "all"
+)
+
+func (rt *router) get(r *http.Request, base, routed string) (*http.Response, error) {
 	q := r.URL.Query()
-	q.Set("routed", "1")
+	q.Set("routed", routed)
 	u := base + r.URL.Path + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
 	if err != nil {
@@ -153,7 +160,7 @@ func gather[T any](rt *router, r *http.Request) ([]T, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := rt.get(r, p)
+			resp, err := rt.get(r, p, routedFanOut)
 			if err != nil {
 				errs[i] = err
 				return
