@@ -17,9 +17,8 @@ var (
 
 // Clickstream generates clickstream events. It is deterministic for a seed.
 type Clickstream struct {
-	rnd   *rand.Rand
-	next  int64
-	start time.Time
+	rnd  *rand.Rand
+	next int64
 }
 
 // NewClickstream starts the event sequence for seed.
