@@ -26,7 +26,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
 )
@@ -240,7 +239,7 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	// previous run's state (offsets at the end of the input) from it.
 	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, appRuns)
 	start := time.Now()
-	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
+	node, err := bench.StartNode(ctx, a, brokers)
 	if err != nil {
 		return 0, err
 	}

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/image/math/fixed"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -53,7 +52,7 @@ func latencyRun(ctx context.Context, brokers []string, raw []byte, seed int64, r
 	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{in: 4, out: 4}); err != nil {
 		return 0, 0, 0, err
 	}
-	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
+	node, err := bench.StartNode(ctx, a, brokers)
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -27,7 +27,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -221,7 +220,7 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string) (tim
 	ysbRuns++
 	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, ysbRuns)
 	t0 := time.Now()
-	node, err := bench.StartNode(ctx, a, brokers, cli.RunConfig{})
+	node, err := bench.StartNode(ctx, a, brokers)
 	if err != nil {
 		return 0, 0, 0, "", err
 	}

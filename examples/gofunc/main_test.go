@@ -14,6 +14,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/server"
 )
 
 // TestScoreApp runs the example app with this binary's registry over kfake
@@ -45,8 +46,8 @@ func TestScoreApp(t *testing.T) {
 	done := make(chan error, 1)
 	started := make(chan struct{})
 	go func() {
-		done <- cli.Run(ctx, cli.RunConfig{App: a, DataDir: t.TempDir(), Brokers: c.ListenAddrs(),
-			Functions: Functions().Functions(), Started: func(cli.Info) { close(started) }})
+		done <- server.Run(ctx, a, server.DataDir(t.TempDir()), server.Brokers(c.ListenAddrs()...),
+			server.Functions(Functions().Functions()), server.OnStarted(func(server.Info) { close(started) }))
 	}()
 	defer func() { cancel(); <-done }()
 	<-started

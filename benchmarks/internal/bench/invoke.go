@@ -18,10 +18,10 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/server"
 )
 
 func ChainApp(length int) string {
@@ -65,7 +65,7 @@ func InvokeChain(brokers []string, length, n int) ([]time.Duration, error) {
 		return nil, err
 	}
 	a.Kafka.Group = fmt.Sprintf("chain-%d", length)
-	nd, err := StartNode(context.Background(), a, brokers, cli.RunConfig{HTTPAddr: "127.0.0.1:0"})
+	nd, err := StartNode(context.Background(), a, brokers, server.HTTPAddr("127.0.0.1:0"))
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func invokeNode(brokers []string, yaml string, fns map[string]fn.Function) (stri
 	if err := a.Validate(); err != nil {
 		return "", nil, err
 	}
-	nd, err := StartNode(context.Background(), a, brokers, cli.RunConfig{HTTPAddr: "127.0.0.1:0", Functions: fns})
+	nd, err := StartNode(context.Background(), a, brokers, server.HTTPAddr("127.0.0.1:0"), server.Functions(fns))
 	if err != nil {
 		return "", nil, err
 	}

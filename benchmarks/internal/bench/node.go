@@ -6,32 +6,32 @@ import (
 	"os"
 	"time"
 
-	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/server"
 )
 
 // Node is a Pheromone node run in this process for a benchmark.
 type Node struct {
-	cli.Info
+	server.Info
 	Dir  string
 	stop func() error
 }
 
-// StartNode runs app a against brokers with a fresh data directory; cfg
-// supplies optional settings (functions, HTTP address). It returns once the
+// StartNode runs app a against brokers with a fresh data directory; opts
+// supply optional settings (functions, HTTP address). It returns once the
 // node serves.
-func StartNode(ctx context.Context, a *app.App, brokers []string, cfg cli.RunConfig) (*Node, error) {
+func StartNode(ctx context.Context, a *app.App, brokers []string, opts ...server.Opt) (*Node, error) {
 	dir, err := os.MkdirTemp("", "pheromone-bench")
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	started := make(chan cli.Info, 1)
+	started := make(chan server.Info, 1)
 	done := make(chan error, 1)
-	cfg.App, cfg.DataDir, cfg.Brokers = a, dir, brokers
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Started = func(i cli.Info) { started <- i }
-	go func() { done <- cli.Run(ctx, cfg) }()
+	opts = append([]server.Opt{server.DataDir(dir), server.Brokers(brokers...),
+		server.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}, opts...)
+	opts = append(opts, server.OnStarted(func(i server.Info) { started <- i }))
+	go func() { done <- server.Run(ctx, a, opts...) }()
 	select {
 	case info := <-started:
 		return &Node{Info: info, Dir: dir, stop: func() error {

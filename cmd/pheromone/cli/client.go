@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pheromone-go/pheromone/server"
 )
 
 // cmdInvoke posts a request to a running node and prints the response.
@@ -75,7 +77,7 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 // comes in pages, it fetches the rest and prints one answer with every
 // row.
 func followPages(ctx context.Context, base string, first io.Reader, stdout io.Writer) error {
-	var s sessionJSON
+	var s server.SessionAnswer
 	if err := json.NewDecoder(first).Decode(&s); err != nil {
 		return err
 	}
@@ -91,7 +93,7 @@ func followPages(ctx context.Context, base string, first io.Reader, stdout io.Wr
 			if err != nil {
 				return err
 			}
-			var page sessionJSON
+			var page server.SessionAnswer
 			err = json.NewDecoder(resp.Body).Decode(&page)
 			resp.Body.Close()
 			if err != nil {

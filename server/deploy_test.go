@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // /readyz and advertises the pod's DNS name, and the compose nodes run an
 // example that validates.
 func TestDeployFilesParse(t *testing.T) {
-	raw, err := os.ReadFile("../../../deploy/k8s/pheromone.yaml")
+	raw, err := os.ReadFile("../deploy/k8s/pheromone.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestDeployFilesParse(t *testing.T) {
 		t.Errorf("the StatefulSet must probe /readyz and advertise its pod's address")
 	}
 
-	compose, err := os.ReadFile("../../../deploy/docker-compose.yml")
+	compose, err := os.ReadFile("../deploy/docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestDeployFilesParse(t *testing.T) {
 		if len(cmd) < 3 || cmd[0] != "run" {
 			t.Fatalf("compose %s: command %q", n, cmd)
 		}
-		a, err := app.Load("../../.." + cmd[2])
+		a, err := app.Load(".." + cmd[2])
 		if err == nil {
 			err = a.Validate()
 		}

@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"bytes"
@@ -88,11 +88,6 @@ func TestQueryPendingState(t *testing.T) {
 	}
 	if resp, _ := http.Get("http://" + n.info.HTTPAddr + "/v1/apps/q/buckets/nope"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown bucket: %d", resp.StatusCode)
-	}
-	var out, errb bytes.Buffer
-	if code := Main([]string{"query", "q", "parts", "--addr", "http://" + n.info.HTTPAddr, "--session", "r2"}, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), `"objects":[{"req":"r2","key":"c","v":2}]`) {
-		t.Errorf("pheromone query: %d %s %s", code, out.String(), errb.String())
 	}
 }
 

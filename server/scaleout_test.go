@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"context"
@@ -170,7 +170,7 @@ func tableRows(t *testing.T, node *runningNode, table, key string) []string {
 // Graceful leaves write no duplicates under at_least_once either; crashes
 // are covered by the process test in cmd/pheromone.
 func TestScaleOut(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	raw, err := os.ReadFile("../examples/wordstream/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func testScaleOut(t *testing.T, yaml string) {
 // read_committed output is still exactly the expected word tens, and the
 // node keeps running.
 func TestAbortedTransactionRestartsTask(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	raw, err := os.ReadFile("../examples/wordstream/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func changelogBytes(t *testing.T, brokers []string, topic string, part int32) in
 // partitions over reading only the tail of their changelog (its standby
 // copy is current), and the output stays exact.
 func TestStandbyReplicaTakesOverWarm(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	raw, err := os.ReadFile("../examples/wordstream/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestStandbyReplicaTakesOverWarm(t *testing.T) {
 // start when the changelog exists with another partition count than the
 // sources (some partitions could not be restored): the error names it.
 func TestChangelogWithWrongPartitionCountIsRefused(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordstream/app.yaml")
+	raw, err := os.ReadFile("../examples/wordstream/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestChangelogWithWrongPartitionCountIsRefused(t *testing.T) {
 	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"wordstream.changelog": 1}); err != nil {
 		t.Fatal(err)
 	}
-	err = Run(context.Background(), RunConfig{App: a, DataDir: t.TempDir(), Brokers: brokers})
+	err = Run(context.Background(), a, DataDir(t.TempDir()), Brokers(brokers...))
 	if err == nil || !strings.Contains(err.Error(), "topic wordstream.changelog has 1 partitions, the app's sources have 4") {
 		t.Fatalf("Run = %v, want the changelog partition count refused", err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"bytes"
@@ -145,7 +145,9 @@ func (h *apiHandler) bucket(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view)
 }
 
-type sessionJSON struct {
+// SessionAnswer is the JSON answer of the invocation API (POST
+// /v1/apps/{app}/invoke and GET /v1/sessions/{id}).
+type SessionAnswer struct {
 	Session string          `json:"session"`
 	Status  string          `json:"status"`
 	Result  json.RawMessage `json:"result,omitempty"`
@@ -162,8 +164,8 @@ type sessionJSON struct {
 }
 
 // doneJSON is the answer of a finished session.
-func doneJSON(st engine.SessionStatus) sessionJSON {
-	j := sessionJSON{Session: st.Session, Status: "done", Result: st.Result, Rows: st.Rows, From: st.From, Next: st.Next, Truncated: st.Truncated}
+func doneJSON(st engine.SessionStatus) SessionAnswer {
+	j := SessionAnswer{Session: st.Session, Status: "done", Result: st.Result, Rows: st.Rows, From: st.From, Next: st.Next, Truncated: st.Truncated}
 	if st.Truncated {
 		j.KeptRows = st.Kept
 	}
@@ -196,18 +198,18 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.app.Invoke == nil {
-		writeJSON(w, http.StatusNotFound, sessionJSON{Error: "the app has no invoke section"})
+		writeJSON(w, http.StatusNotFound, SessionAnswer{Error: "the app has no invoke section"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInvokeBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, sessionJSON{Status: "rejected",
+			writeJSON(w, http.StatusRequestEntityTooLarge, SessionAnswer{Status: "rejected",
 				Error: fmt.Sprintf("request body over the limit of %d bytes", mbe.Limit)})
 			return
 		}
-		writeJSON(w, http.StatusBadRequest, sessionJSON{Error: err.Error()})
+		writeJSON(w, http.StatusBadRequest, SessionAnswer{Error: err.Error()})
 		return
 	}
 	id := newSessionID()
@@ -218,17 +220,17 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		rec, err = h.decode(body, id)
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, sessionJSON{Session: id, Status: "rejected", Error: err.Error()})
+		writeJSON(w, http.StatusBadRequest, SessionAnswer{Session: id, Status: "rejected", Error: err.Error()})
 		return
 	}
 	done, err := h.node.Invoke(r.Context(), id, rec)
 	if err != nil {
 		code := http.StatusServiceUnavailable
-		writeJSON(w, code, sessionJSON{Session: id, Status: "rejected", Error: err.Error()})
+		writeJSON(w, code, SessionAnswer{Session: id, Status: "rejected", Error: err.Error()})
 		return
 	}
 	if r.URL.Query().Get("async") == "true" {
-		writeJSON(w, http.StatusAccepted, sessionJSON{Session: id, Status: "pending"})
+		writeJSON(w, http.StatusAccepted, SessionAnswer{Session: id, Status: "pending"})
 		return
 	}
 	timeout := h.app.Invoke.TimeoutDuration()
@@ -237,7 +239,7 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		st, _ := h.node.Session(id, 0)
 		writeJSON(w, http.StatusOK, doneJSON(st))
 	case <-time.After(timeout):
-		writeJSON(w, http.StatusGatewayTimeout, sessionJSON{Session: id, Status: "pending",
+		writeJSON(w, http.StatusGatewayTimeout, SessionAnswer{Session: id, Status: "pending",
 			Error: fmt.Sprintf("no result within %s; poll GET /v1/sessions/%s", timeout, id)})
 	case <-r.Context().Done():
 	}
@@ -248,18 +250,18 @@ func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 	if f := r.URL.Query().Get("from"); f != "" {
 		v, err := strconv.Atoi(f)
 		if err != nil || v < 0 {
-			writeJSON(w, http.StatusBadRequest, sessionJSON{Session: r.PathValue("id"), Error: "from: want a row number ≥ 0"})
+			writeJSON(w, http.StatusBadRequest, SessionAnswer{Session: r.PathValue("id"), Error: "from: want a row number ≥ 0"})
 			return
 		}
 		from = v
 	}
 	st, ok := h.node.Session(r.PathValue("id"), from)
 	if !ok {
-		writeJSON(w, http.StatusNotFound, sessionJSON{Session: r.PathValue("id"), Error: "unknown session"})
+		writeJSON(w, http.StatusNotFound, SessionAnswer{Session: r.PathValue("id"), Error: "unknown session"})
 		return
 	}
 	if !st.Done {
-		writeJSON(w, http.StatusOK, sessionJSON{Session: st.Session, Status: "pending"})
+		writeJSON(w, http.StatusOK, SessionAnswer{Session: st.Session, Status: "pending"})
 		return
 	}
 	writeJSON(w, http.StatusOK, doneJSON(st))

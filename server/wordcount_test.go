@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 // dynamic_group -> count) for two interleaved jobs of 3 mappers each and
 // compares the result with a plain Go word count of the same text.
 func TestWordCountMatchesPlainGo(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordcount/app.yaml")
+	raw, err := os.ReadFile("../examples/wordcount/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestWordCountMatchesPlainGo(t *testing.T) {
 // partition's dynamic_group releases its groups once all 3 markers of a job
 // arrived. The counts equal a plain Go word count.
 func TestWordCountShuffleAcrossNodes(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/wordcount/app.yaml")
+	raw, err := os.ReadFile("../examples/wordcount/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // topic to hold exactly the per-campaign, per-window view counts the
 // generator computed, and the table to hold the latest window per campaign.
 func TestYSBMatchesGenerator(t *testing.T) {
-	raw, err := os.ReadFile("../../../examples/ysb/app.yaml")
+	raw, err := os.ReadFile("../examples/ysb/app.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"context"
@@ -54,8 +54,8 @@ func startNode(t *testing.T, yaml string, brokers []string, clock engine.Clock, 
 		if len(fns) > 0 {
 			overrides = fns[0]
 		}
-		done <- Run(ctx, RunConfig{App: a, DataDir: dataDir, HTTPAddr: "127.0.0.1:0", Brokers: brokers, Clock: clock, Functions: overrides,
-			Started: func(i Info) { started <- i }})
+		done <- Run(ctx, a, DataDir(dataDir), HTTPAddr("127.0.0.1:0"), Brokers(brokers...), Clock(clock), Functions(overrides),
+			OnStarted(func(i Info) { started <- i }))
 	}()
 	var info Info
 	select {

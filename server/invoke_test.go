@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -132,13 +130,6 @@ func TestInvokeChain(t *testing.T) {
 	}
 	if resp, err := http.Get(base + "/v1/sessions/nope"); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown session: %v %v", resp.StatusCode, err)
-	}
-
-	// The CLI posts the same way.
-	var out, errb bytes.Buffer
-	if code := Main([]string{"invoke", "chain", "--addr", base, "--data", writeFile(t, t.TempDir(), "in.json", `{"text":"cli","n":5}`)}, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), `"result":[{"answer":"CLI!","n":10}]`) {
-		t.Errorf("pheromone invoke: exit %d, %s %s", code, out.String(), errb.String())
 	}
 }
 
@@ -452,26 +443,4 @@ func TestInvokeResultIsPaged(t *testing.T) {
 		}
 	}
 	check(got)
-
-	// `pheromone invoke` follows the pages and prints one whole answer.
-	data := filepath.Join(t.TempDir(), "in.json")
-	if err := os.WriteFile(data, []byte(body.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := cmdInvoke([]string{"chain", "--data", data, "--addr", base}, &stdout, &stderr); code != 0 {
-		t.Fatalf("pheromone invoke: exit %d: %s", code, stderr.String())
-	}
-	var whole struct {
-		Rows   int   `json:"rows"`
-		Next   int   `json:"next"`
-		Result []row `json:"result"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &whole); err != nil {
-		t.Fatal(err)
-	}
-	if whole.Rows != rows || whole.Next != 0 || len(whole.Result) != rows {
-		t.Fatalf("pheromone invoke printed %d of %d rows, next %d", len(whole.Result), whole.Rows, whole.Next)
-	}
-	check(whole.Result)
 }
