@@ -23,7 +23,9 @@ import (
 // state reflects: a node that gets a partition back whose checkpoint is the
 // changelog's end restores nothing.
 
-// Changelog record values: 's' + value sets a key; a tombstone deletes it.
+// Changelog record values: 's' + value sets a key; a tombstone deletes it;
+// a cycle's marker is 'm' + its format version + its sequence number (see
+// format.go).
 // A value larger than maxChangelogValue (a big trigger state, a one-row
 // chunk of a large record) is written as fragments — records under the key
 // plus fragmentSuffix(i), value 'p' + part — followed by the key itself
@@ -249,6 +251,18 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 	}
 	ap.bytes += int64(len(key) + len(value))
 	ap.cur += int64(len(key) + len(value))
+	if bytes.Equal(key, ap.marker) {
+		ver, seq, err := parseMarker(value)
+		if err == nil && ver > FormatVersion {
+			err = fmt.Errorf("%w: the changelog holds cycles in format version %d, and this binary reads versions up to %d: run a newer pheromone", ErrFormat, ver, FormatVersion)
+		}
+		if err != nil {
+			return false, fmt.Errorf("engine: changelog partition %d offset %d: %w", ap.part, off, err)
+		}
+		// Version 1 is the only one yet: nothing of the cycle to convert.
+		ap.batch.Set(key, binary.BigEndian.AppendUint64(nil, seq))
+		return ap.closeCycle(off)
+	}
 	switch {
 	case value == nil:
 		ap.batch.Delete(key)
@@ -276,10 +290,12 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 	default:
 		return false, fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", ap.part, off, value[0])
 	}
-	if !bytes.Equal(key, ap.marker) {
-		ap.tail[string(key)] = true
-		return false, nil
-	}
+	ap.tail[string(key)] = true
+	return false, nil
+}
+
+// closeCycle commits the cycle its marker at offset off closed.
+func (ap *applier) closeCycle(off int64) (closed bool, err error) {
 	ap.batch.Set(ap.ck, binary.BigEndian.AppendUint64(nil, uint64(off+1)))
 	if !ap.n.space.wait(ap.quit) {
 		return false, context.Canceled

@@ -12,6 +12,7 @@ import "encoding/binary"
 //	t/<table>\x00<partition:4><key>          latest JSON row of a table sink
 //	x/<partition:4>                            the last cycle's marker (also in the changelog)
 //	k/<partition:4>                            changelog offset the local state reflects (local only)
+//	v                                          the format version of all of it (local only; format.go)
 //
 // Integers are big-endian so chunks scan in sequence order.
 

@@ -171,6 +171,11 @@ func New(o Options) (*Node, error) {
 	if o.MemoryBudget <= 0 {
 		o.MemoryBudget = 32 << 20
 	}
+	if o.Store != nil {
+		if err := checkFormat(o.Store, o.App.Name); err != nil {
+			return nil, err
+		}
+	}
 	tables, err := newTableStore(o.App)
 	if err != nil {
 		return nil, err

@@ -844,9 +844,8 @@ func (t *task) commit() error {
 		// The marker closes the cycle in the changelog: restore applies
 		// only cycles whose marker it read.
 		k := markerKey(a, t.part)
-		v := binary.BigEndian.AppendUint64([]byte{changelogSet}, t.cycleSeq)
-		inner.Set(k, v[1:])
-		mr := &OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: v, Partition: t.part, ToPartition: true}
+		inner.Set(k, binary.BigEndian.AppendUint64(nil, t.cycleSeq))
+		mr := &OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: markerValue(t.cycleSeq), Partition: t.part, ToPartition: true}
 		if t.txn {
 			t.produceTo(mr, func(off int64) { pc.marker = off })
 		} else {
