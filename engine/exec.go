@@ -12,8 +12,10 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 
+	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
 	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -156,8 +158,12 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 			out = &collector{outputs: cfg.Outputs}
 		}
 		if err == nil {
-			// An output too large for its sink fails the attempt like an
+			// Records that do not match the function's declared schema, or
+			// an output too large for its sink, fail the attempt like an
 			// error of the function.
+			err = checkSchemas(cfg, out)
+		}
+		if err == nil {
 			err = n.checkOutputs(j, out)
 		}
 		n.o.Metrics.Invocation(cfg.Name, time.Since(start), err)
@@ -333,6 +339,32 @@ func (n *Node) checkOutputs(j *job, out *collector) error {
 					return &TooLargeError{Topic: s.Topic, Size: len(buf), Limit: limit}
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// SchemaError is a record a function emitted that does not have the
+// schema the app file declares for the function's output.
+type SchemaError struct {
+	Function, Column string
+	Problem          string // "is missing (declared int64)", "is string, declared float64", ...
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("function %q emitted a record that does not match its declared schema: column %q %s", e.Function, e.Column, e.Problem)
+}
+
+// checkSchemas fails when a record out holds does not match the declared
+// output schema of f, column by column (names and types, in order).
+func checkSchemas(f *app.Function, out *collector) error {
+	want := f.OutputSchema()
+	if want == nil {
+		return nil
+	}
+	for _, rec := range out.recs {
+		if col, problem := arrowx.SchemaDiff(rec.Schema(), want); col != "" {
+			return &SchemaError{Function: f.Name, Column: col, Problem: problem}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/builtin"
 	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/state"
 	"github.com/pheromone-go/pheromone/triggers"
@@ -250,7 +251,7 @@ type fnPlan struct {
 	tables  []*app.Sink // outputs that are tables
 }
 
-func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*plan, error) {
+func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables) (*plan, error) {
 	p := &plan{app: a, sources: map[string]*app.Source{}, repart: map[string]string{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
 	for i := range a.Sources {
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
@@ -261,7 +262,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables fn.Tables) (*p
 		impl, ok := overrides[f.Name]
 		if !ok {
 			var err error
-			if impl, err = fn.BuildWith(f, tables); err != nil {
+			if impl, err = builtin.Build(f, tables); err != nil {
 				return nil, err
 			}
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 
 	"github.com/pheromone-go/pheromone/engine/codec"
-	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -133,7 +133,7 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 				take = append(take, i)
 			}
 			if q.Arrow && len(take) > 0 {
-				view.Records = append(view.Records, fn.Take(rec, take))
+				view.Records = append(view.Records, arrowx.Take(rec, take))
 			}
 			rec.Release()
 		}

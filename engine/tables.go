@@ -65,7 +65,7 @@ func (ts *tableStore) upsert(table string, key, value []byte) error {
 	return nil
 }
 
-// LookupRow implements fn.Tables.
+// LookupRow implements builtin.Tables.
 func (ts *tableStore) LookupRow(table, key string) (arrow.Record, bool) {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
@@ -80,7 +80,7 @@ func (ts *tableStore) LookupRow(table, key string) (arrow.Record, bool) {
 	return r, ok
 }
 
-// Len implements fn.Tables.
+// Len implements builtin.Tables.
 func (ts *tableStore) Len(table string) int { return ts.size(table) }
 
 func (ts *tableStore) size(table string) int {

@@ -23,7 +23,7 @@ import (
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
-	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 )
 
 // apiHandler serves the HTTP API: invocations, sessions, and bucket and
@@ -340,7 +340,7 @@ func (h *apiHandler) decodeArrow(body []byte, session string) (arrow.Record, err
 				return nil, fmt.Errorf("body: column %q is %s, want %s", f.Name, col.DataType(), f.Type)
 			}
 			for i := 0; i < n; i++ {
-				fn.AppendFrom(fb, col, i)
+				arrowx.AppendFrom(fb, col, i)
 			}
 		}
 		rows += n

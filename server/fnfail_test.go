@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/fn"
 )
@@ -77,4 +80,67 @@ func TestFunctionFailureGoesToDeadLetters(t *testing.T) {
 			}
 		})
 	}
+}
+
+const goSchemaApp = `
+app: gs
+sources:
+  - {name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: score}]
+functions:
+  - {name: score, kind: go, schema: [{name: id, type: int64}, {name: score, type: float64}], outputs: [out]}
+sinks: [{name: out, topic: out}]
+`
+
+// TestGoFunctionSchemaIsChecked: a Go function that emits a column of
+// another type than its declared schema says (here score as a string) is a
+// function error naming the column — retried, then its input is
+// dead-lettered — instead of a record the encoders and buckets downstream
+// cannot read; a conforming emit flows on.
+func TestGoFunctionSchemaIsChecked(t *testing.T) {
+	brokers := cluster(t)
+	wrong := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, {Name: "score", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	right := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, {Name: "score", Type: arrow.PrimitiveTypes.Float64, Nullable: true}}, nil)
+	score := fn.Func(func(_ context.Context, in fn.Input, out fn.Output) error {
+		for _, rec := range in.Records {
+			ids := rec.Column(0).(*array.Int64)
+			for i := 0; i < ids.Len(); i++ {
+				schema := right
+				if ids.Value(i) == 2 {
+					schema = wrong
+				}
+				b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+				b.Field(0).(*array.Int64Builder).Append(ids.Value(i))
+				if schema == wrong {
+					b.Field(1).(*array.StringBuilder).Append("high")
+				} else {
+					b.Field(1).(*array.Float64Builder).Append(float64(ids.Value(i)) / 10)
+				}
+				r := b.NewRecord()
+				b.Release()
+				if err := out.Emit(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, goSchemaApp, brokers, clock, t.TempDir(), map[string]fn.Function{"score": score})
+	produce(t, brokers, "in", 0, `{"id":1}`)
+	consume(t, brokers, "out", 1, 0)
+	produce(t, brokers, "in", 0, `{"id":2}`)
+	advanceUntil(t, clock, 10*time.Millisecond, "the dead letter", func() bool {
+		return scrape(t, n.info.HTTPAddr, `pheromone_dead_letters_total{app="gs",reason="function"}`) == "1"
+	})
+	dead := consume(t, brokers, "gs.dlq", 1, 100*time.Millisecond)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	if got := header(dead[0], engine.HeaderError); !strings.Contains(got, `column "score" is utf8, declared float64`) || string(dead[0].Value) != `{"id":2}` {
+		t.Fatalf("dead letter %s: error %q", dead[0].Value, got)
+	}
+	produce(t, brokers, "in", 0, `{"id":3}`)
+	equalLines(t, "outputs", values(consume(t, brokers, "out", 2, 200*time.Millisecond)), []string{`{"id":1,"score":0.1}`, `{"id":3,"score":0.3}`})
 }

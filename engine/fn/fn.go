@@ -1,5 +1,7 @@
-// Package fn defines what a function is to the engine and implements the
-// built-in functions of the app file: filter, project, aggregate and emit.
+// Package fn defines what a function is to the engine: the contract a Go
+// function (`kind: go`) implements, and the Registry a binary passes its
+// functions in. The built-in kinds live in engine/builtin; fntest runs a
+// function in a unit test without a node.
 //
 // A function receives the objects its trigger passed as Arrow records and
 // emits Arrow records to its outputs. Functions must not keep references to
@@ -9,11 +11,9 @@ package fn
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
-	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -73,8 +73,8 @@ type Func func(ctx context.Context, in Input, out Output) error
 func (f Func) Invoke(ctx context.Context, in Input, out Output) error { return f(ctx, in, out) }
 
 // Registry holds the Go functions an app file can name with `kind: go`.
-// Build one per binary and pass it to cli.MainWith; it is not safe to
-// Register while a node runs.
+// Build one per binary and pass it to cli.MainWith (or its Functions to
+// server.Run); it is not safe to Register while a node runs.
 type Registry struct{ m map[string]Function }
 
 // NewRegistry returns an empty registry.
@@ -104,43 +104,4 @@ func (r *Registry) Functions() map[string]Function {
 		}
 	}
 	return out
-}
-
-// Build makes the built-in function declared by f (after app validation).
-func Build(f *app.Function) (Function, error) { return BuildWith(f, nil) }
-
-// BuildWith is Build with the reference tables lookup functions read.
-func BuildWith(f *app.Function, tables Tables) (Function, error) {
-	switch f.Kind {
-	case "filter":
-		return newFilter(f)
-	case "project":
-		return newProject(f)
-	case "aggregate":
-		return newAggregate(f)
-	case "split":
-		return newSplit(f), nil
-	case "route":
-		return newRoute(f)
-	case "lookup":
-		return newLookup(f, tables)
-	case "emit":
-		return emit{}, nil
-	case "go":
-		return nil, fmt.Errorf("fn: %s: kind go needs a Go function registered under %q", f.Name, f.Name)
-	}
-	return nil, fmt.Errorf("fn: unknown function kind %q", f.Kind)
-}
-
-// emit forwards its input unchanged.
-type emit struct{}
-
-func (emit) Invoke(_ context.Context, in Input, out Output) error {
-	for _, r := range in.Records {
-		r.Retain()
-		if err := out.Emit(r); err != nil {
-			return err
-		}
-	}
-	return nil
 }

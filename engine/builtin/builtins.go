@@ -1,4 +1,4 @@
-package fn
+package builtin
 
 import (
 	"context"
@@ -13,20 +13,22 @@ import (
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
 	"github.com/pheromone-go/pheromone/engine/expr"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 )
 
 // filter keeps the rows for which its expression is true (NULL drops).
 type filter struct{ e *expr.Expr }
 
-func newFilter(f *app.Function) (Function, error) {
+func newFilter(f *app.Function) (fn.Function, error) {
 	e, err := expr.Compile(f.Expr, f.InputSchema())
 	if err != nil {
-		return nil, fmt.Errorf("fn: %s: %w", f.Name, err)
+		return nil, fmt.Errorf("builtin: %s: %w", f.Name, err)
 	}
 	return &filter{e: e}, nil
 }
 
-func (f *filter) Invoke(_ context.Context, in Input, out Output) error {
+func (f *filter) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	var idx []int
 	for _, r := range in.Records {
 		v, err := f.e.Eval(r)
@@ -48,63 +50,12 @@ func (f *filter) Invoke(_ context.Context, in Input, out Output) error {
 				return err
 			}
 		default:
-			if err := out.Emit(Take(r, idx)); err != nil {
+			if err := out.Emit(arrowx.Take(r, idx)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// Take returns a new record with the rows idx of rec, in that order.
-func Take(rec arrow.Record, idx []int) arrow.Record {
-	cols := make([]arrow.Array, rec.NumCols())
-	for c := range cols {
-		b := array.NewBuilder(memory.DefaultAllocator, rec.Column(c).DataType())
-		b.Reserve(len(idx))
-		col := rec.Column(c)
-		for _, i := range idx {
-			AppendFrom(b, col, i)
-		}
-		cols[c] = b.NewArray()
-		b.Release()
-	}
-	out := array.NewRecord(rec.Schema(), cols, int64(len(idx)))
-	for _, c := range cols {
-		c.Release()
-	}
-	return out
-}
-
-// AppendFrom appends col[i] to b; b must be a builder of col's type.
-func AppendFrom(b array.Builder, col arrow.Array, i int) {
-	if col.IsNull(i) {
-		b.AppendNull()
-		return
-	}
-	switch a := col.(type) {
-	case *array.String:
-		b.(*array.StringBuilder).Append(a.Value(i))
-	case *array.Binary:
-		b.(*array.BinaryBuilder).Append(a.Value(i))
-	case *array.Int64:
-		b.(*array.Int64Builder).Append(a.Value(i))
-	case *array.Float64:
-		b.(*array.Float64Builder).Append(a.Value(i))
-	case *array.Boolean:
-		b.(*array.BooleanBuilder).Append(a.Value(i))
-	case *array.Timestamp:
-		b.(*array.TimestampBuilder).Append(a.Value(i))
-	case *array.List:
-		lb := b.(*array.ListBuilder)
-		lb.Append(true)
-		start, end := a.ValueOffsets(i)
-		for j := start; j < end; j++ {
-			AppendFrom(lb.ValueBuilder(), a.ListValues(), int(j))
-		}
-	default:
-		panic(fmt.Sprintf("fn: AppendFrom: unsupported type %s", col.DataType()))
-	}
 }
 
 // project selects, renames and computes columns.
@@ -118,14 +69,14 @@ type projCol struct {
 	e    *expr.Expr // or computed
 }
 
-func newProject(f *app.Function) (Function, error) {
+func newProject(f *app.Function) (fn.Function, error) {
 	p := &project{schema: f.OutputSchema()}
 	for _, c := range f.Columns {
 		switch {
 		case c.Expr != "":
 			e, err := expr.Compile(c.Expr, f.InputSchema())
 			if err != nil {
-				return nil, fmt.Errorf("fn: %s: %w", f.Name, err)
+				return nil, fmt.Errorf("builtin: %s: %w", f.Name, err)
 			}
 			p.cols = append(p.cols, projCol{e: e})
 		case c.From != "":
@@ -137,7 +88,7 @@ func newProject(f *app.Function) (Function, error) {
 	return p, nil
 }
 
-func (p *project) Invoke(_ context.Context, in Input, out Output) error {
+func (p *project) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	for _, r := range in.Records {
 		cols := make([]arrow.Array, len(p.cols))
 		for i, c := range p.cols {
@@ -145,7 +96,7 @@ func (p *project) Invoke(_ context.Context, in Input, out Output) error {
 				idx := r.Schema().FieldIndices(c.from)
 				if len(idx) == 0 {
 					releaseAll(cols)
-					return fmt.Errorf("fn: project: input has no column %q", c.from)
+					return fmt.Errorf("builtin: project: input has no column %q", c.from)
 				}
 				cols[i] = r.Column(idx[0])
 				cols[i].Retain()
@@ -156,7 +107,7 @@ func (p *project) Invoke(_ context.Context, in Input, out Output) error {
 				releaseAll(cols)
 				return err
 			}
-			cols[i] = VectorArray(v)
+			cols[i] = vectorArray(v)
 		}
 		rec := array.NewRecord(p.schema, cols, r.NumRows())
 		releaseAll(cols)
@@ -175,8 +126,8 @@ func releaseAll(cols []arrow.Array) {
 	}
 }
 
-// VectorArray converts an expression result to an Arrow array.
-func VectorArray(v expr.Vector) arrow.Array {
+// vectorArray converts an expression result to an Arrow array.
+func vectorArray(v expr.Vector) arrow.Array {
 	mem := memory.DefaultAllocator
 	switch v.Kind {
 	case expr.Bool:
@@ -211,7 +162,7 @@ type aggregate struct {
 	windowed bool
 }
 
-func newAggregate(f *app.Function) (Function, error) {
+func newAggregate(f *app.Function) (fn.Function, error) {
 	s := f.OutputSchema()
 	return &aggregate{
 		groupBy:  f.GroupBy,
@@ -239,7 +190,7 @@ type group struct {
 	accs []acc
 }
 
-func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
+func (a *aggregate) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	var (
 		groups []*group
 		index  = map[string]*group{}
@@ -250,7 +201,7 @@ func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
 		for j, g := range a.groupBy {
 			idx := r.Schema().FieldIndices(g)
 			if len(idx) == 0 {
-				return fmt.Errorf("fn: aggregate: input has no column %q", g)
+				return fmt.Errorf("builtin: aggregate: input has no column %q", g)
 			}
 			gcols[j] = r.Column(idx[0])
 		}
@@ -261,7 +212,7 @@ func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
 			}
 			idx := r.Schema().FieldIndices(ag.Column)
 			if len(idx) == 0 {
-				return fmt.Errorf("fn: aggregate: input has no column %q", ag.Column)
+				return fmt.Errorf("builtin: aggregate: input has no column %q", ag.Column)
 			}
 			acols[j] = r.Column(idx[0])
 		}
@@ -292,7 +243,7 @@ func (a *aggregate) Invoke(_ context.Context, in Input, out Output) error {
 		fb := b.Field(col)
 		for _, gr := range groups {
 			r := in.Records[gr.rec]
-			AppendFrom(fb, r.Column(r.Schema().FieldIndices(g)[0]), gr.row)
+			arrowx.AppendFrom(fb, r.Column(r.Schema().FieldIndices(g)[0]), gr.row)
 		}
 		_ = j
 		col++

@@ -1,4 +1,4 @@
-package fn
+package builtin
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 )
 
 // Tables gives lookup functions read access to reference tables. It is
@@ -27,7 +29,7 @@ type Tables interface {
 // yet: the function is retried, then its input is dead-lettered, rather
 // than every row being dropped as unmatched without a trace (a node started
 // before its table's topic had rows).
-var ErrTableEmpty = errors.New("fn: the lookup table holds no rows yet")
+var ErrTableEmpty = errors.New("builtin: the lookup table holds no rows yet")
 
 // lookup is a stream-table join: each row gets the columns of the table row
 // whose key equals its On column.
@@ -41,20 +43,20 @@ type lookup struct {
 
 func newLookup(f *app.Function, tables Tables) (*lookup, error) {
 	if tables == nil {
-		return nil, fmt.Errorf("fn: %s: lookup needs the node's tables", f.Name)
+		return nil, fmt.Errorf("builtin: %s: lookup needs the node's tables", f.Name)
 	}
 	return &lookup{tables: tables, table: f.Table, on: f.On, columns: f.TableColumns,
 		keepUnmatched: f.KeepUnmatched, schema: f.OutputSchema()}, nil
 }
 
-func (l *lookup) Invoke(_ context.Context, in Input, out Output) error {
+func (l *lookup) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	if !l.keepUnmatched && l.tables.Len(l.table) == 0 {
 		return fmt.Errorf("%w: table %q", ErrTableEmpty, l.table)
 	}
 	var key []byte
 	misses := 0
 	defer func() {
-		if d, ok := out.(Dropper); ok && misses > 0 {
+		if d, ok := out.(fn.Dropper); ok && misses > 0 {
 			d.Dropped(misses)
 		}
 	}()
@@ -100,7 +102,7 @@ func releaseRows(rows []arrow.Record) {
 func (l *lookup) join(rec arrow.Record, idx []int, rows []arrow.Record) arrow.Record {
 	base := rec
 	if len(idx) != int(rec.NumRows()) {
-		base = Take(rec, idx)
+		base = arrowx.Take(rec, idx)
 		defer base.Release()
 	}
 	cols := make([]arrow.Array, 0, l.schema.NumFields())
@@ -117,7 +119,7 @@ func (l *lookup) join(rec arrow.Record, idx []int, rows []arrow.Record) arrow.Re
 				b.AppendNull()
 				continue
 			}
-			AppendFrom(b, row.Column(row.Schema().FieldIndices(name)[0]), 0)
+			arrowx.AppendFrom(b, row.Column(row.Schema().FieldIndices(name)[0]), 0)
 		}
 		cols = append(cols, b.NewArray())
 		b.Release()

@@ -1,4 +1,4 @@
-package fn
+package builtin
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -78,7 +79,7 @@ func (s *sink) Emit(rec arrow.Record) error {
 	return nil
 }
 
-func run(t *testing.T, name string, in Input) []string {
+func run(t *testing.T, name string, in fn.Input) []string {
 	t.Helper()
 	a, err := app.Parse([]byte(fnApp))
 	if err != nil {
@@ -87,7 +88,7 @@ func run(t *testing.T, name string, in Input) []string {
 	if err := a.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Build(a.Function(name))
+	f, err := Build(a.Function(name), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ var rows = []string{
 }
 
 func TestProject(t *testing.T) {
-	got := run(t, "shape", Input{Records: input(t, rows...)})
+	got := run(t, "shape", fn.Input{Records: input(t, rows...)})
 	want := []string{
 		`{"user":"ann","who":1,"cents":1050,"big":true}`,
 		`{"user":"bob","who":2,"cents":null,"big":null}`,
@@ -151,7 +152,7 @@ func TestProject(t *testing.T) {
 
 func TestAggregate(t *testing.T) {
 	w := triggers.Window{Start: time.Unix(60, 0), End: time.Unix(120, 0)}
-	got := run(t, "stats", Input{Records: input(t, rows...), Window: w})
+	got := run(t, "stats", fn.Input{Records: input(t, rows...), Window: w})
 	ws := `"window_start":"1970-01-01T00:01:00.000Z","window_end":"1970-01-01T00:02:00.000Z"`
 	want := []string{
 		`{"user":"ann",` + ws + `,"n":2,"n_amount":2,"sum":12.5,"sum_id":4,"lo":2,"hi":3,"avg":6.25,"first_ts":"1970-01-01T00:00:02.000Z","ids":2,"top":["10.5"]}`,
@@ -162,13 +163,13 @@ func TestAggregate(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := run(t, "stats", Input{}); len(got) != 0 {
+	if got := run(t, "stats", fn.Input{}); len(got) != 0 {
 		t.Errorf("aggregate of nothing emitted %q", got)
 	}
 }
 
 func TestFilterDropsNullsAndKeepsOrder(t *testing.T) {
-	got := run(t, "keep", Input{Records: input(t, rows...)})
+	got := run(t, "keep", fn.Input{Records: input(t, rows...)})
 	want := []string{
 		`{"id":1,"user":"ann","amount":10.5,"ts":"1970-01-01T00:00:03.000Z"}`,
 		`{"id":4,"user":null,"amount":20,"ts":null}`,
@@ -180,7 +181,7 @@ func TestFilterDropsNullsAndKeepsOrder(t *testing.T) {
 }
 
 func TestSplit(t *testing.T) {
-	got := run(t, "words", Input{Records: input(t,
+	got := run(t, "words", fn.Input{Records: input(t,
 		`{"id":1,"user":"anna"}`, `{"id":2,"user":"nnn"}`, `{"id":3}`, `{"id":4,"user":"bob"}`)})
 	want := []string{
 		`{"id":1,"amount":null,"ts":null,"part":"a"}`,
@@ -211,12 +212,12 @@ func TestRoute(t *testing.T) {
 	if err := a.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Build(a.Function("split_by_amount"))
+	f, err := Build(a.Function("split_by_amount"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out routed
-	if err := f.Invoke(context.Background(), Input{Records: input(t, rows...)}, &out); err != nil {
+	if err := f.Invoke(context.Background(), fn.Input{Records: input(t, rows...)}, &out); err != nil {
 		t.Fatal(err)
 	}
 	// The input arrives as two records (rows 1-3, rows 4-5); each is split

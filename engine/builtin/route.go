@@ -1,4 +1,4 @@
-package fn
+package builtin
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/expr"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 )
 
 // route sends each row to one output: the one named by a column (by), or
@@ -30,7 +32,7 @@ func newRoute(f *app.Function) (*route, error) {
 	for _, rt := range f.Routes {
 		e, err := expr.Compile(rt.When, f.InputSchema())
 		if err != nil {
-			return nil, fmt.Errorf("fn: %s: %w", f.Name, err)
+			return nil, fmt.Errorf("builtin: %s: %w", f.Name, err)
 		}
 		r.whens = append(r.whens, e)
 		r.tos = append(r.tos, rt.To)
@@ -38,7 +40,7 @@ func newRoute(f *app.Function) (*route, error) {
 	return r, nil
 }
 
-func (r *route) Invoke(_ context.Context, in Input, out Output) error {
+func (r *route) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	for _, rec := range in.Records {
 		dest, err := r.destinations(rec)
 		if err != nil {
@@ -62,7 +64,7 @@ func (r *route) Invoke(_ context.Context, in Input, out Output) error {
 				rec.Retain()
 				part = rec
 			} else {
-				part = Take(rec, rows[d])
+				part = arrowx.Take(rec, rows[d])
 			}
 			if err := out.EmitTo(d, part); err != nil {
 				return err

@@ -1,4 +1,4 @@
-package fn
+package builtin
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/internal/arrowx"
 )
 
 // split turns each row into one row per part of a string column (a
@@ -41,7 +43,7 @@ func (s *split) parts(v string) []string {
 	return out
 }
 
-func (s *split) Invoke(_ context.Context, in Input, out Output) error {
+func (s *split) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	for _, r := range in.Records {
 		src := r.Column(r.Schema().FieldIndices(s.column)[0]).(*array.String)
 		b := array.NewRecordBuilder(memory.DefaultAllocator, s.schema)
@@ -60,7 +62,7 @@ func (s *split) Invoke(_ context.Context, in Input, out Output) error {
 			n := max(len(parts), 1)
 			for k := 0; k < n; k++ {
 				for i, col := range from {
-					AppendFrom(b.Field(i), col, row)
+					arrowx.AppendFrom(b.Field(i), col, row)
 				}
 				if k < len(parts) {
 					partCol.Append(parts[k])
