@@ -37,8 +37,9 @@ type Options struct {
 	// QueueDepth is how many record batches may wait per partition task
 	// before Deliver blocks (backpressure); default 4.
 	QueueDepth int
-	// SyncCommits makes every state commit durable before offsets advance;
-	// default true. Benchmarks of the in-memory store turn it off.
+	// NoSync commits state without waiting for it to be durable (no fsync)
+	// before offsets advance; default false: every commit is synced.
+	// Benchmarks of the in-memory store set it.
 	NoSync bool
 	// Functions replace the implementation of functions by name (tests, and
 	// user functions in a later version); the app file still declares them.

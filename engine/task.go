@@ -791,7 +791,8 @@ func (t *task) apply(r *result) error {
 
 // commit ends a cycle: it builds the batch of bucket contents, trigger state
 // and source offsets as they are now, and queues it for the committer. It
-// blocks only while two earlier cycles still wait (backpressure).
+// blocks only while maxPendingCommits earlier cycles still wait
+// (backpressure).
 func (t *task) commit() error {
 	t.cycleSeq++
 	inner := t.n.o.Store.NewBatch()
