@@ -10,10 +10,7 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -238,28 +235,4 @@ func outSize(r *OutRecord) int {
 		n += len(h.Key) + len(h.Value)
 	}
 	return n
-}
-
-// fitDeadLetter cuts a dead letter that its topic would refuse: the value
-// keeps its first bytes, the headers say it was cut and give the original
-// size and SHA-256, so nothing about the record is lost silently.
-func fitDeadLetter(r *OutRecord, limit int) {
-	if outSize(r) <= limit {
-		return
-	}
-	sum := sha256.Sum256(r.Value)
-	r.Headers = append(r.Headers,
-		Header{HeaderTruncated, []byte("true")},
-		Header{HeaderOriginalSize, strconv.AppendInt(nil, int64(len(r.Value)), 10)},
-		Header{HeaderOriginalSHA256, hex.AppendEncode(nil, sum[:])})
-	for i, h := range r.Headers {
-		if len(h.Value) > 4096 { // an error message with a huge payload in it
-			r.Headers[i].Value = h.Value[:4096]
-		}
-	}
-	if len(r.Key) > 4096 {
-		r.Key = r.Key[:4096]
-	}
-	room := limit - (outSize(r) - len(r.Value))
-	r.Value = r.Value[:max(0, min(room, len(r.Value)))]
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -428,25 +427,13 @@ func (n *Node) bisect(ctx context.Context, j *job, in fn.Input, rec arrow.Record
 // deadRows dead-letters every row of rec, an input of j that failed with
 // err, into r.
 func (n *Node) deadRows(j *job, r *result, rec arrow.Record, err error) {
-	reason := ReasonFunction
+	d := deadLetter{reason: ReasonFunction, err: err, partition: j.task.part,
+		function: j.fn.cfg.Name, trigger: j.firing.Trigger, bucket: j.bucket}
 	var tl *TooLargeError
 	if errors.As(err, &tl) {
-		reason = ReasonTooLarge
+		d.reason = ReasonTooLarge
 	}
-	var enc codec.JSONEncoder
-	var buf []byte
-	for i := 0; i < int(rec.NumRows()); i++ {
-		start := len(buf)
-		buf = enc.AppendRow(buf, rec, i)
-		r.dead = append(r.dead, &OutRecord{Value: buf[start:len(buf):len(buf)], Headers: []Header{
-			{HeaderReason, []byte(reason)},
-			{HeaderError, []byte(err.Error())},
-			{HeaderFunction, []byte(j.fn.cfg.Name)},
-			{HeaderTrigger, []byte(j.firing.Trigger)},
-			{HeaderBucket, []byte(j.bucket)},
-			{HeaderPartition, strconv.AppendInt(nil, int64(j.task.part), 10)},
-		}})
-	}
+	r.dead = append(r.dead, d.rows(rec)...)
 }
 
 // invokeWithTimeout runs f, bounded by timeout (0: none). A function that

@@ -145,10 +145,8 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 	send := func(r *OutRecord) {
 		if n := outSize(r); n > limit {
 			err := &TooLargeError{Topic: topic, Size: n, Limit: limit}
-			t.dead(&OutRecord{Key: r.Key, Value: r.Value, Headers: []Header{
-				{HeaderReason, []byte(ReasonTooLarge)}, {HeaderError, []byte(err.Error())},
-				{HeaderBucket, []byte(b.name)}, {HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
-			}}, ReasonTooLarge)
+			d := deadLetter{reason: ReasonTooLarge, err: err, bucket: b.name, partition: t.part}
+			t.dead(d.record(r.Key, r.Value), ReasonTooLarge)
 			return
 		}
 		t.produce(r)

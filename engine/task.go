@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,17 +473,8 @@ func (t *task) deadRecord(src *app.Source, topic string, r *Record, reason strin
 	}
 	n.logBadInput("bad input record sent to the dead-letter topic",
 		"source", src.Name, "topic", topic, "partition", t.part, "offset", r.Offset, "reason", reason, "error", err)
-	t.dead(&OutRecord{
-		Key:   r.Key,
-		Value: r.Value,
-		Headers: []Header{
-			{HeaderReason, []byte(reason)},
-			{HeaderError, []byte(err.Error())},
-			{HeaderTopic, []byte(topic)},
-			{HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
-			{HeaderOffset, strconv.AppendInt(nil, r.Offset, 10)},
-		},
-	}, reason)
+	d := deadLetter{reason: reason, err: err, partition: t.part, topic: topic, offset: r.Offset}
+	t.dead(d.record(r.Key, r.Value), reason)
 }
 
 // dead produces r to the dead-letter topic as part of this cycle, cut to
@@ -529,8 +519,8 @@ func (t *task) put(b *bucket, rec arrow.Record, session string) {
 func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) {
 	size := recordSize(rec)
 	if !b.fits(rec.NumRows(), size) {
-		t.deadRows(rec, ReasonBucket, fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
-			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes), Header{HeaderBucket, []byte(b.name)})
+		t.deadRows(rec, deadLetter{reason: ReasonBucket, bucket: b.name, err: fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
+			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes)})
 		rec.Release()
 		return
 	}
@@ -570,18 +560,10 @@ func (t *task) queueFirings(b *bucket, tr *trigger, out []triggers.Firing) {
 }
 
 // deadRows sends every row of rec to the dead-letter topic as JSON.
-func (t *task) deadRows(rec arrow.Record, reason string, err error, extra ...Header) {
-	var enc codec.JSONEncoder
-	var buf []byte
-	for i := 0; i < int(rec.NumRows()); i++ {
-		start := len(buf)
-		buf = enc.AppendRow(buf, rec, i)
-		h := append([]Header{
-			{HeaderReason, []byte(reason)},
-			{HeaderError, []byte(err.Error())},
-			{HeaderPartition, strconv.AppendInt(nil, int64(t.part), 10)},
-		}, extra...)
-		t.dead(&OutRecord{Value: buf[start:len(buf):len(buf)], Headers: h}, reason)
+func (t *task) deadRows(rec arrow.Record, d deadLetter) {
+	d.partition = t.part
+	for _, r := range d.rows(rec) {
+		t.dead(r, d.reason)
 	}
 }
 
@@ -682,8 +664,7 @@ func (t *task) expire(q queued) error {
 	}
 	for _, r := range recs {
 		if err == nil {
-			t.deadRows(r, reason, cause,
-				Header{HeaderTrigger, []byte(q.f.Trigger)}, Header{HeaderBucket, []byte(q.b.name)}, Header{HeaderSession, []byte(q.f.Session)})
+			t.deadRows(r, deadLetter{reason: reason, err: cause, trigger: q.f.Trigger, bucket: q.b.name, session: q.f.Session})
 		}
 		r.Release()
 	}
