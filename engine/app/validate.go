@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -44,9 +43,67 @@ func (c *checker) add(path, format string, args ...any) {
 }
 
 // Validate fills in defaults and reports every problem of the app file with
-// its YAML path. It returns nil or a Problems value.
+// its YAML path. It returns nil or a Problems value. The checks run section
+// by section, in an order where each finds what it needs: names first,
+// then sources (they give buckets their first schemas), sinks, triggers,
+// the functions' schemas in dependency order, and last the checks that
+// need the derived schemas.
 func (a *App) Validate() error {
-	c := &checker{}
+	v := &validation{a: a, c: &checker{}, bucketSchema: map[string]*arrow.Schema{}, bucketFrom: map[string]string{},
+		topics: map[string]string{}, firedBy: map[string][]int{}}
+	v.kafka()
+	v.names()
+	v.tables()
+	v.sources()
+	v.bucketLimits()
+	v.sinks()
+	v.derivedTopics()
+	for i := range a.Triggers {
+		v.trigger(i)
+	}
+	v.schemas()
+	v.functionSettings()
+	v.bucketColumns()
+	v.triggerColumns()
+	v.triggerBounds()
+	v.invoke()
+	a.checkPartitioning(v.c)
+	a.checkCycles(v.c, v.firedBy)
+	if len(v.c.ps) > 0 {
+		return v.c.ps
+	}
+	return nil
+}
+
+// validation is the state Validate's sections share: the schema each
+// bucket receives (and from whom), the topics already claimed, and which
+// triggers fire each function.
+type validation struct {
+	a            *App
+	c            *checker
+	bucketSchema map[string]*arrow.Schema
+	bucketFrom   map[string]string
+	topics       map[string]string // topic → the YAML path that uses it
+	firedBy      map[string][]int  // function → the triggers that fire it
+}
+
+// setSchema records that bucket receives schema s from `from`; a bucket
+// holds one schema, so a different one is a problem at path.
+func (v *validation) setSchema(path, bucket string, s *arrow.Schema, from string) {
+	if prev, ok := v.bucketSchema[bucket]; ok {
+		if !prev.Equal(s) {
+			v.c.add(path, "bucket %q receives %s from %s but %s from %s; a bucket holds one schema",
+				bucket, describe(s), from, describe(prev), v.bucketFrom[bucket])
+		}
+		return
+	}
+	v.bucketSchema[bucket] = s
+	v.bucketFrom[bucket] = from
+}
+
+// kafka checks the app name and the kafka section, and fills its defaults.
+func (v *validation) kafka() {
+	a, c := v.a, v.c
 	if a.Name == "" {
 		c.add("app", "must be set")
 	} else if !validName(a.Name) {
@@ -98,7 +155,11 @@ func (a *App) Validate() error {
 			c.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q: want host:port", b)
 		}
 	}
+}
 
+// names indexes every section by name (duplicates are problems) and checks names that clash.
+func (v *validation) names() {
+	a, c := v.a, v.c
 	a.bucketIdx = index(c, "buckets", len(a.Buckets), func(i int) string { return a.Buckets[i].Name })
 	a.functionIdx = index(c, "functions", len(a.Functions), func(i int) string { return a.Functions[i].Name })
 	a.sinkIdx = index(c, "sinks", len(a.Sinks), func(i int) string { return a.Sinks[i].Name })
@@ -112,6 +173,11 @@ func (a *App) Validate() error {
 	if len(a.Sources) == 0 {
 		c.add("sources", "an app needs at least one source")
 	}
+}
+
+// tables checks the reference tables.
+func (v *validation) tables() {
+	a, c := v.a, v.c
 	index(c, "tables", len(a.Tables), func(i int) string { return a.Tables[i].Name })
 	for i := range a.Tables {
 		tb := &a.Tables[i]
@@ -137,27 +203,17 @@ func (a *App) Validate() error {
 			c.add(p+".key", "unknown column %q", tb.Key)
 		}
 	}
+}
 
-	bucketSchema := map[string]*arrow.Schema{}
-	bucketFrom := map[string]string{}
-	setSchema := func(path, bucket string, s *arrow.Schema, from string) {
-		if prev, ok := bucketSchema[bucket]; ok {
-			if !prev.Equal(s) {
-				c.add(path, "bucket %q receives %s from %s but %s from %s; a bucket holds one schema",
-					bucket, describe(s), from, describe(prev), bucketFrom[bucket])
-			}
-			return
-		}
-		bucketSchema[bucket] = s
-		bucketFrom[bucket] = from
-	}
-
-	topics := map[string]string{}
+// sources checks the sources; each gives its bucket a schema, and its key,
+// event time and session column unless the bucket sets them.
+func (v *validation) sources() {
+	a, c := v.a, v.c
 	for i := range a.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
 		s := &a.Sources[i]
 		if schema := a.checkSource(c, p, s); schema != nil && a.Bucket(s.Bucket) != nil {
-			setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
+			v.setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
 			if b := a.Bucket(s.Bucket); b.Key == "" && s.Key != "" {
 				b.Key = s.Key // objects are keyed like the records they came from
 			}
@@ -170,12 +226,17 @@ func (a *App) Validate() error {
 		}
 		if s.Topic != "" {
 			c.topicName(p+".topic", s.Topic)
-			if prev, dup := topics[s.Topic]; dup {
+			if prev, dup := v.topics[s.Topic]; dup {
 				c.add(p+".topic", "topic %q is already read by %s", s.Topic, prev)
 			}
-			topics[s.Topic] = "sources[" + fmt.Sprint(i) + "]"
+			v.topics[s.Topic] = "sources[" + fmt.Sprint(i) + "]"
 		}
 	}
+}
+
+// bucketLimits checks the buckets' bounds and fills their defaults.
+func (v *validation) bucketLimits() {
+	a, c := v.a, v.c
 	for i := range a.Buckets {
 		p := fmt.Sprintf("buckets[%d]", i)
 		b := &a.Buckets[i]
@@ -193,6 +254,11 @@ func (a *App) Validate() error {
 			c.add(p+".max_objects_per_session", "must be > 0")
 		}
 	}
+}
+
+// sinks checks the sinks by kind and claims their topics.
+func (v *validation) sinks() {
+	a, c := v.a, v.c
 	for i := range a.Sinks {
 		p := fmt.Sprintf("sinks[%d]", i)
 		s := &a.Sinks[i]
@@ -223,10 +289,10 @@ func (a *App) Validate() error {
 		case s.Topic == "":
 			c.add(p+".topic", "must be set")
 		case !c.topicName(p+".topic", s.Topic):
-		case topics[s.Topic] != "":
-			c.add(p+".topic", "topic %q is already used by %s", s.Topic, topics[s.Topic])
+		case v.topics[s.Topic] != "":
+			c.add(p+".topic", "topic %q is already used by %s", s.Topic, v.topics[s.Topic])
 		default:
-			topics[s.Topic] = p
+			v.topics[s.Topic] = p
 		}
 		if s.Format == "" {
 			s.Format = "json"
@@ -239,7 +305,13 @@ func (a *App) Validate() error {
 			c.add(p+".partitions", "must be > 0")
 		}
 	}
-	if prev, dup := topics[a.Kafka.DLQTopic]; dup {
+}
+
+// derivedTopics checks the names of the topics the app derives: dead
+// letters, changelog, repartition.
+func (v *validation) derivedTopics() {
+	a, c := v.a, v.c
+	if prev, dup := v.topics[a.Kafka.DLQTopic]; dup {
 		c.add("kafka.dlq_topic", "topic %q is already used by %s", a.Kafka.DLQTopic, prev)
 	}
 	c.topicName("kafka.dlq_topic", a.Kafka.DLQTopic)
@@ -251,245 +323,12 @@ func (a *App) Validate() error {
 			c.topicName(fmt.Sprintf("buckets[%d].name", i), a.RepartitionTopic(b.Name))
 		}
 	}
+}
 
-	// Triggers: which functions they fire, from which bucket.
-	firedBy := map[string][]int{}
-	for i := range a.Triggers {
-		p := fmt.Sprintf("triggers[%d]", i)
-		t := &a.Triggers[i]
-		if t.Bucket == "" {
-			c.add(p+".bucket", "must be set")
-		} else if a.Bucket(t.Bucket) == nil {
-			c.add(p+".bucket", "unknown bucket %q%s", t.Bucket, suggest(t.Bucket, keys(a.bucketIdx)))
-		}
-		if t.Function == "" {
-			c.add(p+".function", "must be set")
-		} else if a.Function(t.Function) == nil {
-			c.add(p+".function", "unknown function %q%s", t.Function, suggest(t.Function, keys(a.functionIdx)))
-		} else {
-			firedBy[t.Function] = append(firedBy[t.Function], i)
-		}
-		switch t.Primitive {
-		case "immediate":
-		case "by_batch_size":
-			if t.Count <= 0 {
-				c.add(p+".count", "must be > 0 for by_batch_size")
-			}
-		case "by_time":
-			dur := func(field, v string, dst *time.Duration) {
-				if v == "" {
-					return
-				}
-				if d, err := time.ParseDuration(v); err != nil {
-					c.add(p+"."+field, "%q is not a duration (try 10s, 1m, 500ms)", v)
-				} else if d <= 0 {
-					c.add(p+"."+field, "must be > 0")
-				} else {
-					*dst = d
-				}
-			}
-			dur("window", t.Window, &t.window)
-			dur("slide", t.Slide, &t.slide)
-			dur("gap", t.Gap, &t.gap)
-			dur("out_of_orderness", t.OutOfOrderness, &t.outOfOrderness)
-			dur("allowed_lateness", t.AllowedLateness, &t.lateness)
-			dur("idle_timeout", t.IdleTimeout, &t.idle)
-			dur("max_future", t.MaxFuture, &t.maxFuture)
-			switch {
-			case t.Window == "" && t.Gap == "":
-				c.add(p+".window", "must be set for by_time (a duration like 10s), or set gap for session windows")
-			case t.Gap != "" && (t.Window != "" || t.Slide != ""):
-				c.add(p+".gap", "session windows (gap) take no window or slide")
-			case t.slide > 0 && t.window > 0 && (t.slide > t.window || t.window%t.slide != 0):
-				c.add(p+".slide", "must divide the window (%s)", t.Window)
-			case t.slide > 0 && t.window/t.slide > MaxWindowsPerObject:
-				c.add(p+".slide", "every object would be in %d windows (window %s / slide %s); at most %d",
-					t.window/t.slide, t.Window, t.Slide, MaxWindowsPerObject)
-			}
-			switch t.Time {
-			case "", "processing":
-				t.Time = "processing"
-				for _, f := range [][2]string{{"out_of_orderness", t.OutOfOrderness}, {"allowed_lateness", t.AllowedLateness},
-					{"idle_timeout", t.IdleTimeout}, {"max_future", t.MaxFuture}, {"late_bucket", t.LateBucket}} {
-					if f[1] != "" {
-						c.add(p+"."+f[0], "only event-time windows (time: event) take %s", f[0])
-					}
-				}
-			case "event":
-				if t.maxFuture == 0 {
-					t.maxFuture = time.Hour
-				}
-				if b := a.Bucket(t.Bucket); b != nil && b.EventTime == "" {
-					c.add(p+".time", "event time needs an event_time column on bucket %q (or on the source that feeds it)", t.Bucket)
-				}
-				if t.LateBucket != "" && a.Bucket(t.LateBucket) == nil {
-					c.add(p+".late_bucket", "unknown bucket %q%s", t.LateBucket, suggest(t.LateBucket, keys(a.bucketIdx)))
-				}
-			default:
-				c.add(p+".time", "%q: want processing or event", t.Time)
-			}
-		case "by_name":
-			if t.Match == "" {
-				c.add(p+".match", "must be set for by_name (the key to fire on)")
-			}
-		case "by_set":
-			if len(t.Keys) == 0 {
-				c.add(p+".keys", "must list the keys by_set waits for")
-			}
-			seen := map[string]bool{}
-			for j, k := range t.Keys {
-				if seen[k] {
-					c.add(fmt.Sprintf("%s.keys[%d]", p, j), "duplicate key %q", k)
-				}
-				seen[k] = true
-			}
-		case "redundant":
-			if t.K <= 0 {
-				c.add(p+".k", "must be > 0")
-			}
-			if t.N < t.K {
-				c.add(p+".n", "must be >= k (%d): fire with the first k of n", t.K)
-			}
-		case "dynamic_join":
-			if t.ControlKey == "" {
-				t.ControlKey = "_join"
-			}
-			if t.CountColumn == "" {
-				c.add(p+".count_column", "must name the int64 column of the announcement that holds how many parts to wait for")
-			}
-		case "dynamic_group":
-			if t.ControlKey == "" {
-				t.ControlKey = "_done"
-			}
-			if t.Controls <= 0 {
-				c.add(p+".controls", "must be > 0: how many control objects close a stage")
-			}
-			if t.GroupColumn == "" {
-				c.add(p+".group_column", "must name the column that holds an object's group")
-			}
-		case "":
-			c.add(p+".primitive", "must be set (%s)", primitives)
-		default:
-			c.add(p+".primitive", "unknown primitive %q (%s)", t.Primitive, primitives)
-		}
-		if t.SessionTimeout != "" {
-			if d, err := time.ParseDuration(t.SessionTimeout); err != nil || d <= 0 {
-				c.add(p+".session_timeout", "%q is not a positive duration (try 30s, 5m)", t.SessionTimeout)
-			} else {
-				t.sessionTimeout = d
-			}
-		}
-		only := func(field string, set bool, prims ...string) {
-			if set && !slices.Contains(prims, t.Primitive) {
-				c.add(p+"."+field, "only %s take %s", strings.Join(prims, " and "), field)
-			}
-		}
-		only("match", t.Match != "", "by_name")
-		only("keys", len(t.Keys) > 0, "by_set")
-		only("k", t.K != 0, "redundant")
-		only("n", t.N != 0, "redundant")
-		only("control_key", t.ControlKey != "" && t.Primitive != "dynamic_join" && t.Primitive != "dynamic_group", "dynamic_join", "dynamic_group")
-		only("count_column", t.CountColumn != "", "dynamic_join")
-		only("controls", t.Controls != 0, "dynamic_group")
-		only("group_column", t.GroupColumn != "", "dynamic_group")
-		only("session_timeout", t.SessionTimeout != "", "by_batch_size", "by_set", "redundant", "dynamic_join", "dynamic_group")
-		if t.Primitive != "by_batch_size" && t.Count != 0 {
-			c.add(p+".count", "only by_batch_size takes a count")
-		}
-		if t.Primitive != "by_time" {
-			for _, f := range [][2]string{{"window", t.Window}, {"slide", t.Slide}, {"gap", t.Gap}, {"time", t.Time},
-				{"out_of_orderness", t.OutOfOrderness}, {"allowed_lateness", t.AllowedLateness}, {"idle_timeout", t.IdleTimeout},
-				{"max_future", t.MaxFuture}, {"late_bucket", t.LateBucket}} {
-				if f[1] != "" {
-					c.add(p+"."+f[0], "only by_time takes %s", f[0])
-				}
-			}
-		}
-	}
-
-	// Functions: derive schemas in dependency order, so a bucket fed by a
-	// function knows its schema before the triggers on it are checked.
-	checked := make([]bool, len(a.Functions))
-	lateDone := make([]bool, len(a.Triggers))
-	for progress := true; progress; {
-		progress = false
-		// A late bucket receives the objects of its trigger's bucket.
-		for i, t := range a.Triggers {
-			if lateDone[i] || t.LateBucket == "" || a.Bucket(t.LateBucket) == nil {
-				continue
-			}
-			if s := bucketSchema[t.Bucket]; s != nil {
-				setSchema(fmt.Sprintf("triggers[%d].late_bucket", i), t.LateBucket, s, "trigger "+t.Name+" (late objects)")
-				lateDone[i], progress = true, true
-			}
-		}
-		for i := range a.Functions {
-			f := &a.Functions[i]
-			if checked[i] {
-				continue
-			}
-			in, ok := a.inputSchema(c, i, firedBy[f.Name], bucketSchema)
-			if !ok {
-				continue
-			}
-			checked[i], progress = true, true
-			f.inSchema = in
-			if in == nil {
-				continue
-			}
-			windowed := false
-			for _, ti := range firedBy[f.Name] {
-				windowed = windowed || a.Triggers[ti].Primitive == "by_time"
-			}
-			f.outSchema = a.checkFunction(c, fmt.Sprintf("functions[%d]", i), f, in, windowed)
-			if f.outSchema == nil {
-				continue
-			}
-			for j, o := range f.Outputs {
-				if a.Bucket(o) != nil {
-					setSchema(fmt.Sprintf("functions[%d].outputs[%d]", i, j), o, f.outSchema, "function "+f.Name)
-				}
-			}
-		}
-	}
-	for i := range a.Functions {
-		f := &a.Functions[i]
-		p := fmt.Sprintf("functions[%d]", i)
-		if len(firedBy[f.Name]) == 0 && f.Name != "" {
-			c.add(p, "function %q is never fired: no trigger names it", f.Name)
-		}
-		if len(f.Outputs) == 0 {
-			c.add(p+".outputs", "must name at least one bucket or sink")
-		}
-		for j, o := range f.Outputs {
-			if a.Bucket(o) == nil && a.Sink(o) == nil {
-				c.add(fmt.Sprintf("%s.outputs[%d]", p, j), "unknown bucket or sink %q%s", o,
-					suggest(o, append(keys(a.bucketIdx), keys(a.sinkIdx)...)))
-			}
-			if s := a.Sink(o); s != nil && s.Key != "" && f.outSchema != nil && !hasColumn(f.outSchema, s.Key) {
-				c.add(fmt.Sprintf("%s.outputs[%d]", p, j), "sink %q is keyed by column %q, which function %q does not output", o, s.Key, f.Name)
-			}
-		}
-		if f.Retries == 0 {
-			f.Retries = DefaultRetries
-		} else if f.Retries < 0 {
-			c.add(p+".retries", "must be >= 0")
-		}
-		switch f.Order {
-		case "", "firing":
-			f.Order = "firing"
-		case "completion":
-		default:
-			c.add(p+".order", "%q: want firing or completion", f.Order)
-		}
-		if f.Timeout == "" {
-			f.timeout = DefaultTimeout
-		} else if d, err := time.ParseDuration(f.Timeout); err != nil || d <= 0 {
-			c.add(p+".timeout", "%q is not a positive duration (try 500ms, 30s)", f.Timeout)
-		} else {
-			f.timeout = d
-		}
-	}
+// bucketColumns checks that every bucket is written, and its event time,
+// key and session columns against its derived schema.
+func (v *validation) bucketColumns() {
+	a, c := v.a, v.c
 	written := map[string]bool{}
 	for _, s := range a.Sources {
 		written[s.Bucket] = true
@@ -511,7 +350,7 @@ func (a *App) Validate() error {
 			c.add(fmt.Sprintf("buckets[%d]", i), "bucket %q is never written: no source or function outputs to it, so its triggers can never fire", b.Name)
 		}
 		if b.EventTime != "" {
-			if s := bucketSchema[b.Name]; s != nil {
+			if s := v.bucketSchema[b.Name]; s != nil {
 				if !hasColumn(s, b.EventTime) {
 					c.add(fmt.Sprintf("buckets[%d].event_time", i), "unknown column %q%s", b.EventTime, suggest(b.EventTime, columnNames(s)))
 				} else if id := s.Field(s.FieldIndices(b.EventTime)[0]).Type.ID(); id != arrow.TIMESTAMP && id != arrow.INT64 {
@@ -524,7 +363,7 @@ func (a *App) Validate() error {
 			if col == "" {
 				continue
 			}
-			if s := bucketSchema[b.Name]; s != nil {
+			if s := v.bucketSchema[b.Name]; s != nil {
 				if !hasColumn(s, col) {
 					c.add(fmt.Sprintf("buckets[%d].%s", i, field), "unknown column %q%s", col, suggest(col, columnNames(s)))
 				} else if id := s.Field(s.FieldIndices(col)[0]).Type.ID(); id != arrow.STRING && id != arrow.INT64 && id != arrow.BINARY {
@@ -533,53 +372,11 @@ func (a *App) Validate() error {
 			}
 		}
 	}
-	for i, t := range a.Triggers {
-		b := a.Bucket(t.Bucket)
-		if b == nil {
-			continue
-		}
-		p := fmt.Sprintf("triggers[%d]", i)
-		switch t.Primitive {
-		case "by_name", "by_set", "dynamic_join", "dynamic_group":
-			if b.Key == "" {
-				c.add(p+".bucket", "%s looks at object keys, but bucket %q has no key column (set its key, or the key of the source that feeds it)", t.Primitive, b.Name)
-			}
-		}
-		s := bucketSchema[b.Name]
-		if s == nil {
-			continue
-		}
-		if t.CountColumn != "" {
-			if !hasColumn(s, t.CountColumn) {
-				c.add(p+".count_column", "unknown column %q%s", t.CountColumn, suggest(t.CountColumn, columnNames(s)))
-			} else if s.Field(s.FieldIndices(t.CountColumn)[0]).Type.ID() != arrow.INT64 {
-				c.add(p+".count_column", "column %q must be int64", t.CountColumn)
-			}
-		}
-		if t.GroupColumn != "" && !hasColumn(s, t.GroupColumn) {
-			c.add(p+".group_column", "unknown column %q%s", t.GroupColumn, suggest(t.GroupColumn, columnNames(s)))
-		}
-	}
-	for i, t := range a.Triggers {
-		b := a.Bucket(t.Bucket)
-		if b == nil {
-			continue
-		}
-		if t.Primitive == "by_batch_size" && b.MaxObjects > 0 && int64(t.Count) > b.MaxObjects {
-			c.add(fmt.Sprintf("triggers[%d].count", i), "%d exceeds max_objects %d of bucket %q: the trigger can never fire", t.Count, b.MaxObjects, b.Name)
-		}
-		if m := b.MaxObjectsPerSession; m > 0 {
-			if t.Primitive == "by_batch_size" && t.Count > m {
-				c.add(fmt.Sprintf("triggers[%d].count", i), "%d exceeds max_objects_per_session %d of bucket %q: the trigger can never fire", t.Count, m, b.Name)
-			}
-			if t.Primitive == "by_set" && len(t.Keys) > m {
-				c.add(fmt.Sprintf("triggers[%d].keys", i), "%d keys exceed max_objects_per_session %d of bucket %q: the set can never complete", len(t.Keys), m, b.Name)
-			}
-			if t.Primitive == "redundant" && t.K > m {
-				c.add(fmt.Sprintf("triggers[%d].k", i), "%d exceeds max_objects_per_session %d of bucket %q: the trigger can never fire", t.K, m, b.Name)
-			}
-		}
-	}
+}
+
+// invoke checks the invoke section.
+func (v *validation) invoke() {
+	a, c := v.a, v.c
 	if iv := a.Invoke; iv != nil {
 		if iv.Entry == "" {
 			c.add("invoke.entry", "must name the bucket invocations land in")
@@ -589,7 +386,7 @@ func (a *App) Validate() error {
 			c.add("invoke.entry", "bucket %q must be fed by a json source (its schema is the request's)", iv.Entry)
 		} else if b.Session == "" {
 			c.add("invoke.entry", "bucket %q needs a session column (buckets[].session or the source's session_header)", iv.Entry)
-		} else if s := bucketSchema[iv.Entry]; s != nil {
+		} else if s := v.bucketSchema[iv.Entry]; s != nil {
 			if idx := s.FieldIndices(b.Session); len(idx) == 0 || s.Field(idx[0]).Type.ID() != arrow.STRING {
 				c.add("invoke.entry", "the session column %q of bucket %q must be a string column", b.Session, iv.Entry)
 			}
@@ -607,12 +404,6 @@ func (a *App) Validate() error {
 			iv.timeout = d
 		}
 	}
-	a.checkPartitioning(c)
-	a.checkCycles(c, firedBy)
-	if len(c.ps) > 0 {
-		return c.ps
-	}
-	return nil
 }
 
 // checkPartitioning checks partition_by columns and that the topics a
@@ -655,25 +446,6 @@ func (a *App) BucketSchema(bucket string) *arrow.Schema {
 		}
 	}
 	return nil
-}
-
-// inputSchema returns the schema function i receives; ok is false while a
-// bucket it reads has no schema yet.
-func (a *App) inputSchema(c *checker, i int, triggers []int, bucketSchema map[string]*arrow.Schema) (*arrow.Schema, bool) {
-	var in *arrow.Schema
-	for _, ti := range triggers {
-		s, ok := bucketSchema[a.Triggers[ti].Bucket]
-		if !ok {
-			return nil, false
-		}
-		if in != nil && !in.Equal(s) {
-			c.add(fmt.Sprintf("triggers[%d].bucket", ti), "function %q is also fired from a bucket with another schema (%s vs %s)",
-				a.Functions[i].Name, describe(s), describe(in))
-			return nil, true
-		}
-		in = s
-	}
-	return in, true
 }
 
 func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
@@ -829,380 +601,6 @@ func ClickstreamSchema() []Column {
 		{Name: "country", Type: "string"},
 		{Name: "ts", Type: "timestamp"},
 	}
-}
-
-func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema, windowed bool) *arrow.Schema {
-	only := func(field string, set bool, kinds string) {
-		if set {
-			c.add(p+"."+field, "only %s functions take %s", kinds, field)
-		}
-	}
-	only("expr", f.Expr != "" && f.Kind != "filter", "filter")
-	only("columns", len(f.Columns) > 0 && f.Kind != "project", "project")
-	only("group_by", len(f.GroupBy) > 0 && f.Kind != "aggregate", "aggregate")
-	only("aggregates", len(f.Aggregates) > 0 && f.Kind != "aggregate", "aggregate")
-	only("column", f.Column != "" && f.Kind != "split", "split")
-	only("as", f.As != "" && f.Kind != "split", "split")
-	only("separator", f.Separator != "" && f.Kind != "split", "split")
-	only("schema", len(f.Schema) > 0 && f.Kind != "go", "go")
-	only("table", f.Table != "" && f.Kind != "lookup", "lookup")
-	only("on", f.On != "" && f.Kind != "lookup", "lookup")
-	only("table_columns", len(f.TableColumns) > 0 && f.Kind != "lookup", "lookup")
-	only("by", f.By != "" && f.Kind != "route", "route")
-	only("routes", len(f.Routes) > 0 && f.Kind != "route", "route")
-	only("default", f.Default != "" && f.Kind != "route", "route")
-	switch f.Kind {
-	case "filter":
-		if f.Expr == "" {
-			c.add(p+".expr", "a filter needs a boolean expression")
-			return nil
-		}
-		e, err := expr.Compile(f.Expr, in)
-		if err != nil {
-			c.add(p+".expr", "%v", strings.TrimPrefix(err.Error(), "expr: "))
-			return nil
-		}
-		if e.Kind() != expr.Bool {
-			c.add(p+".expr", "is %s; a filter needs a bool", e.Kind())
-			return nil
-		}
-		return in
-	case "emit":
-		return in
-	case "lookup":
-		tb := a.Table(f.Table)
-		if tb == nil {
-			c.add(p+".table", "unknown table %q", f.Table)
-			return nil
-		}
-		idx := in.FieldIndices(f.On)
-		if len(idx) == 0 {
-			c.add(p+".on", "unknown column %q%s", f.On, suggest(f.On, columnNames(in)))
-			return nil
-		}
-		if id := in.Field(idx[0]).Type.ID(); id != arrow.STRING && id != arrow.INT64 {
-			c.add(p+".on", "column %q must be a string or int64", f.On)
-			return nil
-		}
-		ts := tb.ArrowSchema()
-		cols := f.TableColumns
-		if len(cols) == 0 {
-			for _, col := range tb.Schema {
-				if col.Name != tb.Key {
-					cols = append(cols, col.Name)
-				}
-			}
-			f.TableColumns = cols
-		}
-		fields := slices.Clone(in.Fields())
-		for j, name := range cols {
-			ti := ts.FieldIndices(name)
-			if len(ti) == 0 {
-				c.add(fmt.Sprintf("%s.table_columns[%d]", p, j), "table %q has no column %q", tb.Name, name)
-				return nil
-			}
-			if hasColumn(in, name) {
-				c.add(fmt.Sprintf("%s.table_columns[%d]", p, j), "the input already has a column %q", name)
-				return nil
-			}
-			fields = append(fields, arrow.Field{Name: name, Type: ts.Field(ti[0]).Type, Nullable: true})
-		}
-		return arrow.NewSchema(fields, nil)
-	case "route":
-		switch {
-		case f.By == "" && len(f.Routes) == 0:
-			c.add(p, "a route needs by (a column naming the output) or routes (when/to)")
-			return nil
-		case f.By != "" && len(f.Routes) > 0:
-			c.add(p, "a route takes by or routes, not both")
-			return nil
-		}
-		if f.By != "" {
-			idx := in.FieldIndices(f.By)
-			if len(idx) == 0 {
-				c.add(p+".by", "unknown column %q%s", f.By, suggest(f.By, columnNames(in)))
-				return nil
-			}
-			if in.Field(idx[0]).Type.ID() != arrow.STRING {
-				c.add(p+".by", "column %q must be a string (the output name)", f.By)
-				return nil
-			}
-		}
-		ok := true
-		for j, r := range f.Routes {
-			rp := fmt.Sprintf("%s.routes[%d]", p, j)
-			if e, err := expr.Compile(r.When, in); err != nil {
-				c.add(rp+".when", "%v", strings.TrimPrefix(err.Error(), "expr: "))
-				ok = false
-			} else if e.Kind() != expr.Bool {
-				c.add(rp+".when", "is %s; a route condition needs a bool", e.Kind())
-				ok = false
-			}
-			if !slices.Contains(f.Outputs, r.To) {
-				c.add(rp+".to", "%q is not one of the function's outputs", r.To)
-				ok = false
-			}
-		}
-		if f.Default != "" && !slices.Contains(f.Outputs, f.Default) {
-			c.add(p+".default", "%q is not one of the function's outputs", f.Default)
-			ok = false
-		}
-		if !ok {
-			return nil
-		}
-		return in
-	case "go":
-		if len(f.Schema) == 0 {
-			c.add(p+".schema", "a go function must declare the columns it emits (name and type of each)")
-			return nil
-		}
-		if _, ok := checkColumns(c, p+".schema", f.Schema); !ok {
-			return nil
-		}
-		return schemaOf(f.Schema)
-	case "split":
-		if f.Column == "" {
-			c.add(p+".column", "a split needs the string column to split")
-			return nil
-		}
-		idx := in.FieldIndices(f.Column)
-		if len(idx) == 0 {
-			c.add(p+".column", "unknown column %q%s", f.Column, suggest(f.Column, columnNames(in)))
-			return nil
-		}
-		if in.Field(idx[0]).Type.ID() != arrow.STRING {
-			c.add(p+".column", "column %q is %s; split needs a string column", f.Column, in.Field(idx[0]).Type)
-			return nil
-		}
-		as := f.As
-		if as == "" {
-			as = f.Column
-		}
-		var fields []arrow.Field
-		for _, fl := range in.Fields() {
-			if fl.Name != f.Column && fl.Name != as {
-				fields = append(fields, fl)
-			}
-		}
-		return arrow.NewSchema(append(fields, arrow.Field{Name: as, Type: arrow.BinaryTypes.String, Nullable: true}), nil)
-	case "project":
-		if len(f.Columns) == 0 {
-			c.add(p+".columns", "a project needs at least one column")
-			return nil
-		}
-		var fields []arrow.Field
-		seen := map[string]bool{}
-		ok := true
-		for j, pc := range f.Columns {
-			cp := fmt.Sprintf("%s.columns[%d]", p, j)
-			if pc.Name == "" {
-				c.add(cp+".name", "must be set")
-				ok = false
-				continue
-			}
-			if seen[pc.Name] {
-				c.add(cp+".name", "duplicate output column %q", pc.Name)
-				ok = false
-			}
-			seen[pc.Name] = true
-			switch {
-			case pc.From != "" && pc.Expr != "":
-				c.add(cp, "set from or expr, not both")
-				ok = false
-			case pc.Expr != "":
-				e, err := expr.Compile(pc.Expr, in)
-				if err != nil {
-					c.add(cp+".expr", "%v", strings.TrimPrefix(err.Error(), "expr: "))
-					ok = false
-					continue
-				}
-				fields = append(fields, arrow.Field{Name: pc.Name, Type: kindType(e.Kind()), Nullable: true})
-			default:
-				src := pc.From
-				if src == "" {
-					src = pc.Name
-				}
-				idx := in.FieldIndices(src)
-				if len(idx) == 0 {
-					field := ".name"
-					if pc.From != "" {
-						field = ".from"
-					}
-					c.add(cp+field, "unknown column %q%s", src, suggest(src, columnNames(in)))
-					ok = false
-					continue
-				}
-				fields = append(fields, arrow.Field{Name: pc.Name, Type: in.Field(idx[0]).Type, Nullable: true})
-			}
-		}
-		if !ok {
-			return nil
-		}
-		return arrow.NewSchema(fields, nil)
-	case "aggregate":
-		if len(f.Aggregates) == 0 {
-			c.add(p+".aggregates", "an aggregate needs at least one aggregate column")
-			return nil
-		}
-		var fields []arrow.Field
-		seen := map[string]bool{}
-		ok := true
-		for j, g := range f.GroupBy {
-			idx := in.FieldIndices(g)
-			if len(idx) == 0 {
-				c.add(fmt.Sprintf("%s.group_by[%d]", p, j), "unknown column %q%s", g, suggest(g, columnNames(in)))
-				ok = false
-				continue
-			}
-			seen[g] = true
-			fields = append(fields, arrow.Field{Name: g, Type: in.Field(idx[0]).Type, Nullable: true})
-		}
-		if windowed {
-			fields = append(fields,
-				arrow.Field{Name: WindowStartColumn, Type: arrow.FixedWidthTypes.Timestamp_ms},
-				arrow.Field{Name: WindowEndColumn, Type: arrow.FixedWidthTypes.Timestamp_ms})
-			seen[WindowStartColumn], seen[WindowEndColumn] = true, true
-		}
-		for j, ag := range f.Aggregates {
-			ap := fmt.Sprintf("%s.aggregates[%d]", p, j)
-			if ag.Name == "" {
-				c.add(ap+".name", "must be set")
-				ok = false
-			} else if seen[ag.Name] {
-				c.add(ap+".name", "duplicate output column %q", ag.Name)
-				ok = false
-			}
-			seen[ag.Name] = true
-			var colType arrow.DataType
-			if ag.Op != "count" || ag.Column != "" {
-				if ag.Column == "" {
-					c.add(ap+".column", "%s needs a column", ag.Op)
-					ok = false
-					continue
-				}
-				idx := in.FieldIndices(ag.Column)
-				if len(idx) == 0 {
-					c.add(ap+".column", "unknown column %q%s", ag.Column, suggest(ag.Column, columnNames(in)))
-					ok = false
-					continue
-				}
-				colType = in.Field(idx[0]).Type
-			}
-			numeric := colType != nil && (colType.ID() == arrow.INT64 || colType.ID() == arrow.FLOAT64)
-			var out arrow.DataType
-			switch ag.Op {
-			case "count":
-				out = arrow.PrimitiveTypes.Int64
-			case "sum":
-				if !numeric {
-					c.add(ap+".column", "sum needs an int64 or float64 column, %q is %s", ag.Column, colType)
-					ok = false
-					continue
-				}
-				out = colType
-			case "avg":
-				if !numeric {
-					c.add(ap+".column", "avg needs an int64 or float64 column, %q is %s", ag.Column, colType)
-					ok = false
-					continue
-				}
-				out = arrow.PrimitiveTypes.Float64
-			case "min", "max":
-				switch colType.ID() {
-				case arrow.INT64, arrow.FLOAT64, arrow.STRING, arrow.TIMESTAMP:
-					out = colType
-				default:
-					c.add(ap+".column", "%s needs an int64, float64, string or timestamp column, %q is %s", ag.Op, ag.Column, colType)
-					ok = false
-					continue
-				}
-			case "count_distinct":
-				out = arrow.PrimitiveTypes.Int64
-			case "top_k":
-				if ag.K <= 0 {
-					c.add(ap+".k", "top_k needs k > 0")
-					ok = false
-					continue
-				}
-				out = arrow.ListOf(arrow.BinaryTypes.String)
-			case "":
-				c.add(ap+".op", "must be set (%s)", aggregateOps)
-				ok = false
-				continue
-			default:
-				c.add(ap+".op", "unknown aggregate %q (%s)", ag.Op, aggregateOps)
-				ok = false
-				continue
-			}
-			if ag.K != 0 && ag.Op != "top_k" {
-				c.add(ap+".k", "only top_k takes k")
-			}
-			fields = append(fields, arrow.Field{Name: ag.Name, Type: out, Nullable: true})
-		}
-		if !ok {
-			return nil
-		}
-		return arrow.NewSchema(fields, nil)
-	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, lookup, emit, go)")
-	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, lookup, emit, go)", f.Kind)
-	}
-	return nil
-}
-
-// checkCycles refuses loops bucket -> trigger -> function -> bucket: an
-// object in such a loop re-triggers itself forever, and a loop nothing else
-// feeds can never fire.
-func (a *App) checkCycles(c *checker, firedBy map[string][]int) {
-	next := map[string][]string{} // bucket -> buckets its triggers' functions write
-	for _, t := range a.Triggers {
-		if t.LateBucket != "" && a.Bucket(t.LateBucket) != nil {
-			next[t.Bucket] = append(next[t.Bucket], t.LateBucket)
-		}
-		if f := a.Function(t.Function); f != nil {
-			for _, o := range f.Outputs {
-				if a.Bucket(o) != nil {
-					next[t.Bucket] = append(next[t.Bucket], o)
-				}
-			}
-		}
-	}
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := map[string]int{}
-	var stack []string
-	reported := false
-	var visit func(b string)
-	visit = func(b string) {
-		color[b] = grey
-		stack = append(stack, b)
-		for _, n := range next[b] {
-			if color[n] == grey && !reported {
-				i := len(stack) - 1
-				for stack[i] != n {
-					i--
-				}
-				cyc := append(append([]string{}, stack[i:]...), n)
-				c.add("triggers", "cycle through buckets %s: objects would trigger themselves forever, or never fire if nothing else feeds the loop", strings.Join(cyc, " -> "))
-				reported = true
-			} else if color[n] == white {
-				visit(n)
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[b] = black
-	}
-	names := keys(a.bucketIdx)
-	for _, b := range names {
-		if color[b] == white {
-			visit(b)
-		}
-	}
-	_ = firedBy
 }
 
 // checkColumns reports empty or duplicate names and unknown types of a
