@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"slices"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/engine/codec"
+)
+
+// routeOutputs turns what a successful invocation of j emitted into the
+// result the task applies: each record goes to the outputs it was emitted
+// to (all of the function's outputs for Emit) — the invocation's reply,
+// table rows, objects put into buckets, and encoded sink records. Dead
+// letters are built by deadLetter (deadletter.go); the task then applies
+// the result in firing order (task.apply), and a bucket with partition_by
+// sends its rows on through the repartition topic (repartition.go).
+func routeOutputs(j *job, out *collector, r *result) {
+	routeReply(j, out, r)
+	routeTables(j, out, r)
+	routeBuckets(j, out, r)
+	routeSinks(j, out, r)
+}
+
+// emittedTo says whether the i-th record out holds goes to output name.
+func (c *collector) emittedTo(i int, name string) bool { return c.to[i] == "" || c.to[i] == name }
+
+// routeReply encodes the rows emitted to the invocation's result sink, in
+// a session, as the JSON array that answers it.
+func routeReply(j *job, out *collector, r *result) {
+	if j.fn.result == "" || j.firing.Session == "" {
+		return
+	}
+	var enc codec.JSONEncoder
+	body := []byte{'['}
+	rows := 0
+	for i, rec := range out.recs {
+		if !out.emittedTo(i, j.fn.result) {
+			continue
+		}
+		for k := 0; k < int(rec.NumRows()); k++ {
+			if rows > 0 {
+				body = append(body, ',')
+			}
+			body = enc.AppendRow(body, rec, k)
+			rows++
+		}
+	}
+	if rows > 0 {
+		r.replies = append(r.replies, reply{session: j.firing.Session, fn: j.fn.cfg.Name, body: append(body, ']'), rows: rows})
+	}
+}
+
+// routeTables encodes the rows emitted to table sinks, keyed by each
+// table's key column.
+func routeTables(j *job, out *collector, r *result) {
+	for _, tb := range j.fn.tables {
+		var enc codec.JSONEncoder
+		for i, rec := range out.recs {
+			if !out.emittedTo(i, tb.Name) {
+				continue
+			}
+			keyCol := rec.Column(rec.Schema().FieldIndices(tb.Key)[0])
+			for k := 0; k < int(rec.NumRows()); k++ {
+				r.tableRows = append(r.tableRows, tableRow{table: tb.Name,
+					key: codec.AppendKey(nil, keyCol, k), value: enc.AppendRow(nil, rec, k)})
+			}
+		}
+	}
+}
+
+// routeBuckets hands the records emitted to buckets to the task (it puts
+// them, or repartitions them).
+func routeBuckets(j *job, out *collector, r *result) {
+	for _, b := range j.fn.buckets {
+		for i, rec := range out.recs {
+			if !out.emittedTo(i, b) {
+				continue
+			}
+			rec.Retain()
+			r.puts = append(r.puts, put{bucket: b, rec: rec})
+		}
+	}
+}
+
+// routeSinks encodes the rows emitted to Kafka sinks, one allocation per
+// batch, counting rows per sink.
+func routeSinks(j *job, out *collector, r *result) {
+	if len(j.fn.sinks) == 0 {
+		return
+	}
+	all := 0
+	for _, rec := range out.recs {
+		all += int(rec.NumRows())
+	}
+	r.sinkRecs = make([]OutRecord, 0, all*len(j.fn.sinks))
+	r.sinkCounts = make(map[string]int, len(j.fn.sinks))
+	var enc codec.JSONEncoder
+	for _, s := range j.fn.sinks {
+		var buf, kbuf []byte
+		rows := 0
+		for i, rec := range out.recs {
+			if !out.emittedTo(i, s.Name) {
+				continue
+			}
+			rows += int(rec.NumRows())
+			// One allocation for the batch: size it from the first row.
+			if rec.NumRows() > 0 {
+				probe := enc.AppendRow(nil, rec, 0)
+				buf = slices.Grow(buf, (len(probe)+len(probe)/4)*int(rec.NumRows()))
+			}
+			var keyCol arrow.Array
+			if s.Key != "" {
+				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
+			}
+			for i := 0; i < int(rec.NumRows()); i++ {
+				start := len(buf)
+				buf = enc.AppendRow(buf, rec, i)
+				or := OutRecord{Topic: s.Topic, Value: buf[start:len(buf):len(buf)]}
+				if keyCol != nil {
+					ks := len(kbuf)
+					kbuf = codec.AppendKey(kbuf, keyCol, i)
+					or.Key = kbuf[ks:len(kbuf):len(kbuf)]
+				}
+				r.sinkRecs = append(r.sinkRecs, or)
+			}
+		}
+		r.sinkCounts[s.Name] += rows
+	}
+	for s, n := range r.sinkCounts {
+		if n == 0 {
+			delete(r.sinkCounts, s)
+		}
+	}
+}
