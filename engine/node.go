@@ -484,7 +484,7 @@ func (n *Node) restartTask(old *task, cause error) {
 		"partition", part, "fenced", fenced, "error", cause)
 	// A failure that repeats (every restart fails again) backs off, on the
 	// clock, up to 10 s between restarts.
-	if r := old.restarts.Load(); r > 0 {
+	if r := old.cm.restarts.Load(); r > 0 {
 		t := n.o.Clock.NewTimer(min(time.Duration(r)*time.Second, 10*time.Second))
 		select {
 		case <-t.C():
@@ -540,7 +540,7 @@ func (n *Node) reopen(old *task) error {
 	if err != nil {
 		return err
 	}
-	t.restarts.Store(old.restarts.Load() + 1)
+	t.cm.restarts.Store(old.cm.restarts.Load() + 1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.tasks[part] != old || n.closing {

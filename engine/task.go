@@ -52,13 +52,9 @@ type task struct {
 	// batch and hands it to the committer goroutine, which waits for the
 	// cycle's Kafka acks, commits, and publishes the offsets; meanwhile the
 	// task already runs the next cycle.
-	cur           *acks
-	cycleSeq      uint64
-	commits       chan *pendingCommit
-	committerDone chan struct{}
-	failed        chan error
-	durable       atomic.Uint64    // cycleSeq of the last synced batch
-	unsynced      []*pendingCommit // committed without sync, awaiting the next sync (committer only)
+	cur      *acks
+	cycleSeq uint64
+	cm       *committer
 
 	// w writes the task's records. With a transactional writer
 	// (exactly-once) built batches wait in txnPending until the
@@ -81,10 +77,6 @@ type task struct {
 	// deferred holds the current cycle's changelog records at-least-once:
 	// the committer writes them after the cycle's other acks.
 	deferred []*OutRecord
-
-	// restarts counts the restarts since the partition last committed a
-	// cycle (restartTask backs off by it).
-	restarts atomic.Int64
 
 	prog         progress         // position against the logs (idleness, offset loss)
 	startOffsets map[string]int64 // offsets the task started from
@@ -118,22 +110,6 @@ func (a *acks) done(err error) {
 		a.mu.Unlock()
 	}
 	a.wg.Done()
-}
-
-// maxPendingCommits bounds the cycles built but not yet durable per task;
-// beyond it the task waits (backpressure on the disk).
-const maxPendingCommits = 16
-
-// pendingCommit is one cycle's state, committed once its acks are in.
-type pendingCommit struct {
-	acks    *acks
-	batch   state.Batch
-	offsets map[string]int64
-	seq     uint64
-	marker  int64 // changelog offset of the cycle's marker, -1 if none (set before acks complete)
-	// changelog is the cycle's changelog, marker last, at-least-once: the
-	// committer writes it after acks completed without error.
-	changelog []*OutRecord
 }
 
 type inbound struct {
@@ -178,12 +154,10 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		pending:  map[string]int64{},
 		results:  make(chan *result, n.o.Executors),
 
-		cur:           newAcks(),
-		commits:       make(chan *pendingCommit, maxPendingCommits),
-		committerDone: make(chan struct{}),
-		failed:        make(chan error, 1),
-		prog:          newProgress(),
+		cur:  newAcks(),
+		prog: newProgress(),
 	}
+	t.cm = newCommitter(n, part, w, t.quit)
 	a := n.plan.app
 	for i := range a.Buckets {
 		b, err := loadBucket(n.o.Store, a.Name, n.plan.buckets[a.Buckets[i].Name], part)
@@ -257,15 +231,15 @@ func (t *task) releaseAll() {
 func (t *task) run() (err error) {
 	defer close(t.done)
 	defer t.releaseAll()
-	go t.committer()
+	go t.cm.run()
 	defer func() {
 		// Every cycle handed over is committed (or failed) before the task
 		// reports done: a revoke returns only after the state is durable.
-		close(t.commits)
-		<-t.committerDone
+		close(t.cm.in)
+		<-t.cm.done
 		if err == nil {
 			select {
-			case err = <-t.failed:
+			case err = <-t.cm.failed:
 			default:
 			}
 		}
@@ -311,7 +285,7 @@ func (t *task) run() (err error) {
 			err = t.tick()
 		case <-txnC:
 			err = t.endTxn()
-		case err = <-t.failed:
+		case err = <-t.cm.failed:
 		}
 		if timer != nil {
 			timer.Stop()
@@ -815,7 +789,7 @@ func (t *task) commit() error {
 		}
 		clear(t.pending)
 	}
-	durable := t.durable.Load()
+	durable := t.cm.durable.Load()
 	for _, b := range t.order {
 		b.saved = b.next
 		b.evict(t.n.o.MemoryBudget/int64(len(t.order)), durable)
@@ -848,7 +822,7 @@ func (t *task) commit() error {
 		}
 		return nil
 	}
-	return t.queueCommit(pc)
+	return t.cm.queue(pc)
 }
 
 // endTxn commits the open transaction and hands its cycles to the
@@ -871,114 +845,9 @@ func (t *task) endTxn() error {
 		return &restartError{fmt.Errorf("transaction aborted: %w", err)}
 	}
 	for _, pc := range pend {
-		if err := t.queueCommit(pc); err != nil {
+		if err := t.cm.queue(pc); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// restartError is a cycle that could not be committed — its transaction
-// was aborted, or a record of it was not acknowledged: the task restarts
-// from its last commit instead of failing the node.
-type restartError struct{ err error }
-
-func (e *restartError) Error() string { return "cycle not committed: " + e.err.Error() }
-func (e *restartError) Unwrap() error { return e.err }
-
-// writeChangelog writes an at-least-once cycle's changelog (marker last)
-// and waits for it (committer goroutine).
-func (t *task) writeChangelog(pc *pendingCommit) error {
-	a := newAcks()
-	last := len(pc.changelog) - 1
-	for i, r := range pc.changelog {
-		a.wg.Add(1)
-		if i == last {
-			t.w.Produce(r, func(off int64, err error) {
-				if err == nil {
-					pc.marker = off
-				}
-				a.done(err)
-			})
-			continue
-		}
-		t.w.Produce(r, a.doneFn)
-	}
-	a.wg.Wait()
-	pc.changelog = nil
-	return a.err
-}
-
-// queueCommit hands a built cycle to the committer.
-func (t *task) queueCommit(pc *pendingCommit) error {
-	select {
-	case t.commits <- pc:
-		return nil
-	case err := <-t.failed:
-		pc.acks.wg.Wait()
-		pc.batch.Close()
-		return err
-	}
-}
-
-// committer commits the queued cycles in order, each once Kafka
-// acknowledged its writes. After a failure it commits nothing more.
-func (t *task) committer() {
-	defer close(t.committerDone)
-	var failed bool
-	for pc := range t.commits {
-		pc.acks.wg.Wait()
-		if failed {
-			pc.batch.Close()
-			continue
-		}
-		err := pc.acks.err
-		if err == nil && len(pc.changelog) > 0 {
-			err = t.writeChangelog(pc)
-		}
-		if err != nil {
-			// The cycle is not committed: the task restarts from the last
-			// commit and the input is consumed again.
-			err = &restartError{fmt.Errorf("produce: %w", err)}
-			pc.batch.Close()
-		} else {
-			// Group commit: when more cycles are already queued, only the
-			// last of the run syncs; a synced commit makes every earlier
-			// one durable too. Offsets are published only after a sync.
-			sync := !t.n.o.NoSync && len(t.commits) == 0
-			if pc.marker >= 0 {
-				pc.batch.Set(checkpointKey(t.n.plan.app.Name, t.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
-			}
-			if !t.n.space.wait(t.quit) {
-				// Stopped while the disk was full: the cycles left are
-				// dropped as a crash would drop them; their offsets were
-				// never published, so they are consumed again.
-				t.n.log.Warn("partition stopped while its commits waited for disk space; its uncommitted cycles are discarded", "partition", t.part)
-				pc.batch.Close()
-				failed = true
-				continue
-			}
-			err = pc.batch.Commit(sync)
-			if err == nil && !sync && !t.n.o.NoSync {
-				t.unsynced = append(t.unsynced, pc)
-				continue
-			}
-		}
-		if err != nil {
-			failed = true
-			t.failed <- err
-			continue
-		}
-		for _, u := range t.unsynced {
-			if u.offsets != nil {
-				t.n.setCommitted(t.part, u.offsets)
-			}
-		}
-		t.unsynced = t.unsynced[:0]
-		t.durable.Store(pc.seq)
-		t.restarts.Store(0)
-		if pc.offsets != nil {
-			t.n.setCommitted(t.part, pc.offsets)
-		}
-	}
 }

@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/pheromone-go/pheromone/state"
+)
+
+// maxPendingCommits bounds the cycles built but not yet durable per task;
+// beyond it the task waits (backpressure on the disk).
+const maxPendingCommits = 16
+
+// pendingCommit is one cycle's state, committed once its acks are in.
+type pendingCommit struct {
+	acks    *acks
+	batch   state.Batch
+	offsets map[string]int64
+	seq     uint64
+	marker  int64 // changelog offset of the cycle's marker, -1 if none (set before acks complete)
+	// changelog is the cycle's changelog, marker last, at-least-once: the
+	// committer writes it after acks completed without error.
+	changelog []*OutRecord
+}
+
+// committer commits one partition task's cycles to the store, in order,
+// each once Kafka acknowledged its writes, and publishes the offsets they
+// reached. It is the commit pipeline of the task: the task builds a cycle's
+// state batch at the end of the cycle and queues it, then runs the next
+// cycle while the committer waits for the acks (and, at-least-once, writes
+// the cycle's changelog only after them).
+//
+// Goroutines: task.run starts run and, on its way out, closes in and waits
+// for done, so a task reports done only once every queued cycle is
+// committed or dropped. Only the task goroutine calls queue and reads
+// failed; only the committer goroutine writes the task's cycles to the
+// store, touches unsynced and publishes offsets (Node.setCommitted).
+// durable and restarts are atomics read by other goroutines.
+type committer struct {
+	n    *Node
+	part int32
+	w    PartitionWriter // writes the changelog at-least-once
+	quit <-chan struct{} // the task's: abandons a commit waiting for disk space
+
+	in     chan *pendingCommit
+	done   chan struct{}
+	failed chan error // the first failure; the committer commits nothing after it
+
+	unsynced []*pendingCommit // committed without sync, awaiting the next sync
+	durable  atomic.Uint64    // cycleSeq of the last synced batch
+	// restarts counts the restarts since the partition last committed a
+	// cycle (restartTask backs off by it).
+	restarts atomic.Int64
+}
+
+func newCommitter(n *Node, part int32, w PartitionWriter, quit <-chan struct{}) *committer {
+	return &committer{n: n, part: part, w: w, quit: quit,
+		in: make(chan *pendingCommit, maxPendingCommits), done: make(chan struct{}), failed: make(chan error, 1)}
+}
+
+// queue hands a built cycle to the committer (task goroutine); it blocks
+// while maxPendingCommits cycles wait, and returns the committer's error
+// once it failed.
+func (c *committer) queue(pc *pendingCommit) error {
+	select {
+	case c.in <- pc:
+		return nil
+	case err := <-c.failed:
+		pc.acks.wg.Wait()
+		pc.batch.Close()
+		return err
+	}
+}
+
+// run commits the queued cycles in order, each once Kafka acknowledged its
+// writes (the committer goroutine). After a failure it commits nothing
+// more.
+func (c *committer) run() {
+	defer close(c.done)
+	var failed bool
+	for pc := range c.in {
+		pc.acks.wg.Wait()
+		if failed {
+			pc.batch.Close()
+			continue
+		}
+		err := pc.acks.err
+		if err == nil && len(pc.changelog) > 0 {
+			err = c.writeChangelog(pc)
+		}
+		if err != nil {
+			// The cycle is not committed: the task restarts from the last
+			// commit and the input is consumed again.
+			err = &restartError{fmt.Errorf("produce: %w", err)}
+			pc.batch.Close()
+		} else {
+			// Group commit: when more cycles are already queued, only the
+			// last of the run syncs; a synced commit makes every earlier
+			// one durable too. Offsets are published only after a sync.
+			sync := !c.n.o.NoSync && len(c.in) == 0
+			if pc.marker >= 0 {
+				pc.batch.Set(checkpointKey(c.n.plan.app.Name, c.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
+			}
+			if !c.n.space.wait(c.quit) {
+				// Stopped while the disk was full: the cycles left are
+				// dropped as a crash would drop them; their offsets were
+				// never published, so they are consumed again.
+				c.n.log.Warn("partition stopped while its commits waited for disk space; its uncommitted cycles are discarded", "partition", c.part)
+				pc.batch.Close()
+				failed = true
+				continue
+			}
+			err = pc.batch.Commit(sync)
+			if err == nil && !sync && !c.n.o.NoSync {
+				c.unsynced = append(c.unsynced, pc)
+				continue
+			}
+		}
+		if err != nil {
+			failed = true
+			c.failed <- err
+			continue
+		}
+		for _, u := range c.unsynced {
+			if u.offsets != nil {
+				c.n.setCommitted(c.part, u.offsets)
+			}
+		}
+		c.unsynced = c.unsynced[:0]
+		c.durable.Store(pc.seq)
+		c.restarts.Store(0)
+		if pc.offsets != nil {
+			c.n.setCommitted(c.part, pc.offsets)
+		}
+	}
+}
+
+// writeChangelog writes an at-least-once cycle's changelog (marker last)
+// and waits for it (committer goroutine).
+func (c *committer) writeChangelog(pc *pendingCommit) error {
+	a := newAcks()
+	last := len(pc.changelog) - 1
+	for i, r := range pc.changelog {
+		a.wg.Add(1)
+		if i == last {
+			c.w.Produce(r, func(off int64, err error) {
+				if err == nil {
+					pc.marker = off
+				}
+				a.done(err)
+			})
+			continue
+		}
+		c.w.Produce(r, a.doneFn)
+	}
+	a.wg.Wait()
+	pc.changelog = nil
+	return a.err
+}
+
+// restartError is a cycle that could not be committed — its transaction
+// was aborted, or a record of it was not acknowledged: the task restarts
+// from its last commit instead of failing the node.
+type restartError struct{ err error }
+
+func (e *restartError) Error() string { return "cycle not committed: " + e.err.Error() }
+func (e *restartError) Unwrap() error { return e.err }
