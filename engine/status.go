@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"maps"
+	"sort"
+)
+
+// What Node tells the server and operators: readiness, the partitions it
+// owns, partitions stopped for good, and running totals. Safe to call from
+// any goroutine.
+
+// Stopped lists partitions stopped for good (until the node restarts or
+// the partition moves), with the reason.
+func (n *Node) Stopped() map[int32]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.stopped)
+}
+
+// Ready reports whether the node has been assigned partitions and loaded
+// their state, and no partition is restoring.
+func (n *Node) Ready() bool {
+	if !n.ready.Load() {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.restoring) == 0 && len(n.stopped) == 0
+}
+
+// Owns reports whether this node runs partition part (a task that stopped
+// after an aborted transaction and waits to restart does not count).
+func (n *Node) Owns(part int32) bool {
+	n.mu.Lock()
+	t := n.tasks[part]
+	n.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	select {
+	case <-t.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Partitions lists the partition tasks this node runs.
+func (n *Node) Partitions() []int32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]int32, 0, len(n.tasks))
+	for p := range n.tasks {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Stats returns running totals.
+func (n *Node) Stats() Stats {
+	return Stats{
+		RecordsIn:   n.in.Load(),
+		RecordsOut:  n.out.Load(),
+		Firings:     n.firings.Load(),
+		DeadLetters: n.dead.Load(),
+		Invocations: n.invocations.Load(),
+	}
+}
