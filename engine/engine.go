@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // Record is one input record handed to the engine by a source connector.
@@ -235,4 +237,38 @@ func outSize(r *OutRecord) int {
 		n += len(h.Key) + len(h.Value)
 	}
 	return n
+}
+
+// SinkKind is a sink kind a connector provides, beyond the engine's own
+// (Kafka topics, tables and invocation results). A binary registers it
+// under its name in Options.SinkKinds (and declares it to the app file's
+// validation with app.SinkKind); a sink of that kind in the app file gets
+// its rows through it. Adding a sink kind touches the connector's package
+// and the binary's wiring, not the engine.
+type SinkKind interface {
+	// Open returns the writer of partition part's rows of sink s. A
+	// partition task opens one per sink of this kind when it starts and
+	// closes it when it ends.
+	Open(s *app.Sink, part int32) (SinkWriter, error)
+}
+
+// SinkWriter writes one partition task's rows of one sink. Only the task's
+// goroutine calls Write and Close, cycle after cycle.
+type SinkWriter interface {
+	// Write writes one invocation's rows, in order, as part of the current
+	// cycle, and calls done once they are durable — or with the error that
+	// kept them from it: the cycle is then committed nowhere and the
+	// partition restarts from its last commit, so a sink receives rows at
+	// least once. done may be called from any goroutine, before or after
+	// Write returns. rows are valid only until done is called.
+	Write(rows []SinkRow, done func(error))
+	// Close releases the writer once the task has committed its last
+	// cycle.
+	Close() error
+}
+
+// SinkRow is one row for a connector's sink: a JSON object, and its key
+// (the sink's key column, nil without one).
+type SinkRow struct {
+	Key, Value []byte
 }

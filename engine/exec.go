@@ -46,7 +46,14 @@ type result struct {
 	tableRows  []tableRow
 	sinkRecs   []OutRecord
 	sinkCounts map[string]int
+	connected  []connectedRows
 	dead       []*OutRecord
+}
+
+// connectedRows are rows for a sink of a connector's kind.
+type connectedRows struct {
+	sink string
+	rows []SinkRow
 }
 
 type put struct {

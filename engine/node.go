@@ -69,6 +69,10 @@ type Options struct {
 	// decoded in memory; default 32 MiB. Chunks beyond it are re-read from
 	// the store when a firing needs them.
 	MemoryBudget int64
+	// SinkKinds are the connectors' sink kinds by name (see SinkKind); an
+	// app sink of another kind than kafka, table or result needs its kind
+	// here.
+	SinkKinds map[string]SinkKind
 	// MinFreeBytes is the disk space kept free under a store that reports
 	// it (state.SpaceReporter): below it, state commits pause until space
 	// returns; default DefaultMinFreeBytes, negative never pauses.
@@ -176,6 +180,15 @@ func New(o Options) (*Node, error) {
 			return nil, err
 		}
 	}
+	for _, s := range o.App.Sinks {
+		switch s.Kind {
+		case "kafka", "table", "result":
+		default:
+			if o.SinkKinds[s.Kind] == nil {
+				return nil, fmt.Errorf("engine: sink %q: no connector for sink kind %q in this binary", s.Name, s.Kind)
+			}
+		}
+	}
 	tables, err := newTableStore(o.App)
 	if err != nil {
 		return nil, err
@@ -248,6 +261,8 @@ type fnPlan struct {
 	sinks   []*app.Sink // outputs that are Kafka sinks
 	result  string      // the output that answers invocations, if any
 	tables  []*app.Sink // outputs that are tables
+	// connected are outputs that are sinks of a connector's kind.
+	connected []*app.Sink
 }
 
 func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables) (*plan, error) {
@@ -272,8 +287,10 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 				fp.result = o
 			case s != nil && s.Kind == "table":
 				fp.tables = append(fp.tables, s)
-			case s != nil:
+			case s != nil && s.Kind == "kafka":
 				fp.sinks = append(fp.sinks, s)
+			case s != nil:
+				fp.connected = append(fp.connected, s)
 			default:
 				fp.buckets = append(fp.buckets, o)
 			}

@@ -20,6 +20,34 @@ func routeOutputs(j *job, out *collector, r *result) {
 	routeTables(j, out, r)
 	routeBuckets(j, out, r)
 	routeSinks(j, out, r)
+	routeConnected(j, out, r)
+}
+
+// routeConnected encodes the rows emitted to sinks of a connector's kind.
+func routeConnected(j *job, out *collector, r *result) {
+	var enc codec.JSONEncoder
+	for _, s := range j.fn.connected {
+		var rows []SinkRow
+		for i, rec := range out.recs {
+			if !out.emittedTo(i, s.Name) {
+				continue
+			}
+			var keyCol arrow.Array
+			if s.Key != "" {
+				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
+			}
+			for k := 0; k < int(rec.NumRows()); k++ {
+				row := SinkRow{Value: enc.AppendRow(nil, rec, k)}
+				if keyCol != nil {
+					row.Key = codec.AppendKey(nil, keyCol, k)
+				}
+				rows = append(rows, row)
+			}
+		}
+		if len(rows) > 0 {
+			r.connected = append(r.connected, connectedRows{sink: s.Name, rows: rows})
+		}
+	}
 }
 
 // emittedTo says whether the i-th record out holds goes to output name.

@@ -71,6 +71,10 @@ type task struct {
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
 
+	// sinkWriters write the rows of the app's sinks of connectors' kinds,
+	// by sink name.
+	sinkWriters map[string]SinkWriter
+
 	// replies are this cycle's answers to invocations, by session.
 	replies map[string][]reply
 
@@ -158,6 +162,20 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		prog: newProgress(),
 	}
 	t.cm = newCommitter(n, part, w, t.quit)
+	for i := range n.plan.app.Sinks {
+		s := &n.plan.app.Sinks[i]
+		if kind := n.o.SinkKinds[s.Kind]; kind != nil {
+			sw, err := kind.Open(s, part)
+			if err != nil {
+				t.releaseAll()
+				return nil, fmt.Errorf("engine: partition %d: sink %q: %w", part, s.Name, err)
+			}
+			if t.sinkWriters == nil {
+				t.sinkWriters = map[string]SinkWriter{}
+			}
+			t.sinkWriters[s.Name] = sw
+		}
+	}
 	a := n.plan.app
 	for i := range a.Buckets {
 		b, err := loadBucket(n.o.Store, a.Name, n.plan.buckets[a.Buckets[i].Name], part)
@@ -219,6 +237,11 @@ func (t *task) stop() { t.quitOnce.Do(func() { close(t.quit) }) }
 
 func (t *task) releaseAll() {
 	t.w.Close()
+	for name, w := range t.sinkWriters {
+		if err := w.Close(); err != nil {
+			t.n.log.Warn("closing a sink failed", "sink", name, "partition", t.part, "error", err)
+		}
+	}
 	for _, b := range t.buckets {
 		b.release()
 	}
@@ -739,6 +762,13 @@ func (t *task) apply(r *result) error {
 	for sink, cnt := range r.sinkCounts {
 		n.out.Add(int64(cnt))
 		n.o.Metrics.RecordsOut(sink, cnt)
+	}
+	for _, c := range r.connected {
+		a := t.cur
+		a.wg.Add(1)
+		t.sinkWriters[c.sink].Write(c.rows, a.done)
+		n.out.Add(int64(len(c.rows)))
+		n.o.Metrics.RecordsOut(c.sink, len(c.rows))
 	}
 	r.puts = nil
 	return nil

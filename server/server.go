@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pheromone-go/pheromone/connectors/file"
 	"github.com/pheromone-go/pheromone/connectors/generator"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/connectors/prom"
@@ -102,6 +103,16 @@ func MinFreeBytes(n int64) Opt { return func(c *config) { c.minFreeBytes = n } }
 
 // OnStarted is called once the node serves, with its addresses.
 func OnStarted(f func(Info)) Opt { return func(c *config) { c.started = f } }
+
+// SinkKinds declares the connectors' sink kinds this package wires (the
+// file sink), for the app file's validation: load apps run by Run with
+// app.LoadWith(path, server.SinkKinds()).
+func SinkKinds() []app.SinkKind { return []app.SinkKind{file.Spec} }
+
+// sinkKinds are the implementations of SinkKinds, fresh for each node.
+func sinkKinds() map[string]engine.SinkKind {
+	return map[string]engine.SinkKind{file.Spec.Name: file.NewKind()}
+}
 
 // Info tells where a running node can be reached.
 type Info struct {
@@ -208,7 +219,7 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (w *w
 	w.metrics = prom.New(a.Name)
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: w.store, Producer: w.producer, Clock: cfg.clock, Metrics: w.metrics, Logger: cfg.logger,
-		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes,
+		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, SinkKinds: sinkKinds(),
 		CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return w.producer.Writer(), nil }}
 	if eos {

@@ -364,6 +364,25 @@ type Sink struct {
 	Key string `yaml:"key"`
 	// Partitions is used when the node creates the topic; default 4.
 	Partitions int `yaml:"partitions"`
+	// Options configure a sink of a connector's kind (see SinkKind), e.g.
+	// the path of a file sink.
+	Options map[string]string `yaml:"options"`
+}
+
+// SinkKind declares a sink kind a connector provides beyond the engine's
+// own (kafka, table, result): its name and the options its sinks take.
+// A binary passes the kinds it wires to LoadWith or ValidateWith.
+type SinkKind struct {
+	Name    string
+	Doc     string
+	Options []Option
+}
+
+// Option is one option of a connector's sink kind.
+type Option struct {
+	Name     string
+	Required bool
+	Doc      string
 }
 
 // Table is reference data for lookups: the latest JSON row per key, read
@@ -466,7 +485,10 @@ func (ps Problems) Error() string {
 }
 
 // Load reads, parses and validates the app file at path.
-func Load(path string) (*App, error) {
+func Load(path string) (*App, error) { return LoadWith(path, nil) }
+
+// LoadWith is Load for a binary that wires connectors' sink kinds.
+func LoadWith(path string, kinds []SinkKind) (*App, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
@@ -475,7 +497,7 @@ func Load(path string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Validate(); err != nil {
+	if err := a.ValidateWith(kinds); err != nil {
 		return nil, err
 	}
 	return a, nil

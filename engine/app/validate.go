@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -48,9 +50,13 @@ func (c *checker) add(path, format string, args ...any) {
 // then sources (they give buckets their first schemas), sinks, triggers,
 // the functions' schemas in dependency order, and last the checks that
 // need the derived schemas.
-func (a *App) Validate() error {
+func (a *App) Validate() error { return a.ValidateWith(nil) }
+
+// ValidateWith is Validate for a binary that wires connectors' sink kinds:
+// sinks of those kinds are checked against their options.
+func (a *App) ValidateWith(kinds []SinkKind) error {
 	v := &validation{a: a, c: &checker{}, bucketSchema: map[string]*arrow.Schema{}, bucketFrom: map[string]string{},
-		topics: map[string]string{}, firedBy: map[string][]int{}}
+		topics: map[string]string{}, firedBy: map[string][]int{}, sinkKinds: kinds}
 	v.kafka()
 	v.names()
 	v.tables()
@@ -85,6 +91,7 @@ type validation struct {
 	bucketFrom   map[string]string
 	topics       map[string]string // topic → the YAML path that uses it
 	firedBy      map[string][]int  // function → the triggers that fire it
+	sinkKinds    []SinkKind        // connectors' sink kinds the binary wires
 }
 
 // setSchema records that bucket receives schema s from `from`; a bucket
@@ -282,8 +289,11 @@ func (v *validation) sinks() {
 			}
 			continue
 		default:
-			c.add(p+".kind", "unknown sink kind %q (kafka, table, result)", s.Kind)
+			v.connectorSink(p, s)
 			continue
+		}
+		if len(s.Options) > 0 {
+			c.add(p+".options", "only sinks of a connector's kind take options")
 		}
 		switch {
 		case s.Topic == "":
@@ -303,6 +313,37 @@ func (v *validation) sinks() {
 			s.Partitions = DefaultPartitions
 		} else if s.Partitions < 0 {
 			c.add(p+".partitions", "must be > 0")
+		}
+	}
+}
+
+// connectorSink checks a sink of a connector's kind: its options against
+// the kind's, and none of the Kafka fields.
+func (v *validation) connectorSink(p string, s *Sink) {
+	c := v.c
+	i := slices.IndexFunc(v.sinkKinds, func(k SinkKind) bool { return k.Name == s.Kind })
+	if i < 0 {
+		known := []string{"kafka", "table", "result"}
+		for _, k := range v.sinkKinds {
+			known = append(known, k.Name)
+		}
+		c.add(p+".kind", "unknown sink kind %q (%s)", s.Kind, strings.Join(known, ", "))
+		return
+	}
+	kind := v.sinkKinds[i]
+	if s.Topic != "" || s.Partitions != 0 || s.Format != "" {
+		c.add(p, "a %s sink takes no topic, format or partitions", s.Kind)
+	}
+	var names []string
+	for _, o := range kind.Options {
+		names = append(names, o.Name)
+		if _, ok := s.Options[o.Name]; o.Required && !ok {
+			c.add(p+".options."+o.Name, "must be set: %s", o.Doc)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Options)) {
+		if !slices.Contains(names, k) {
+			c.add(p+".options."+k, "unknown option of a %s sink (%s)", s.Kind, strings.Join(names, ", "))
 		}
 	}
 }
@@ -743,6 +784,16 @@ func (a *App) Caveats() Problems {
 			ps = append(ps, Problem{Path: p + ".idle_timeout", Msg: fmt.Sprintf("bucket %q is repartitioned: its watermark is the slowest "+
 				"upstream partition's, so a partition that receives no input holds back every window until it does; "+
 				"set idle_timeout to let caught-up partitions follow the clock", t.Bucket)})
+		}
+	}
+	for i, s := range a.Sinks {
+		switch s.Kind {
+		case "", "kafka", "table", "result":
+		default:
+			if a.Kafka.Guarantee == ExactlyOnce {
+				ps = append(ps, Problem{Path: fmt.Sprintf("sinks[%d].kind", i), Msg: fmt.Sprintf("a %s sink is not part of Kafka transactions: "+
+					"its rows are written at least once (a crash can repeat the cycles in flight)", s.Kind)})
+			}
 		}
 	}
 	return ps

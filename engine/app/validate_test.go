@@ -285,3 +285,51 @@ func TestValidateTopicNamesAndWindowBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectorSinkKinds: a sink of a connector's kind is accepted only
+// when the binary declares the kind, with its required options and none it
+// does not know; Kafka's fields and options on built-in kinds are refused;
+// under exactly_once it is a caveat (not in Kafka transactions).
+func TestConnectorSinkKinds(t *testing.T) {
+	kinds := []SinkKind{{Name: "file", Options: []Option{{Name: "path", Required: true, Doc: "the file"}, {Name: "sync"}}}}
+	app := func(sinks string) *App {
+		t.Helper()
+		a, err := Parse([]byte(`
+app: k
+kafka: {guarantee: exactly_once}
+sources: [{name: in, topic: in, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [s]}]
+sinks: [` + sinks + `]
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := app(`{name: s, kind: file, options: {path: out.jsonl}}`)
+	if err := a.ValidateWith(kinds); err != nil {
+		t.Fatalf("a declared kind: %v", err)
+	}
+	if cs := a.Caveats(); len(cs) != 1 || !strings.Contains(cs[0].String(), "sinks[0].kind: a file sink is not part of Kafka transactions") {
+		t.Errorf("caveats %v", cs)
+	}
+	for sinks, want := range map[string]string{
+		`{name: s, kind: file, options: {path: x}}`:           `sinks[0].kind: unknown sink kind "file" (kafka, table, result)`,
+		`{name: s, kind: filez, options: {path: x}}`:          `sinks[0].kind: unknown sink kind "filez" (kafka, table, result, file)`,
+		`{name: s, kind: file}`:                               `sinks[0].options.path: must be set: the file`,
+		`{name: s, kind: file, options: {path: x, mode: y}}`:  `sinks[0].options.mode: unknown option of a file sink (path, sync)`,
+		`{name: s, kind: file, topic: t, options: {path: x}}`: `sinks[0]: a file sink takes no topic, format or partitions`,
+		`{name: s, topic: t, options: {path: x}}`:             `sinks[0].options: only sinks of a connector's kind take options`,
+	} {
+		use := kinds
+		if strings.Contains(want, "(kafka, table, result)") {
+			use = nil
+		}
+		err := app(sinks).ValidateWith(use)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want %q in:\n%v", sinks, want, err)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 // load reads and validates the app file, including that every `kind: go`
 // function is registered in reg.
 func load(file string, reg *fn.Registry) (*app.App, error) {
-	a, err := app.Load(file)
+	a, err := app.LoadWith(file, server.SinkKinds())
 	if err != nil {
 		return nil, err
 	}
