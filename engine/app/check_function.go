@@ -85,6 +85,7 @@ func (v *validation) functionSettings() {
 				c.add(fmt.Sprintf("%s.outputs[%d]", p, j), "sink %q is keyed by column %q, which function %q does not output", o, s.Key, f.Name)
 			}
 		}
+		checkKinds(c, "functions[]", p, f.Kind, f)
 		if f.Retries == 0 {
 			f.Retries = DefaultRetries
 		} else if f.Retries < 0 {
@@ -127,25 +128,6 @@ func (a *App) inputSchema(c *checker, i int, triggers []int, bucketSchema map[st
 }
 
 func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema, windowed bool) *arrow.Schema {
-	only := func(field string, set bool, kinds string) {
-		if set {
-			c.add(p+"."+field, "only %s functions take %s", kinds, field)
-		}
-	}
-	only("expr", f.Expr != "" && f.Kind != "filter", "filter")
-	only("columns", len(f.Columns) > 0 && f.Kind != "project", "project")
-	only("group_by", len(f.GroupBy) > 0 && f.Kind != "aggregate", "aggregate")
-	only("aggregates", len(f.Aggregates) > 0 && f.Kind != "aggregate", "aggregate")
-	only("column", f.Column != "" && f.Kind != "split", "split")
-	only("as", f.As != "" && f.Kind != "split", "split")
-	only("separator", f.Separator != "" && f.Kind != "split", "split")
-	only("schema", len(f.Schema) > 0 && f.Kind != "go", "go")
-	only("table", f.Table != "" && f.Kind != "lookup", "lookup")
-	only("on", f.On != "" && f.Kind != "lookup", "lookup")
-	only("table_columns", len(f.TableColumns) > 0 && f.Kind != "lookup", "lookup")
-	only("by", f.By != "" && f.Kind != "route", "route")
-	only("routes", len(f.Routes) > 0 && f.Kind != "route", "route")
-	only("default", f.Default != "" && f.Kind != "route", "route")
 	switch f.Kind {
 	case "filter":
 		return a.checkFilter(c, p, f, in)

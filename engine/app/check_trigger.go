@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -86,32 +85,8 @@ func (v *validation) trigger(i int) {
 			t.sessionTimeout = d
 		}
 	}
-	only := func(field string, set bool, prims ...string) {
-		if set && !slices.Contains(prims, t.Primitive) {
-			c.add(p+"."+field, "only %s take %s", strings.Join(prims, " and "), field)
-		}
-	}
-	only("match", t.Match != "", "by_name")
-	only("keys", len(t.Keys) > 0, "by_set")
-	only("k", t.K != 0, "redundant")
-	only("n", t.N != 0, "redundant")
-	only("control_key", t.ControlKey != "" && t.Primitive != "dynamic_join" && t.Primitive != "dynamic_group", "dynamic_join", "dynamic_group")
-	only("count_column", t.CountColumn != "", "dynamic_join")
-	only("controls", t.Controls != 0, "dynamic_group")
-	only("group_column", t.GroupColumn != "", "dynamic_group")
-	only("session_timeout", t.SessionTimeout != "", "by_batch_size", "by_set", "redundant", "dynamic_join", "dynamic_group")
-	if t.Primitive != "by_batch_size" && t.Count != 0 {
-		c.add(p+".count", "only by_batch_size takes a count")
-	}
-	if t.Primitive != "by_time" {
-		for _, f := range [][2]string{{"window", t.Window}, {"slide", t.Slide}, {"gap", t.Gap}, {"time", t.Time},
-			{"out_of_orderness", t.OutOfOrderness}, {"allowed_lateness", t.AllowedLateness}, {"idle_timeout", t.IdleTimeout},
-			{"max_future", t.MaxFuture}, {"late_bucket", t.LateBucket}} {
-			if f[1] != "" {
-				c.add(p+"."+f[0], "only by_time takes %s", f[0])
-			}
-		}
-	}
+	// Keys this primitive does not take (the spec says which take what).
+	checkKinds(c, "triggers[]", p, t.Primitive, t)
 }
 
 // byTime checks a by_time trigger: its window, slide or gap, and the
