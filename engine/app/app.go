@@ -38,6 +38,9 @@ type App struct {
 	// Derived by Validate.
 	bucketIdx   map[string]int
 	functionIdx map[string]int
+	// positions are the line and column of every key and list item of the
+	// parsed file, by YAML path: problems carry them.
+	positions map[string]Position
 	sinkIdx     map[string]int
 }
 
@@ -462,13 +465,75 @@ func (a *App) EntrySource() *Source {
 type Problem struct {
 	Path string // YAML path, like triggers[2].window
 	Msg  string
+	// At is where in the file: the key of Path, or of the nearest enclosing
+	// key or list item the file has (zero when not known, e.g. a file
+	// built in Go).
+	At Position
 }
 
+// Position is a line and column of the app file, from 1.
+type Position struct{ Line, Column int }
+
 func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Msg
+	s := p.Msg
+	if p.Path != "" {
+		s = p.Path + ": " + s
 	}
-	return p.Path + ": " + p.Msg
+	if p.At.Line > 0 {
+		s += fmt.Sprintf(" (line %d, column %d)", p.At.Line, p.At.Column)
+	}
+	return s
+}
+
+// locate gives every problem without a position that of its path, or of
+// the nearest enclosing path the file has.
+func (a *App) locate(ps Problems) {
+	for i := range ps {
+		if ps[i].At.Line > 0 || a.positions == nil {
+			continue
+		}
+		for p := ps[i].Path; p != ""; p = parentPath(p) {
+			if at, ok := a.positions[p]; ok {
+				ps[i].At = at
+				break
+			}
+		}
+	}
+}
+
+// parentPath drops the last key or index of a YAML path.
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// positionsOf records the position of every key and list item under n.
+func positionsOf(n *yaml.Node, path string, m map[string]Position) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			positionsOf(c, path, m)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			m[p] = Position{k.Line, k.Column}
+			positionsOf(v, p, m)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			m[p] = Position{c.Line, c.Column}
+			positionsOf(c, p, m)
+		}
+	}
 }
 
 // Problems is every problem found in an app file.
@@ -529,6 +594,8 @@ func Parse(raw []byte) (*App, error) {
 	if len(ps) > 0 {
 		return nil, ps
 	}
+	a.positions = map[string]Position{}
+	positionsOf(&root, "", a.positions)
 	return &a, nil
 }
 
@@ -565,7 +632,7 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string, ps *Problems) {
 				}
 				ft, ok := fields[k.Value]
 				if !ok {
-					*ps = append(*ps, Problem{Path: p, Msg: fmt.Sprintf("unknown key (line %d)%s", k.Line, suggest(k.Value, names))})
+					*ps = append(*ps, Problem{Path: p, Msg: "unknown key" + suggest(k.Value, names), At: Position{k.Line, k.Column}})
 					continue
 				}
 				unknownKeys(v, ft, p, ps)

@@ -76,6 +76,7 @@ func (a *App) ValidateWith(kinds []SinkKind) error {
 	a.checkPartitioning(v.c)
 	a.checkCycles(v.c, v.firedBy)
 	if len(v.c.ps) > 0 {
+		a.locate(v.c.ps)
 		return v.c.ps
 	}
 	return nil

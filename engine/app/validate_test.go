@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,10 +149,13 @@ func TestUnknownFieldRefused(t *testing.T) {
 	).Replace(good)
 	_, err := Parse([]byte(bad))
 	for _, want := range []string{
-		"windoww: unknown key (line 3)",
-		"buckets[1].max_objectz: unknown key (line 18)",
-		"triggers[1].funtion: unknown key (line 21)",
-		"functions[1].aggregates[0].colum: unknown key",
+		"windoww: unknown key (have: app, kafka,",
+		"sources, buckets, triggers, functions, sinks, invoke, tables) (line 3, column 1)",
+		"buckets[1].max_objectz: unknown key (have: name, key,",
+		"partition_by) (line 18, column 5)",
+		"triggers[1].funtion: unknown key",
+		"late_bucket) (line 21, column 63)",
+		"functions[1].aggregates[0].colum: unknown key (have: name, op, column, k) (line 27, column 39)",
 		"4 problem(s)",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -333,6 +337,35 @@ sinks: [` + sinks + `]
 		err := app(sinks).ValidateWith(use)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: want %q in:\n%v", sinks, want, err)
+		}
+	}
+}
+
+// TestProblemsCarryTheirLine: a problem Validate finds names the line and
+// column of its key in the file, or of the nearest enclosing one the file
+// has (a missing key is reported at its list item).
+func TestProblemsCarryTheirLine(t *testing.T) {
+	a, err := Parse([]byte(strings.NewReplacer("window: 10s", "window: soon", "primitive: immediate, ", "").Replace(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Validate()
+	lines := strings.Split(good, "\n")
+	at := func(needle string) int {
+		for i, l := range lines {
+			if strings.Contains(l, needle) {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %q in the app", needle)
+		return 0
+	}
+	for _, want := range []string{
+		fmt.Sprintf("is not a duration (try 10s, 1m, 500ms) (line %d, column", at("window: 10s")),
+		fmt.Sprintf("triggers[0].primitive: must be set (immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group) (line %d, column", at("primitive: immediate")),
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
 		}
 	}
 }
