@@ -41,7 +41,7 @@ type App struct {
 	// positions are the line and column of every key and list item of the
 	// parsed file, by YAML path: problems carry them.
 	positions map[string]Position
-	sinkIdx     map[string]int
+	sinkIdx   map[string]int
 }
 
 // Kafka says where the brokers are. With no brokers, `pheromone run` starts
