@@ -7,10 +7,37 @@ import (
 	"sync"
 )
 
-// The source connector's side of Node: it assigns and revokes partitions,
-// delivers their records, asks where to start and where to rewind to, and
-// reports what it sees of the logs. Only the connector calls these (one
-// goroutine for Deliver per partition, any for the rest).
+// Feed is the engine's side of a source: what a source connector calls to
+// hand the node the records of the partitions it owns, and to learn where
+// each partition resumes. A Kafka consumer group implements the source
+// side today (connectors/kafka.Source); any source of partitioned, ordered,
+// replayable records can (positions are offsets the engine stores with its
+// state, committed with it). *Node implements Feed.
+//
+// The calling contract: Assign a partition before delivering its records,
+// from StartOffset on (or the log start when it has none); deliver each
+// partition's records in order, from one goroutine per partition; when
+// RewindRequested fires, TakeRewinds says where partitions restart (a task
+// discarded uncommitted cycles) and the source seeks there before
+// delivering more; Revoke returns only once the partitions' state is
+// committed. Committed is what the source may report as consumed (to its
+// group, for lag tools). StartLook and ObserveLogEnds report what the
+// source sees of each partition's log (its start and end), stamped before
+// the look began: idleness and the offset-loss check use them.
+type Feed interface {
+	Assign(tps []TopicPartition) error
+	Revoke(tps []TopicPartition)
+	Assigned() []TopicPartition
+	StartOffset(tp TopicPartition) (int64, bool)
+	DeliverFetch(ctx context.Context, topic string, partition int32, recs []Record, next, end int64) error
+	RewindRequested() <-chan struct{}
+	TakeRewinds() map[TopicPartition]int64
+	Committed() map[TopicPartition]int64
+	StartLook() LookStart
+	ObserveLogEnds(ranges map[TopicPartition]LogRange, look LookStart)
+}
+
+var _ Feed = (*Node)(nil)
 
 // Assign creates (or extends) the tasks for newly assigned partitions. A
 // new partition first opens its writer (a transactional one fences the

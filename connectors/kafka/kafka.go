@@ -142,7 +142,7 @@ type Source struct {
 	Brokers []string
 	Group   string
 	Topics  []string
-	Node    *engine.Node
+	Node    engine.Feed
 	Logger  *slog.Logger
 	// CommitInterval is how often state-committed offsets are also committed
 	// to the group (so lag tools see them); default 1s.
