@@ -201,11 +201,11 @@ func (w *wiring) close() {
 
 // build opens the store and the producer, reads the topics' record limits
 // and creates the engine node.
-func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (w *wiring, err error) {
-	w = &wiring{a: a, cfg: cfg, brokers: brokers}
+func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *wiring, err error) {
+	w := &wiring{a: a, cfg: cfg, brokers: brokers}
 	defer func() {
 		if err != nil {
-			w.close()
+			w.close() // what was opened before the failure
 		}
 	}()
 	if w.store, err = pebblestore.Open(filepath.Join(cfg.dataDir, "state"), pebblestore.Options{}); err != nil {
