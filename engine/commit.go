@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/pheromone-go/pheromone/state"
 )
@@ -166,3 +169,111 @@ type restartError struct{ err error }
 
 func (e *restartError) Error() string { return "cycle not committed: " + e.err.Error() }
 func (e *restartError) Unwrap() error { return e.err }
+
+// commit ends a cycle: it builds the batch of bucket contents, trigger state
+// and source offsets as they are now, and queues it for the committer. It
+// blocks only while maxPendingCommits earlier cycles still wait
+// (backpressure).
+func (t *task) commit() error {
+	t.cycleSeq++
+	inner := t.n.o.Store.NewBatch()
+	batch := inner
+	logged := t.n.o.ChangelogTopic != ""
+	if logged {
+		batch = &loggedBatch{Batch: inner, t: t}
+	}
+	for _, k := range t.repair {
+		switch v, err := t.n.o.Store.Get(k); {
+		case err == nil:
+			batch.Set(k, v)
+		case errors.Is(err, state.ErrNotFound):
+			batch.Delete(k)
+		default:
+			batch.Close()
+			return err
+		}
+	}
+	t.repair = nil
+	for _, b := range t.order {
+		if err := b.gc(batch, t.cycleSeq); err != nil {
+			batch.Close()
+			return err
+		}
+	}
+	a := t.n.plan.app.Name
+	for _, tr := range t.tableWrites {
+		batch.Set(tableKey(a, tr.table, t.part, tr.key), tr.value)
+	}
+	t.tableWrites = t.tableWrites[:0]
+	var offs map[string]int64
+	if len(t.pending) > 0 {
+		offs = make(map[string]int64, len(t.pending))
+		for topic, off := range t.pending {
+			batch.Set(offsetKey(a, topic, t.part), binary.BigEndian.AppendUint64(nil, uint64(off)))
+			offs[topic] = off
+			t.offsets[topic] = off
+		}
+		clear(t.pending)
+	}
+	durable := t.cm.durable.Load()
+	for _, b := range t.order {
+		b.saved = b.next
+		b.evict(t.n.o.MemoryBudget/int64(len(t.order)), durable)
+		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
+	}
+	pc := &pendingCommit{acks: t.cur, batch: inner, offsets: offs, seq: t.cycleSeq, marker: -1}
+	if logged {
+		// The marker closes the cycle in the changelog: restore applies
+		// only cycles whose marker it read.
+		k := markerKey(a, t.part)
+		inner.Set(k, binary.BigEndian.AppendUint64(nil, t.cycleSeq))
+		mr := &OutRecord{Topic: t.n.o.ChangelogTopic, Key: k, Value: markerValue(t.cycleSeq), Partition: t.part, ToPartition: true}
+		if t.txn {
+			t.produceTo(mr, func(off int64) { pc.marker = off })
+		} else {
+			pc.changelog = append(t.deferred, mr)
+			t.deferred = nil
+		}
+	}
+	t.cur = newAcks()
+	t.cyc.nextID, t.cyc.applyID = 0, 0
+	if t.txn {
+		now := t.n.o.Clock.Now()
+		if len(t.txnPending) == 0 {
+			t.txnStart = now
+		}
+		t.txnPending = append(t.txnPending, pc)
+		if now.Sub(t.txnStart) >= t.n.o.CommitInterval {
+			return t.endTxn()
+		}
+		return nil
+	}
+	return t.cm.queue(pc)
+}
+
+// endTxn commits the open transaction and hands its cycles to the
+// committer. On failure the transaction is aborted and its cycles are
+// dropped: the task must restart from its last committed state.
+func (t *task) endTxn() error {
+	if len(t.txnPending) == 0 {
+		return nil
+	}
+	pend := t.txnPending
+	t.txnPending = nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := t.w.Commit(ctx)
+	cancel()
+	if err != nil {
+		for _, pc := range pend {
+			pc.acks.wg.Wait()
+			pc.batch.Close()
+		}
+		return &restartError{fmt.Errorf("transaction aborted: %w", err)}
+	}
+	for _, pc := range pend {
+		if err := t.cm.queue(pc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
