@@ -9,6 +9,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -55,8 +56,14 @@ func (k *Kind) Open(s *app.Sink, part int32) (engine.SinkWriter, error) {
 	defer k.mu.Unlock()
 	sh := k.files[path]
 	if sh == nil {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			err = dropTornTail(f)
+		}
 		if err != nil {
+			if f != nil {
+				f.Close()
+			}
 			return nil, fmt.Errorf("file: sink %s: %w", s.Name, err)
 		}
 		sh = &shared{f: f, w: bufio.NewWriterSize(f, 64<<10)}
@@ -117,4 +124,33 @@ func (w *writer) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// dropTornTail removes a last line without its newline: the write of a
+// process that died in the middle of it. Its cycle was not committed, so
+// the row is written again when the cycle is replayed.
+func dropTornTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	end := st.Size()
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if pos+n == end && buf[n-1] == '\n' {
+			return nil // the file ends with a whole line
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return f.Truncate(pos + int64(i) + 1)
+		}
+	}
+	return f.Truncate(0)
 }

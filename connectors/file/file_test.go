@@ -90,3 +90,34 @@ func TestPartitionPlaceholderAndRefusals(t *testing.T) {
 		t.Fatalf("Open of an impossible path: %v", err)
 	}
 }
+
+// TestTornTailIsDropped: a last line without its newline (a process killed
+// in the middle of a write) is removed when the sink opens the file, so the
+// rows written again after the restart start on a line of their own.
+func TestTornTailIsDropped(t *testing.T) {
+	for name, content := range map[string]string{
+		"torn after lines": "{\"a\":1}\n{\"a\":2}\n{\"a\"",
+		"torn only":        "{\"a\"",
+		"whole":            "{\"a\":1}\n",
+	} {
+		path := filepath.Join(t.TempDir(), "out.jsonl")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewKind().Open(&app.Sink{Name: "s", Kind: "file", Options: map[string]string{"path": path}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]engine.SinkRow{{Value: []byte(`{"a":3}`)}}, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+		w.Close()
+		raw, _ := os.ReadFile(path)
+		want := content[:strings.LastIndex(content, "\n")+1] + "{\"a\":3}\n"
+		if string(raw) != want {
+			t.Errorf("%s: %q, want %q", name, raw, want)
+		}
+	}
+}
