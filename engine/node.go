@@ -152,10 +152,10 @@ func New(o Options) (*Node, error) {
 		o.Writers = func(int32) (PartitionWriter, error) { return producerWriter{p}, nil }
 	}
 	if o.CommitInterval <= 0 {
-		o.CommitInterval = 100 * time.Millisecond
+		o.CommitInterval = app.DefaultCommitInterval
 	}
 	if o.FencedWait <= 0 {
-		o.FencedWait = 10 * time.Second
+		o.FencedWait = app.DefaultSessionTimeout
 	}
 	if o.Clock == nil {
 		o.Clock = SystemClock{}

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // Producer implements engine.Producer with a franz-go client.
@@ -167,7 +168,7 @@ func (s *Source) Run(ctx context.Context) error {
 		s.CommitInterval = time.Second
 	}
 	if s.SessionTimeout <= 0 {
-		s.SessionTimeout = 10 * time.Second
+		s.SessionTimeout = app.DefaultSessionTimeout
 	}
 	iso := kgo.ReadUncommitted()
 	if s.ReadCommitted {

@@ -30,7 +30,9 @@ type Section struct {
 
 const durs = "duration"
 
-// Spec is the app file's reference, section by section.
+// Spec is the app file's reference, section by section. Defaults that are
+// constants of this package are printed from them, so the reference and
+// the code cannot disagree.
 var Spec = []Section{
 	{Path: "(top level)", Fields: []Field{
 		{Key: "app", Type: "string", Req: true, Doc: "the app's name: letters, digits, '-', '_', '.'; names its group, topics and state"},
@@ -48,10 +50,10 @@ var Spec = []Section{
 		{Key: "group", Type: "string", Default: "pheromone-<app>", Doc: "the consumer group of the app's nodes"},
 		{Key: "dlq_topic", Type: "topic", Default: "<app>.dlq", Doc: "the dead-letter topic"},
 		{Key: "guarantee", Type: "at_least_once | exactly_once", Default: "at_least_once", Doc: "exactly_once: outputs, state and offsets in one Kafka transaction"},
-		{Key: "commit_interval", Type: durs, Default: "100ms", Doc: "exactly_once: how long a transaction gathers cycles"},
+		{Key: "commit_interval", Type: durs, Default: DefaultCommitInterval.String(), Doc: "exactly_once: how long a transaction gathers cycles"},
 		{Key: "changelog", Type: "bool", Default: "true", Doc: "every state change also goes to a compacted topic, to restore from"},
 		{Key: "changelog_topic", Type: "topic", Default: "<app>.changelog", Doc: "the changelog topic (one partition per source partition)"},
-		{Key: "session_timeout", Type: durs, Default: "10s", Doc: "how long the group waits for a silent node"},
+		{Key: "session_timeout", Type: durs, Default: DefaultSessionTimeout.String(), Doc: "how long the group waits for a silent node"},
 		{Key: "standby_replicas", Type: "int", Default: "0", Doc: "other nodes that keep a warm copy of each partition's state"},
 		{Key: "on_offset_loss", Type: "fail | earliest | latest", Default: "fail", Doc: "when the log no longer holds the state's offset: stop the partition, or resume at the log's start or end"},
 	}},
@@ -66,8 +68,8 @@ var Spec = []Section{
 		{Key: "bucket", Type: "bucket", Req: true, Doc: "where decoded objects land"},
 		{Key: "session_header", Type: "string", Doc: "a Kafka header carrying the session id"},
 		{Key: "session_column", Type: "string", Default: "session", Doc: "the column session_header's value is stored in"},
-		{Key: "partitions", Type: "int", Default: "4", Doc: "when the node creates the topic"},
-		{Key: "max_record_bytes", Type: "int", Default: "1048576", Doc: "larger records go to the dead-letter topic (too_large)"},
+		{Key: "partitions", Type: "int", Default: fmt.Sprint(DefaultPartitions), Doc: "when the node creates the topic"},
+		{Key: "max_record_bytes", Type: "int", Default: fmt.Sprint(DefaultMaxRecordBytes), Doc: "larger records go to the dead-letter topic (too_large)"},
 		{Key: "generator", Type: "{profile, rate, seed, limit}", Kinds: []string{"generator"}, Doc: "what a generator source writes"},
 	}},
 	{Path: "tables[]", Fields: []Field{
@@ -83,8 +85,8 @@ var Spec = []Section{
 		{Key: "key", Type: "column", Default: "the feeding source's key", Doc: "the object key triggers look at"},
 		{Key: "session", Type: "column", Doc: "the column that names an object's session"},
 		{Key: "event_time", Type: "column", Default: "the feeding source's", Doc: "the event-time column"},
-		{Key: "max_objects", Type: "int", Default: "1000000", Doc: "per partition; overflow goes to the dead-letter topic (bucket_full)"},
-		{Key: "max_bytes", Type: "int", Default: "268435456", Doc: "per partition; overflow goes to the dead-letter topic (bucket_full)"},
+		{Key: "max_objects", Type: "int", Default: fmt.Sprint(DefaultMaxObjects), Doc: "per partition; overflow goes to the dead-letter topic (bucket_full)"},
+		{Key: "max_bytes", Type: "int", Default: fmt.Sprint(DefaultMaxBytes), Doc: "per partition; overflow goes to the dead-letter topic (bucket_full)"},
 		{Key: "max_objects_per_session", Type: "int", Doc: "per session in each per-session trigger; excess goes to the dead-letter topic (session_full)"},
 		{Key: "partition_by", Type: "column", Doc: "objects go to the partition owning murmur2(column), through <app>.<bucket>.repartition"},
 	}},
@@ -118,8 +120,8 @@ var Spec = []Section{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among functions"},
 		{Key: "kind", Type: "kind", Req: true, Doc: "filter, project, aggregate, split, route, lookup, emit, go"},
 		{Key: "outputs", Type: "list of buckets and sinks", Req: true, Doc: "each gets the whole result (route: by its routes)"},
-		{Key: "retries", Type: "int", Default: "3", Doc: "attempts after a failure before the input goes to the dead-letter topic"},
-		{Key: "timeout", Type: durs, Default: "30s", Doc: "an attempt longer than this fails"},
+		{Key: "retries", Type: "int", Default: fmt.Sprint(DefaultRetries), Doc: "attempts after a failure before the input goes to the dead-letter topic"},
+		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "an attempt longer than this fails"},
 		{Key: "order", Type: "firing | completion", Default: "firing", Doc: "completion: results apply as they finish, not in firing order"},
 		{Key: "expr", Type: "expression", Kinds: []string{"filter"}, Doc: "keep the rows where it is true"},
 		{Key: "columns", Type: "list of {name, from | expr}", Kinds: []string{"project"}, Doc: "the output columns: kept, renamed or computed"},
@@ -143,13 +145,13 @@ var Spec = []Section{
 		{Key: "topic", Type: "topic", Kinds: []string{"kafka"}, Doc: "the topic written"},
 		{Key: "format", Type: "json", Default: "json", Kinds: []string{"kafka"}, Doc: "the records' encoding"},
 		{Key: "key", Type: "column", Kinds: []string{"kafka", "table"}, Doc: "kafka: the records' key; table: the column rows are kept by"},
-		{Key: "partitions", Type: "int", Default: "4", Kinds: []string{"kafka"}, Doc: "when the node creates the topic"},
+		{Key: "partitions", Type: "int", Default: fmt.Sprint(DefaultPartitions), Kinds: []string{"kafka"}, Doc: "when the node creates the topic"},
 		{Key: "options", Type: "map", Doc: "a connector's sink options (file: path, sync)"},
 	}},
 	{Path: "invoke", Fields: []Field{
 		{Key: "entry", Type: "bucket", Req: true, Doc: "where invocations land (fed by a json source, with a session column)"},
 		{Key: "result", Type: "sink", Req: true, Doc: "the sink of kind result whose rows answer"},
-		{Key: "timeout", Type: durs, Default: "30s", Doc: "how long POST /invoke waits before answering pending"},
+		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "how long POST /invoke waits before answering pending"},
 	}},
 }
 

@@ -24,6 +24,12 @@ const (
 	DefaultMaxBytes       = 256 << 20
 	DefaultRetries        = 3
 	DefaultTimeout        = 30 * time.Second
+	// DefaultCommitInterval is how long an exactly-once transaction
+	// gathers cycles; the engine's own default too.
+	DefaultCommitInterval = 100 * time.Millisecond
+	// DefaultSessionTimeout is how long the group waits for a silent node;
+	// the Kafka source's and the fenced wait's default too.
+	DefaultSessionTimeout = 10 * time.Second
 )
 
 const aggregateOps = "count, sum, min, max, avg, count_distinct, top_k"
@@ -149,8 +155,8 @@ func (v *validation) kafka() {
 	default:
 		c.add("kafka.on_offset_loss", "%q: want fail, earliest or latest", a.Kafka.OnOffsetLoss)
 	}
-	kdur("commit_interval", a.Kafka.CommitInterval, 100*time.Millisecond, &a.Kafka.commitInterval)
-	kdur("session_timeout", a.Kafka.SessionTimeout, 10*time.Second, &a.Kafka.sessionTimeout)
+	kdur("commit_interval", a.Kafka.CommitInterval, DefaultCommitInterval, &a.Kafka.commitInterval)
+	kdur("session_timeout", a.Kafka.SessionTimeout, DefaultSessionTimeout, &a.Kafka.sessionTimeout)
 	if a.Kafka.StandbyReplicas < 0 {
 		c.add("kafka.standby_replicas", "must be >= 0")
 	} else if a.Kafka.StandbyReplicas > 0 && !a.Kafka.ChangelogEnabled() {
