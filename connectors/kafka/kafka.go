@@ -404,7 +404,7 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 const ProbeInterval = 250 * time.Millisecond
 
 // probe looks at the start and end offsets of the assigned partitions
-// every ProbeInterval and reports them to the node (engine.ObserveLogEnds):
+// every ProbeInterval and reports them to the node (Feed.ObserveLogEnds):
 // a fetch reports the log end only when it brings records, so a caught-up
 // partition learns that it still is from here, and a partition whose log
 // lost its offset (data loss, retention) finds out. Each look is stamped
