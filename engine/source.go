@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // Feed is the engine's side of a source: what a source connector calls to
@@ -266,4 +268,15 @@ func (n *Node) Committed() map[TopicPartition]int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return maps.Clone(n.committed)
+}
+
+// SourceKind is a source kind a connector provides beyond Kafka topics
+// (and the generator, which writes into one): it reads source s's records
+// and hands them to the node through feed, from the offsets the node
+// stores with its state. A binary registers it by name and starts it
+// beside the node (server does); the engine needs nothing else.
+type SourceKind interface {
+	// Run feeds source s until ctx ends, then revokes what it assigned and
+	// returns (nil when ctx ended).
+	Run(ctx context.Context, s *app.Source, feed Feed) error
 }

@@ -43,7 +43,7 @@ func startNode(t *testing.T, yaml string, brokers []string, clock engine.Clock, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.ValidateWith(SinkKinds()); err != nil {
+	if err := a.ValidateWith(Connectors()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -104,10 +104,15 @@ func MinFreeBytes(n int64) Opt { return func(c *config) { c.minFreeBytes = n } }
 // OnStarted is called once the node serves, with its addresses.
 func OnStarted(f func(Info)) Opt { return func(c *config) { c.started = f } }
 
-// SinkKinds declares the connectors' sink kinds this package wires (the
-// file sink), for the app file's validation: load apps run by Run with
-// app.LoadWith(path, server.SinkKinds()).
-func SinkKinds() []app.SinkKind { return []app.SinkKind{file.Spec} }
+// Connectors declares the connectors' source and sink kinds this package
+// wires (the file source and sink), for the app file's validation: load
+// apps run by Run with app.LoadWith(path, server.Connectors()).
+func Connectors() app.Connectors {
+	return app.Connectors{Sources: []app.SourceKind{file.SourceSpec}, Sinks: []app.SinkKind{file.Spec}}
+}
+
+// sourceKinds are the implementations of Connectors' source kinds.
+var sourceKinds = map[string]engine.SourceKind{file.SourceSpec.Name: file.Source{}}
 
 // sinkKinds are the implementations of SinkKinds, fresh for each node.
 func sinkKinds() map[string]engine.SinkKind {
@@ -313,10 +318,15 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	defer stopNode()
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- node.Run(nodeCtx) }()
-	src := &kafka.Source{Brokers: w.brokers, Group: a.Kafka.Group, Topics: sourceTopics(a), Node: node, Logger: cfg.logger,
-		ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self}
 	srcDone := make(chan error, 1)
-	go func() { srcDone <- src.Run(ctx) }()
+	if topics := sourceTopics(a); len(topics) > 0 {
+		src := &kafka.Source{Brokers: w.brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.logger,
+			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self}
+		go func() { srcDone <- src.Run(ctx) }()
+	} else {
+		go func() { <-ctx.Done(); srcDone <- nil }()
+	}
+	w.startConnectorSources(ctx, &wg, errs)
 	w.startGenerators(ctx, &wg)
 
 	fmt.Fprintf(cfg.banner, "pheromone: app %q running\n  brokers: %s\n  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n",
@@ -357,7 +367,9 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 func sourceTopics(a *app.App) []string {
 	var topics []string
 	for _, s := range a.Sources {
-		topics = append(topics, s.Topic)
+		if !s.Connector() {
+			topics = append(topics, s.Topic)
+		}
 	}
 	for _, b := range a.Buckets {
 		if b.PartitionBy != "" {
@@ -409,6 +421,32 @@ func (w *wiring) startGenerators(ctx context.Context, wg *sync.WaitGroup) {
 					}
 				})
 			})
+		}()
+	}
+}
+
+// startConnectorSources runs the sources of connectors' kinds, each
+// feeding the node; one that fails stops the node (through errs).
+func (w *wiring) startConnectorSources(ctx context.Context, wg *sync.WaitGroup, errs chan<- error) {
+	for i := range w.a.Sources {
+		s := &w.a.Sources[i]
+		if !s.Connector() {
+			continue
+		}
+		kind := sourceKinds[s.Kind]
+		if kind == nil {
+			errs <- fmt.Errorf("source %s: no connector for source kind %q in this binary", s.Name, s.Kind)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := kind.Run(ctx, s, w.node); err != nil {
+				select {
+				case errs <- fmt.Errorf("source %s: %w", s.Name, err):
+				default:
+				}
+			}
 		}()
 	}
 }

@@ -1,8 +1,11 @@
-// Package file is the file sink kind: rows appended as JSON lines to a
-// local file, for local pipelines and debugging (`tail -f`). It is written
-// against the engine's sink contract (engine.SinkKind) and is the example
-// of adding a sink kind without touching the engine.
+// Package file is the file source and sink kinds: records read from the
+// lines of a local file, rows appended as JSON lines to one — for local
+// pipelines and debugging. They are written against the engine's source
+// and sink contracts (engine.SourceKind with engine.Feed, engine.SinkKind)
+// and are the example of adding a kind without touching the engine.
 //
+//	sources:
+//	  - {name: orders, kind: file, options: {path: orders.jsonl}, schema: [...], bucket: orders}
 //	sinks:
 //	  - {name: debug, kind: file, options: {path: out.jsonl}}
 package file
@@ -19,7 +22,8 @@ import (
 	"github.com/pheromone-go/pheromone/engine/app"
 )
 
-// Spec declares the kind and its options to the app file's validation.
+// Spec declares the sink kind and its options to the app file's
+// validation.
 var Spec = app.SinkKind{
 	Name: "file",
 	Doc:  "rows appended as JSON lines to a local file (one line per row, the row's JSON object)",

@@ -153,7 +153,14 @@ type Source struct {
 	// MaxRecordBytes larger records go to the dead-letter topic; default 1 MiB.
 	MaxRecordBytes int        `yaml:"max_record_bytes"`
 	Generator      *Generator `yaml:"generator"`
+	// Options configure a source of a connector's kind (see SourceKind),
+	// e.g. the path of a file source.
+	Options map[string]string `yaml:"options"`
 }
+
+// Connector reports whether the source is of a connector's kind (not
+// Kafka, not the generator): its records do not come from a Kafka topic.
+func (s *Source) Connector() bool { return s.Kind != "" && s.Kind != "kafka" && s.Kind != "generator" }
 
 // Generator configures a generator source.
 type Generator struct {
@@ -368,10 +375,27 @@ type Sink struct {
 	Options map[string]string `yaml:"options"`
 }
 
+// Connectors are the source and sink kinds a binary wires beyond Kafka
+// (and the engine's own sinks); it passes them to LoadWith or
+// ValidateWith so sources and sinks of those kinds validate.
+type Connectors struct {
+	Sources []SourceKind
+	Sinks   []SinkKind
+}
+
 // SinkKind declares a sink kind a connector provides beyond the engine's
 // own (kafka, table, result): its name and the options its sinks take.
-// A binary passes the kinds it wires to LoadWith or ValidateWith.
 type SinkKind struct {
+	Name    string
+	Doc     string
+	Options []Option
+}
+
+// SourceKind declares a source kind a connector provides beyond kafka and
+// generator: its name and the options its sources take. A source of a
+// connector's kind has no topic (its records never pass through Kafka),
+// one partition unless it says otherwise, and the options.
+type SourceKind struct {
 	Name    string
 	Doc     string
 	Options []Option
@@ -558,7 +582,9 @@ func (f *Function) OutputSchema() *arrow.Schema { return f.outSchema }
 func (a *App) Topics() map[string]int {
 	out := map[string]int{a.Kafka.DLQTopic: 1}
 	for _, s := range a.Sources {
-		out[s.Topic] = s.Partitions
+		if !s.Connector() {
+			out[s.Topic] = s.Partitions
+		}
 	}
 	for _, s := range a.Sinks {
 		if s.Kind == "kafka" || s.Kind == "" {

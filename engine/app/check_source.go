@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
@@ -10,9 +12,14 @@ import (
 
 // checkSource checks source s at path p, fills its defaults and returns
 // the schema of the objects it puts into its bucket (nil when unusable).
-func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
+func (a *App) checkSource(c *checker, p string, s *Source, kinds []SourceKind) *arrow.Schema {
 	if s.Name == "" {
 		c.add(p+".name", "must be set")
+	}
+	if s.Connector() {
+		a.connectorSource(c, p, s, kinds)
+	} else if len(s.Options) > 0 {
+		c.add(p+".options", "only sources of a connector's kind take options")
 	}
 	if s.Topic == "" {
 		c.add(p+".topic", "must be set")
@@ -65,8 +72,6 @@ func (a *App) checkSource(c *checker, p string, s *Source) *arrow.Schema {
 		if s.Format == "" {
 			s.Format = "json"
 		}
-	default:
-		c.add(p+".kind", "unknown source kind %q (kafka, generator)", s.Kind)
 	}
 	switch s.Format {
 	case "", "json":
@@ -203,4 +208,30 @@ func kindType(k expr.Kind) arrow.DataType {
 		return arrow.PrimitiveTypes.Float64
 	}
 	return arrow.BinaryTypes.String
+}
+
+// connectorSource checks a source of a connector's kind: its options
+// against the kind's, no topic of its own (its records never pass through
+// Kafka: it is named <kind>.<name> in the state), one partition by default.
+func (a *App) connectorSource(c *checker, p string, s *Source, kinds []SourceKind) {
+	i := slices.IndexFunc(kinds, func(k SourceKind) bool { return k.Name == s.Kind })
+	if i < 0 {
+		known := []string{"kafka", "generator"}
+		for _, k := range kinds {
+			known = append(known, k.Name)
+		}
+		c.add(p+".kind", "unknown source kind %q (%s)", s.Kind, strings.Join(known, ", "))
+	} else {
+		checkOptions(c, p, s.Kind+" source", kinds[i].Options, s.Options)
+	}
+	if s.Topic != "" {
+		c.add(p+".topic", "a %s source reads no Kafka topic; remove topic", s.Kind)
+	}
+	if s.Generator != nil {
+		c.add(p+".generator", "only a source of kind generator takes generator settings")
+	}
+	s.Topic = s.Kind + "." + s.Name
+	if s.Partitions == 0 {
+		s.Partitions = 1
+	}
 }

@@ -37,10 +37,11 @@ func positionsOf(n *yaml.Node, path string, m map[string]Position) {
 }
 
 // Load reads, parses and validates the app file at path.
-func Load(path string) (*App, error) { return LoadWith(path, nil) }
+func Load(path string) (*App, error) { return LoadWith(path, Connectors{}) }
 
-// LoadWith is Load for a binary that wires connectors' sink kinds.
-func LoadWith(path string, kinds []SinkKind) (*App, error) {
+// LoadWith is Load for a binary that wires connectors' source and sink
+// kinds.
+func LoadWith(path string, kinds Connectors) (*App, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)

@@ -59,8 +59,8 @@ var Spec = []Section{
 	}},
 	{Path: "sources[]", KindKey: "kind", Fields: []Field{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among sources"},
-		{Key: "kind", Type: "kafka | generator", Default: "kafka", Doc: "generator: the node writes test data to the topic itself"},
-		{Key: "topic", Type: "topic", Req: true, Doc: "the topic read"},
+		{Key: "kind", Type: "kafka | generator | a connector's", Default: "kafka", Doc: "generator: the node writes test data to the topic itself; file: JSON lines of a local file"},
+		{Key: "topic", Type: "topic", Kinds: []string{"kafka", "generator"}, Doc: "the topic read (required for kafka and generator)"},
 		{Key: "format", Type: "json | raw", Default: "json", Doc: "raw: columns key and value, both bytes"},
 		{Key: "schema", Type: "list of {name, type}", Doc: "json: the columns of each record's object (string, int64, float64, bool, timestamp, bytes)"},
 		{Key: "key", Type: "column", Doc: "the column whose value is the object key"},
@@ -68,9 +68,10 @@ var Spec = []Section{
 		{Key: "bucket", Type: "bucket", Req: true, Doc: "where decoded objects land"},
 		{Key: "session_header", Type: "string", Doc: "a Kafka header carrying the session id"},
 		{Key: "session_column", Type: "string", Default: "session", Doc: "the column session_header's value is stored in"},
-		{Key: "partitions", Type: "int", Default: fmt.Sprint(DefaultPartitions), Doc: "when the node creates the topic"},
+		{Key: "partitions", Type: "int", Default: fmt.Sprint(DefaultPartitions), Doc: "when the node creates the topic (a connector's source: 1)"},
 		{Key: "max_record_bytes", Type: "int", Default: fmt.Sprint(DefaultMaxRecordBytes), Doc: "larger records go to the dead-letter topic (too_large)"},
 		{Key: "generator", Type: "{profile, rate, seed, limit}", Kinds: []string{"generator"}, Doc: "what a generator source writes"},
+		{Key: "options", Type: "map", Doc: "a connector's source options (file: path)"},
 	}},
 	{Path: "tables[]", Fields: []Field{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among tables"},

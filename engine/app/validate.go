@@ -54,13 +54,14 @@ func (c *checker) add(path, format string, args ...any) {
 // then sources (they give buckets their first schemas), sinks, triggers,
 // the functions' schemas in dependency order, and last the checks that
 // need the derived schemas.
-func (a *App) Validate() error { return a.ValidateWith(nil) }
+func (a *App) Validate() error { return a.ValidateWith(Connectors{}) }
 
-// ValidateWith is Validate for a binary that wires connectors' sink kinds:
-// sinks of those kinds are checked against their options.
-func (a *App) ValidateWith(kinds []SinkKind) error {
+// ValidateWith is Validate for a binary that wires connectors' source and
+// sink kinds: sources and sinks of those kinds are checked against their
+// options.
+func (a *App) ValidateWith(kinds Connectors) error {
 	v := &validation{a: a, c: &checker{}, bucketSchema: map[string]*arrow.Schema{}, bucketFrom: map[string]string{},
-		topics: map[string]string{}, firedBy: map[string][]int{}, sinkKinds: kinds}
+		topics: map[string]string{}, firedBy: map[string][]int{}, connectors: kinds}
 	v.kafka()
 	v.names()
 	v.tables()
@@ -96,7 +97,7 @@ type validation struct {
 	bucketFrom   map[string]string
 	topics       map[string]string // topic → the YAML path that uses it
 	firedBy      map[string][]int  // function → the triggers that fire it
-	sinkKinds    []SinkKind        // connectors' sink kinds the binary wires
+	connectors   Connectors        // the connectors' kinds the binary wires
 }
 
 // setSchema records that bucket receives schema s from `from`; a bucket
@@ -224,7 +225,7 @@ func (v *validation) sources() {
 	for i := range a.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
 		s := &a.Sources[i]
-		if schema := a.checkSource(c, p, s); schema != nil && a.Bucket(s.Bucket) != nil {
+		if schema := a.checkSource(c, p, s, v.connectors.Sources); schema != nil && a.Bucket(s.Bucket) != nil {
 			v.setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
 			if b := a.Bucket(s.Bucket); b.Key == "" && s.Key != "" {
 				b.Key = s.Key // objects are keyed like the records they came from
@@ -325,30 +326,34 @@ func (v *validation) sinks() {
 // connectorSink checks a sink of a connector's kind: its options against
 // the kind's, and none of the Kafka fields.
 func (v *validation) connectorSink(p string, s *Sink) {
-	c := v.c
-	i := slices.IndexFunc(v.sinkKinds, func(k SinkKind) bool { return k.Name == s.Kind })
+	i := slices.IndexFunc(v.connectors.Sinks, func(k SinkKind) bool { return k.Name == s.Kind })
 	if i < 0 {
 		known := []string{"kafka", "table", "result"}
-		for _, k := range v.sinkKinds {
+		for _, k := range v.connectors.Sinks {
 			known = append(known, k.Name)
 		}
-		c.add(p+".kind", "unknown sink kind %q (%s)", s.Kind, strings.Join(known, ", "))
+		v.c.add(p+".kind", "unknown sink kind %q (%s)", s.Kind, strings.Join(known, ", "))
 		return
 	}
-	kind := v.sinkKinds[i]
 	if s.Topic != "" || s.Partitions != 0 || s.Format != "" {
-		c.add(p, "a %s sink takes no topic, format or partitions", s.Kind)
+		v.c.add(p, "a %s sink takes no topic, format or partitions", s.Kind)
 	}
+	checkOptions(v.c, p, s.Kind+" sink", v.connectors.Sinks[i].Options, s.Options)
+}
+
+// checkOptions checks the options of a connector's source or sink against
+// the ones its kind takes.
+func checkOptions(c *checker, p, what string, kind []Option, set map[string]string) {
 	var names []string
-	for _, o := range kind.Options {
+	for _, o := range kind {
 		names = append(names, o.Name)
-		if _, ok := s.Options[o.Name]; o.Required && !ok {
+		if _, ok := set[o.Name]; o.Required && !ok {
 			c.add(p+".options."+o.Name, "must be set: %s", o.Doc)
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.Options)) {
+	for _, k := range slices.Sorted(maps.Keys(set)) {
 		if !slices.Contains(names, k) {
-			c.add(p+".options."+k, "unknown option of a %s sink (%s)", s.Kind, strings.Join(names, ", "))
+			c.add(p+".options."+k, "unknown option of a %s (%s)", what, strings.Join(names, ", "))
 		}
 	}
 }

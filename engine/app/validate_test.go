@@ -189,7 +189,7 @@ func TestDocumentedExampleValidates(t *testing.T) {
 	// The example has a file sink: the kind the pheromone binary wires
 	// (connectors/file declares it the same way).
 	file := SinkKind{Name: "file", Options: []Option{{Name: "path", Required: true}, {Name: "sync"}}}
-	if err := a.ValidateWith([]SinkKind{file}); err != nil {
+	if err := a.ValidateWith(Connectors{Sinks: []SinkKind{file}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(a.Triggers) != 4 || len(a.Functions) != 4 {
@@ -316,7 +316,7 @@ sinks: [` + sinks + `]
 		return a
 	}
 	a := app(`{name: s, kind: file, options: {path: out.jsonl}}`)
-	if err := a.ValidateWith(kinds); err != nil {
+	if err := a.ValidateWith(Connectors{Sinks: kinds}); err != nil {
 		t.Fatalf("a declared kind: %v", err)
 	}
 	if cs := a.Caveats(); len(cs) != 1 || !strings.Contains(cs[0].String(), "sinks[0].kind: a file sink is not part of Kafka transactions") {
@@ -334,7 +334,7 @@ sinks: [` + sinks + `]
 		if strings.Contains(want, "(kafka, table, result)") {
 			use = nil
 		}
-		err := app(sinks).ValidateWith(use)
+		err := app(sinks).ValidateWith(Connectors{Sinks: use})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: want %q in:\n%v", sinks, want, err)
 		}

@@ -78,7 +78,7 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 // load reads and validates the app file, including that every `kind: go`
 // function is registered in reg.
 func load(file string, reg *fn.Registry) (*app.App, error) {
-	a, err := app.LoadWith(file, server.SinkKinds())
+	a, err := app.LoadWith(file, server.Connectors())
 	if err != nil {
 		return nil, err
 	}
