@@ -2,23 +2,29 @@ package cli
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
 
 // TestValidateCommand pins the CLI contract: every problem with its YAML
-// path on stderr and exit code 1; a valid file exits 0.
+// path and line on stderr and exit code 1; a valid file exits 0.
 func TestValidateCommand(t *testing.T) {
 	dir := t.TempDir()
-	bad := strings.NewReplacer("window: 10s", "window: soon", "expr: amount >= 10", "expr: amountt >= 10").Replace(ordersApp)
+	raw, err := os.ReadFile("../../../examples/quickstart/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(raw)
+	bad := strings.NewReplacer("window: 10s", "window: soon", `expr: action == "view"`, `expr: actionn == "view"`).Replace(good)
 	var out, errb bytes.Buffer
 	code := Main([]string{"validate", "-f", writeFile(t, dir, "bad.yaml", bad)}, &out, &errb)
 	if code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
 	for _, want := range []string{
-		`triggers[2].window: "soon" is not a duration`,
-		`functions[0].expr: unknown column "amountt"`,
+		`triggers[1].window: "soon" is not a duration (try 10s, 1m, 500ms) (line 29, column 5)`,
+		`functions[0].expr: unknown column "actionn"`,
 		"2 problem(s)",
 	} {
 		if !strings.Contains(errb.String(), want) {
@@ -26,10 +32,10 @@ func TestValidateCommand(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if code := Main([]string{"validate", "-f", writeFile(t, dir, "good.yaml", ordersApp)}, &out, &errb); code != 0 {
+	if code := Main([]string{"validate", "-f", writeFile(t, dir, "good.yaml", good)}, &out, &errb); code != 0 {
 		t.Fatalf("valid app: exit %d", code)
 	}
-	if !strings.Contains(out.String(), `app "orders" is valid`) {
+	if !strings.Contains(out.String(), `app "quickstart" is valid`) {
 		t.Errorf("stdout: %s", out.String())
 	}
 	if code := Main([]string{"nonsense"}, &out, &errb); code != 2 {
