@@ -104,7 +104,9 @@ type Stats struct {
 }
 
 // Node runs one app on this machine. Create it with New, start it with Run;
-// the source connector then calls Assign, Deliver and Revoke while Run runs.
+// sources then feed it through its Feed methods (source.go) while Run
+// runs, and the server asks it what status.go, query.go and invoke.go
+// answer.
 type Node struct {
 	o    Options
 	plan *plan

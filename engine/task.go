@@ -20,12 +20,16 @@ import (
 // task owns one partition number of the app: the records of that partition
 // of every source topic, the partition of every bucket, their triggers, and
 // the offsets. Exactly one goroutine (run) touches its fields after
-// newTask returns, except inbox, quit and done.
+// newTask returns, except inbox, quit and done (channels), cm (the
+// committer's, see commit.go), prog and live (their own locks) and
+// rewinding (under Node.mu).
 //
 // Work happens in cycles: a batch of input records (or a timer tick) is
-// decoded and put into buckets, firings run on the executor pool until no
-// more fire, sink writes are acknowledged, and then one state batch commits
-// the new bucket contents, trigger state and source offsets together.
+// decoded and put into buckets, and firings run on the executor pool until
+// no more fire; then the cycle's state batch (new bucket contents, trigger
+// state and source offsets together) is built and queued to the committer,
+// which commits it once the cycle's writes are acknowledged, while the task
+// runs the next cycle.
 type task struct {
 	n    *Node
 	part int32
