@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // TestFileSourceResumesAfterItsLastLine: a source of the file kind (a
@@ -88,5 +90,78 @@ sinks:
 	if len(dead) != 1 || string(dead[0].Value) != `{"id":4,"user":` || header(dead[0], engine.HeaderOffset) != "4" ||
 		!strings.Contains(header(dead[0], engine.HeaderReason), "decode") {
 		t.Fatalf("dead letters: %q", values(dead))
+	}
+}
+
+// TestFileSourceCutBelowItsOffsetStops: a file rewritten with fewer lines
+// than the state's offset is an offset loss like a recreated topic: with
+// on_offset_loss: fail the partition stops and says why, never a silent
+// skip of the new lines.
+func TestFileSourceCutBelowItsOffsetStops(t *testing.T) {
+	brokers := cluster(t)
+	in := filepath.Join(t.TempDir(), "lines.jsonl")
+	yaml := `
+app: fcut
+sources:
+  - {name: lines, kind: file, options: {path: "` + in + `"}, schema: [{name: id, type: int64}], bucket: lines}
+buckets: [{name: lines}]
+triggers: [{name: each, bucket: lines, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out}]
+`
+	write := func(from, to int) {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, "{\"id\":%d}\n", i)
+		}
+		if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 10)
+	data := t.TempDir()
+	n := startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), data)
+	tp := engine.TopicPartition{Topic: "file.lines", Partition: 0}
+	waitFor(t, 20*time.Second, "10 lines committed", func() bool { return n.info.Node.Committed()[tp] == 10 })
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	write(100, 103) // the file is replaced by a shorter one
+	// Started by hand: a node with a stopped partition is never ready.
+	a, err := app.Parse([]byte(yaml))
+	if err == nil {
+		err = a.ValidateWith(Connectors())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started, done := make(chan Info, 1), make(chan error, 1)
+	go func() {
+		done <- Run(ctx, a, DataDir(data), Brokers(brokers...), OnStarted(func(i Info) { started <- i }))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	}()
+	var info Info
+	select {
+	case info = <-started:
+	case err := <-done:
+		done <- err
+		t.Fatalf("node did not start: %v", err)
+	}
+	var why string
+	waitFor(t, 20*time.Second, "the partition stopped", func() bool {
+		why = info.Node.Stopped()[0]
+		return why != ""
+	})
+	if !strings.Contains(why, "file.lines") {
+		t.Errorf("stopped because %q; want the source named", why)
+	}
+	if got := len(consume(t, brokers, "out", 10, 200*time.Millisecond)); got != 10 {
+		t.Errorf("%d outputs, want the first file's 10 only (the cut file's lines are not read past the loss)", got)
 	}
 }
