@@ -2,10 +2,14 @@
 // tasks, their buckets and triggers, and the executor pool that runs the
 // functions the triggers fire.
 //
-// The engine talks to the outside only through the small interfaces in this
-// file (Producer, Clock, Metrics) and state.Store; adapters for Kafka, Pebble
-// and Prometheus live outside it. A test enforces that engine never imports
-// them.
+// The engine talks to the outside only through small contracts: sources
+// call its Feed (source.go; SourceKind for connectors' sources), it writes
+// through Producer and PartitionWriter, restores through ChangelogReader,
+// hands connectors' sinks their rows through SinkKind, keeps state in a
+// state.Store, and reports to Metrics on a Clock. The adapters for Kafka,
+// Pebble and Prometheus live outside it, and a test enforces that the
+// engine never depends on them, even transitively (docs/DESIGN.md lists
+// each contract and who implements it).
 package engine
 
 import (
@@ -17,8 +21,8 @@ import (
 )
 
 // Record is one input record handed to the engine by a source connector.
-// Key and Value are owned by the engine from Deliver on and must not be
-// modified by the caller.
+// Key and Value are owned by the engine from Deliver (or DeliverFetch) on
+// and must not be modified by the caller.
 type Record struct {
 	Key       []byte
 	Value     []byte
