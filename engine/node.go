@@ -307,23 +307,9 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 		if bp == nil || p.functions[t.Function] == nil {
 			return nil, fmt.Errorf("engine: trigger %q: app not validated", t.Name)
 		}
-		slide, gap, ooo, lateness, idle, future := t.TimeSpec()
-		inputs := 0
 		p.eventTime = p.eventTime || t.Time == "event"
-		if t.Time == "event" && bp.cfg.PartitionBy != "" {
-			// Objects come from every partition: merge their watermarks.
-			inputs = a.Partitions()
-		}
 		bp.triggers = append(bp.triggers, trigPlan{
-			spec: triggers.Spec{
-				Inputs: inputs,
-				Slide:  slide, Gap: gap, EventTime: t.Time == "event", OutOfOrderness: ooo,
-				AllowedLateness: lateness, IdleTimeout: idle, MaxFuture: future,
-				Name: t.Name, Primitive: t.Primitive, Count: t.Count, Window: t.WindowDuration(),
-				Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
-				SessionTimeout: t.SessionTimeoutDuration(),
-				MaxPerSession:  bp.cfg.MaxObjectsPerSession,
-			},
+			spec:       a.TriggerSpec(&t),
 			fn:         p.functions[t.Function],
 			groupCol:   t.GroupColumn,
 			countCol:   t.CountColumn,

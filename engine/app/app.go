@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/pheromone-go/pheromone/triggers"
 )
 
 // App is the app file. Field comments give the defaults Validate fills in.
@@ -101,6 +103,27 @@ func (k *Kafka) ChangelogEnabled() bool { return k.Changelog == nil || *k.Change
 
 // CommitIntervalDuration is the parsed CommitInterval (valid after Validate).
 func (k *Kafka) CommitIntervalDuration() time.Duration { return k.commitInterval }
+
+// TriggerSpec is what the triggers package needs of trigger t (after
+// Validate): its primitive and parameters, durations parsed, the per-session
+// bound of its bucket, and — for event time on a repartitioned bucket —
+// how many upstream partitions' watermarks it merges.
+func (a *App) TriggerSpec(t *Trigger) triggers.Spec {
+	b := a.Bucket(t.Bucket)
+	inputs := 0
+	if t.Time == "event" && b.PartitionBy != "" {
+		inputs = a.Partitions() // objects come from every partition
+	}
+	return triggers.Spec{
+		Name: t.Name, Primitive: t.Primitive, Inputs: inputs,
+		Count: t.Count, Window: t.window, Slide: t.slide, Gap: t.gap,
+		EventTime: t.Time == "event", OutOfOrderness: t.outOfOrderness,
+		AllowedLateness: t.lateness, IdleTimeout: t.idle, MaxFuture: t.maxFuture,
+		Match: t.Match, Keys: t.Keys, K: t.K, N: t.N, ControlKey: t.ControlKey, Controls: t.Controls,
+		SessionTimeout: t.sessionTimeout,
+		MaxPerSession:  b.MaxObjectsPerSession,
+	}
+}
 
 // SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
 func (k *Kafka) SessionTimeoutDuration() time.Duration { return k.sessionTimeout }
@@ -259,11 +282,6 @@ type Trigger struct {
 
 	window, sessionTimeout                                time.Duration
 	slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration
-}
-
-// TimeSpec returns the parsed by_time settings (valid after Validate).
-func (t *Trigger) TimeSpec() (slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration) {
-	return t.slide, t.gap, t.outOfOrderness, t.lateness, t.idle, t.maxFuture
 }
 
 // SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
