@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine/codec"
 	"github.com/pheromone-go/pheromone/internal/arrowx"
+	"github.com/pheromone-go/pheromone/state"
 	"github.com/pheromone-go/pheromone/triggers"
 )
 
@@ -186,17 +188,30 @@ func (n *Node) QueryTable(table, key string) ([]TableRow, error) {
 	}
 	snap := n.o.Store.Snapshot()
 	defer snap.Close()
-	prefix := tablePrefix(n.plan.app.Name, table)
 	out := []TableRow{}
+	if key != "" {
+		// One lookup per partition, not a scan of the table: the key may be
+		// held by any partition (a table's key need not be what its rows
+		// were partitioned by).
+		for part := int32(0); part < int32(n.plan.app.Partitions()); part++ {
+			v, err := snap.Get(tableKey(n.plan.app.Name, table, part, []byte(key)))
+			if errors.Is(err, state.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, TableRow{Partition: part, Key: key, Row: json.RawMessage(v)})
+		}
+		return out, nil
+	}
+	prefix := tablePrefix(n.plan.app.Name, table)
 	err := snap.Scan(prefix, func(k, v []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) < 4 {
 			return nil
 		}
 		tr := TableRow{Partition: int32(binary.BigEndian.Uint32(rest)), Key: string(rest[4:])}
-		if key != "" && tr.Key != key {
-			return nil
-		}
 		tr.Row = json.RawMessage(slices.Clone(v))
 		out = append(out, tr)
 		return nil
