@@ -36,7 +36,7 @@ type SessionStatus struct {
 const MaxResultPage = 16 << 20
 
 // MaxResultBytes bounds the finished results a node keeps, together and
-// each: an answer larger than this keeps whole rows up to it and says it
+// each: an answer larger than this keeps whole replies up to it and says it
 // is truncated; older answers are forgotten to make room for newer ones.
 const MaxResultBytes = 256 << 20
 

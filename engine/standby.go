@@ -21,7 +21,8 @@ type follower struct {
 
 // SetStandbys makes the node follow the changelog of exactly parts (minus
 // those it owns): followers start for new ones and stop for dropped ones.
-// The connector calls it whenever the group's assignment may have changed.
+// The server calls it whenever the group's assignment may have changed
+// (server/route.go: the standby ring).
 func (n *Node) SetStandbys(parts []int32) {
 	if n.o.ChangelogReader == nil || n.o.ChangelogTopic == "" {
 		return
