@@ -170,7 +170,9 @@ func (n *Node) Invoke(ctx context.Context, session string, rec arrow.Record) (<-
 	n.mu.Lock()
 	var parts []int32
 	for p := range n.tasks {
-		parts = append(parts, p)
+		if _, stopped := n.stopped[p]; !stopped {
+			parts = append(parts, p) // a stopped partition answers nothing
+		}
 	}
 	n.mu.Unlock()
 	if len(parts) == 0 {
