@@ -112,7 +112,9 @@ func Connectors() app.Connectors {
 }
 
 // sourceKinds are the implementations of Connectors' source kinds.
-var sourceKinds = map[string]engine.SourceKind{file.SourceSpec.Name: file.Source{}}
+func sourceKinds() map[string]engine.SourceKind {
+	return map[string]engine.SourceKind{file.SourceSpec.Name: file.Source{}}
+}
 
 // sinkKinds are the implementations of SinkKinds, fresh for each node.
 func sinkKinds() map[string]engine.SinkKind {
@@ -428,12 +430,13 @@ func (w *wiring) startGenerators(ctx context.Context, wg *sync.WaitGroup) {
 // startConnectorSources runs the sources of connectors' kinds, each
 // feeding the node; one that fails stops the node (through errs).
 func (w *wiring) startConnectorSources(ctx context.Context, wg *sync.WaitGroup, errs chan<- error) {
+	kinds := sourceKinds()
 	for i := range w.a.Sources {
 		s := &w.a.Sources[i]
 		if !s.Connector() {
 			continue
 		}
-		kind := sourceKinds[s.Kind]
+		kind := kinds[s.Kind]
 		if kind == nil {
 			errs <- fmt.Errorf("source %s: no connector for source kind %q in this binary", s.Name, s.Kind)
 			return
