@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -101,5 +102,64 @@ sinks: [{name: out, topic: out}]
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in:\n%v", want, err)
 		}
+	}
+}
+
+// TestSpecDefaultsAreWhatValidateFills: every default the spec documents as
+// a plain value is the value Validate fills into an app that leaves the key
+// out, so the reference cannot promise a default the code does not apply.
+func TestSpecDefaultsAreWhatValidateFills(t *testing.T) {
+	a, err := Parse([]byte(`
+app: d
+sources: [{name: in, topic: in, schema: [{name: id, type: int64}, {name: s, type: string}], session_header: x, bucket: in}]
+tables: [{name: tb, topic: tb, schema: [{name: id, type: int64}], key: id}]
+buckets: [{name: in}]
+triggers: [{name: w, bucket: in, primitive: by_time, window: 1s, function: f}]
+functions: [{name: f, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	items := map[string]any{
+		"kafka": &a.Kafka, "sources[]": &a.Sources[0], "tables[]": &a.Tables[0], "buckets[]": &a.Buckets[0],
+		"triggers[]": &a.Triggers[0], "functions[]": &a.Functions[0], "sinks[]": &a.Sinks[0],
+	}
+	checked := 0
+	for _, sec := range Spec {
+		item, ok := items[sec.Path]
+		if !ok {
+			continue
+		}
+		v := reflect.ValueOf(item).Elem()
+		for _, f := range sec.Fields {
+			// Only plain values: not templates ("<app>.dlq"), prose or
+			// durations (kept parsed in unexported fields).
+			if f.Default == "" || f.Type == durs || strings.ContainsAny(f.Default, "< ()/") {
+				continue
+			}
+			for i := 0; i < v.NumField(); i++ {
+				if yamlKey(v.Type().Field(i)) != f.Key {
+					continue
+				}
+				fv := v.Field(i)
+				if fv.Kind() == reflect.Pointer {
+					if fv.IsNil() {
+						continue // a nil bool pointer: its default applies where it is read
+					}
+					fv = fv.Elem()
+				}
+				if got := fmt.Sprint(fv.Interface()); got != f.Default {
+					t.Errorf("%s.%s: Validate fills %q, the spec documents %q", sec.Path, f.Key, got, f.Default)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 12 {
+		t.Fatalf("only %d defaults checked", checked)
 	}
 }
