@@ -171,6 +171,9 @@ type Metrics interface {
 	// OffsetLoss counts a partition of topic whose log no longer held the
 	// offset its state resumes from.
 	OffsetLoss(topic string, partition int32)
+	// PartitionGone drops the gauges of a partition this node no longer
+	// runs (revoked), so they do not show its last values for good.
+	PartitionGone(partition int32)
 }
 
 // NopMetrics discards everything.
@@ -189,6 +192,7 @@ func (NopMetrics) Lag(string, int32, int64)                                    {
 func (NopMetrics) Restore(int32, int, int64)                                   {}
 func (NopMetrics) EventTime(string, string, int32, time.Time, bool, time.Time) {}
 func (NopMetrics) OffsetLoss(string, int32)                                    {}
+func (NopMetrics) PartitionGone(int32)                                         {}
 
 // Headers written on dead-letter records.
 const (

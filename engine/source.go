@@ -248,6 +248,8 @@ func (n *Node) Revoke(tps []TopicPartition) {
 	n.mu.Unlock()
 	for _, t := range stopping {
 		<-t.done
+		// Its gauges would otherwise show its last values for good.
+		n.o.Metrics.PartitionGone(t.part)
 	}
 }
 

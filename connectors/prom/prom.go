@@ -148,3 +148,11 @@ func (m *Metrics) EventTime(bucket, trigger string, partition int32, wm time.Tim
 func (m *Metrics) OffsetLoss(topic string, partition int32) {
 	m.offsetLoss.WithLabelValues(topic, strconv.Itoa(int(partition))).Inc()
 }
+
+// PartitionGone implements engine.Metrics: the partition's gauges go.
+func (m *Metrics) PartitionGone(partition int32) {
+	l := prometheus.Labels{"partition": strconv.Itoa(int(partition))}
+	for _, g := range []*prometheus.GaugeVec{m.bucketObjs, m.bucketBytes, m.lag, m.restoreLeft, m.watermark, m.idle, m.oldestWindow} {
+		g.DeletePartialMatch(l)
+	}
+}
