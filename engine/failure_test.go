@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -22,13 +23,18 @@ import (
 type failOnce struct {
 	engine.PartitionWriter
 	value  string
+	match  func(*engine.OutRecord) bool // instead of value, when set
 	mu     *sync.Mutex
 	failed *bool
 }
 
 func (w failOnce) Produce(r *engine.OutRecord, done func(int64, error)) {
 	w.mu.Lock()
-	fail := !*w.failed && string(r.Value) == w.value
+	hit := string(r.Value) == w.value
+	if w.match != nil {
+		hit = w.match(r)
+	}
+	fail := !*w.failed && hit
 	if fail {
 		*w.failed = true
 	}
@@ -257,4 +263,80 @@ func readRecords(t *testing.T, brokers []string, topic string, part int32) []eng
 		cancel()
 	}
 	return out
+}
+
+// TestFailedMarkerLeavesTheCycleUnfinished kills a cycle between its
+// output's ack and its changelog marker: the marker of the third cycle is
+// not acknowledged. The cycle is committed nowhere, the partition restarts
+// and repeats it, and the changelog ends up describing exactly the live
+// state: a node restoring it from scratch holds the same keys and values.
+func TestFailedMarkerLeavesTheCycleUnfinished(t *testing.T) {
+	a := parseApp(t, fivesApp)
+	brokers, o := changelogBroker(t, a)
+	prod, err := kafka.NewProducer(brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var mu sync.Mutex
+	failed := false
+	markers := 0
+	o.Writers = func(int32) (engine.PartitionWriter, error) {
+		return failOnce{PartitionWriter: prod.Writer(), mu: &mu, failed: &failed, match: func(r *engine.OutRecord) bool {
+			if r.Topic != a.Kafka.ChangelogTopic || !strings.Contains(string(r.Key), "/x/") {
+				return false
+			}
+			markers++
+			return markers == 3
+		}}, nil
+	}
+	dirA := t.TempDir()
+	f := start(t, a, dirA, brokers, o)
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	next := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for next < 20 || f.node.Committed()[p0] < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of 20", f.node.Committed()[p0])
+		}
+		if rw := f.node.TakeRewinds(); rw != nil {
+			next = int(rw[p0])
+		}
+		if next < 20 {
+			if err := f.node.Deliver(ctx, "in", 0, records(next, next+5), -1); err != nil {
+				t.Fatal(err)
+			}
+			next += 5
+			continue
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	mu.Lock()
+	if !failed {
+		t.Fatal("the marker's failure was never injected")
+	}
+	mu.Unlock()
+	f.stop()
+	out := readAll(t, brokers, "out", 4)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) != 4 {
+		t.Fatalf("outputs %q, want the 4 batches", out)
+	}
+	// A node restoring the changelog from scratch gets the live state.
+	o2 := o
+	o2.Writers = nil
+	dirB := t.TempDir()
+	g := start(t, a, dirB, brokers, o2)
+	if err := g.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	g.stop()
+	live, restored := dump(t, dirA), dump(t, dirB)
+	if !maps.Equal(live, restored) {
+		t.Fatalf("restored state differs from the live one:\nlive     %q\nrestored %q", live, restored)
+	}
 }
