@@ -53,6 +53,8 @@ type config struct {
 	executors      int
 	minFreeBytes   int64
 	started        func(Info)
+	sources        []sourceKind
+	sinks          []sinkKind
 }
 
 // DataDir is the directory of the node's state (and of the embedded
@@ -104,21 +106,54 @@ func MinFreeBytes(n int64) Opt { return func(c *config) { c.minFreeBytes = n } }
 // OnStarted is called once the node serves, with its addresses.
 func OnStarted(f func(Info)) Opt { return func(c *config) { c.started = f } }
 
-// Connectors declares the connectors' source and sink kinds this package
-// wires (the file source and sink), for the app file's validation: load
-// apps run by Run with app.LoadWith(path, server.Connectors()).
-func Connectors() app.Connectors {
-	return app.Connectors{Sources: []app.SourceKind{file.SourceSpec}, Sinks: []app.SinkKind{file.Spec}}
+// SourceKind adds a connector's source kind to the node (beside the file
+// source this package wires itself): spec declares it to validation, impl
+// runs its sources. Pass the same options to Connectors.
+func SourceKind(spec app.SourceKind, impl engine.SourceKind) Opt {
+	return func(c *config) { c.sources = append(c.sources, sourceKind{spec, impl}) }
 }
 
-// sourceKinds are the implementations of Connectors' source kinds.
-func sourceKinds() map[string]engine.SourceKind {
-	return map[string]engine.SourceKind{file.SourceSpec.Name: file.Source{}}
+// SinkKind adds a connector's sink kind to the node (beside the file sink
+// this package wires itself). Pass the same options to Connectors.
+func SinkKind(spec app.SinkKind, impl engine.SinkKind) Opt {
+	return func(c *config) { c.sinks = append(c.sinks, sinkKind{spec, impl}) }
 }
 
-// sinkKinds are the implementations of SinkKinds, fresh for each node.
-func sinkKinds() map[string]engine.SinkKind {
-	return map[string]engine.SinkKind{file.Spec.Name: file.NewKind()}
+type sourceKind struct {
+	spec app.SourceKind
+	impl engine.SourceKind
+}
+
+type sinkKind struct {
+	spec app.SinkKind
+	impl engine.SinkKind
+}
+
+// withConnectors is the file kinds this package wires, then those the
+// options add.
+func (c *config) withConnectors() {
+	c.sources = append([]sourceKind{{file.SourceSpec, file.Source{}}}, c.sources...)
+	c.sinks = append([]sinkKind{{file.Spec, file.NewKind()}}, c.sinks...)
+}
+
+// Connectors declares the source and sink kinds a node run with opts
+// wires — the file source and sink, and those SourceKind and SinkKind add —
+// for the app file's validation: load the apps Run runs with
+// app.LoadWith(path, server.Connectors(opts...)).
+func Connectors(opts ...Opt) app.Connectors {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	c.withConnectors()
+	var out app.Connectors
+	for _, k := range c.sources {
+		out.Sources = append(out.Sources, k.spec)
+	}
+	for _, k := range c.sinks {
+		out.Sinks = append(out.Sinks, k.spec)
+	}
+	return out
 }
 
 // Info tells where a running node can be reached.
@@ -136,6 +171,7 @@ func Run(ctx context.Context, a *app.App, opts ...Opt) error {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	cfg.withConnectors()
 	for _, c := range a.Caveats() {
 		cfg.logger.Warn("results may not be exact", "path", c.Path, "reason", c.Msg)
 	}
@@ -226,9 +262,12 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *w
 	w.metrics = prom.New(a.Name)
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: w.store, Producer: w.producer, Clock: cfg.clock, Metrics: w.metrics, Logger: cfg.logger,
-		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, SinkKinds: sinkKinds(),
+		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, SinkKinds: map[string]engine.SinkKind{},
 		CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return w.producer.Writer(), nil }}
+	for _, k := range cfg.sinks {
+		opts.SinkKinds[k.spec.Name] = k.impl
+	}
 	if eos {
 		opts.Writers = func(part int32) (engine.PartitionWriter, error) {
 			wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -430,7 +469,10 @@ func (w *wiring) startGenerators(ctx context.Context, wg *sync.WaitGroup) {
 // startConnectorSources runs the sources of connectors' kinds, each
 // feeding the node; one that fails stops the node (through errs).
 func (w *wiring) startConnectorSources(ctx context.Context, wg *sync.WaitGroup, errs chan<- error) {
-	kinds := sourceKinds()
+	kinds := map[string]engine.SourceKind{}
+	for _, k := range w.cfg.sources {
+		kinds[k.spec.Name] = k.impl
+	}
 	for i := range w.a.Sources {
 		s := &w.a.Sources[i]
 		if !s.Connector() {
