@@ -22,8 +22,11 @@ import (
 // group client id ("pheromone@http://host:port"). A query for a key the
 // node does not own is forwarded to the member the group assigned the key's
 // partition to; a query without a key is answered by every member and the
-// partitions merged. A forwarded request carries routed=1 and is never
-// forwarded again.
+// partitions merged; a table query by key the owner does not hold is also
+// asked of every member (a table's key need not be its partitioning key). A
+// request forwarded to an owner carries routed=1 and one asked of every
+// member routed=all; neither is forwarded again (an owner may still ask the
+// others for a table key it lacks).
 
 const memberPrefix = "pheromone@"
 
@@ -146,8 +149,8 @@ func (rt *router) get(r *http.Request, base, routed string) (*http.Response, err
 	return resp, nil
 }
 
-// gather asks every peer for r (JSON) and decodes each answer into a new
-// T made by mk.
+// gather asks every peer for r (JSON, marked routed=all so no peer asks
+// further) and decodes each answer into a T.
 func gather[T any](rt *router, r *http.Request) ([]T, error) {
 	peers, err := rt.peers(r.Context())
 	if err != nil {
