@@ -62,7 +62,8 @@ type OutRecord struct {
 
 // Producer writes records to topics. Produce must not block for long; done is
 // called exactly once, from any goroutine, when the record is acknowledged
-// (err == nil) or failed for good.
+// (err == nil) or failed for good. Produce does not keep r once it returns
+// (r's Key, Value and Headers it may keep until done).
 type Producer interface {
 	Produce(r *OutRecord, done func(error))
 }
@@ -76,7 +77,9 @@ type Producer interface {
 type PartitionWriter interface {
 	// Produce buffers r; done is called exactly once, from any goroutine,
 	// with the record's offset once acknowledged, or with the error that
-	// failed it for good. Produce must not block for long.
+	// failed it for good. Produce must not block for long, and does not
+	// keep r once it returns (r's Key, Value and Headers it may keep until
+	// done): callers reuse it.
 	Produce(r *OutRecord, done func(offset int64, err error))
 	// Commit ends a unit of work. A transactional writer (exactly-once)
 	// waits for every record produced since the last Commit and commits

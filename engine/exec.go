@@ -43,15 +43,12 @@ type result struct {
 	session    string // of the firing: objects put into buckets inherit it
 	puts       []put
 	replies    []reply
-	tableRows  []tableRow
-	sinkRecs   []OutRecord
-	sinkCounts map[string]int
-	connected  []connectedRows
+	rows       []sinkRows // for every sink but the result: Kafka topics, tables, connectors' kinds
 	dead       []*OutRecord
 }
 
-// connectedRows are rows for a sink of a connector's kind.
-type connectedRows struct {
+// sinkRows are one invocation's rows for one sink.
+type sinkRows struct {
 	sink string
 	rows []SinkRow
 }

@@ -211,19 +211,9 @@ func (t *task) apply(r *result) error {
 			t.replies[rep.session] = append(prev, rep)
 		}
 	}
-	for _, tr := range r.tableRows {
-		t.tableWrites = append(t.tableWrites, tr)
-		n.out.Add(1)
-		n.o.Metrics.RecordsOut(tr.table, 1)
-	}
-	for i := range r.sinkRecs {
-		t.produce(&r.sinkRecs[i])
-	}
-	for sink, cnt := range r.sinkCounts {
-		n.out.Add(int64(cnt))
-		n.o.Metrics.RecordsOut(sink, cnt)
-	}
-	for _, c := range r.connected {
+	// Every sink but the result gets its rows through its writer, which
+	// joins the cycle's durability (sinks.go).
+	for _, c := range r.rows {
 		a := t.cur
 		a.wg.Add(1)
 		t.sinkWriters[c.sink].Write(c.rows, a.done)

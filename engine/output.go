@@ -5,6 +5,7 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 
+	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
 )
 
@@ -20,34 +21,6 @@ func routeOutputs(j *job, out *collector, r *result) {
 	routeTables(j, out, r)
 	routeBuckets(j, out, r)
 	routeSinks(j, out, r)
-	routeConnected(j, out, r)
-}
-
-// routeConnected encodes the rows emitted to sinks of a connector's kind.
-func routeConnected(j *job, out *collector, r *result) {
-	var enc codec.JSONEncoder
-	for _, s := range j.fn.connected {
-		var rows []SinkRow
-		for i, rec := range out.recs {
-			if !out.emittedTo(i, s.Name) {
-				continue
-			}
-			var keyCol arrow.Array
-			if s.Key != "" {
-				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
-			}
-			for k := 0; k < int(rec.NumRows()); k++ {
-				row := SinkRow{Value: enc.AppendRow(nil, rec, k)}
-				if keyCol != nil {
-					row.Key = codec.AppendKey(nil, keyCol, k)
-				}
-				rows = append(rows, row)
-			}
-		}
-		if len(rows) > 0 {
-			r.connected = append(r.connected, connectedRows{sink: s.Name, rows: rows})
-		}
-	}
 }
 
 // emittedTo says whether the i-th record out holds goes to output name.
@@ -82,17 +55,20 @@ func routeReply(j *job, out *collector, r *result) {
 // routeTables encodes the rows emitted to table sinks, keyed by each
 // table's key column.
 func routeTables(j *job, out *collector, r *result) {
+	var enc codec.JSONEncoder
 	for _, tb := range j.fn.tables {
-		var enc codec.JSONEncoder
+		var rows []SinkRow
 		for i, rec := range out.recs {
 			if !out.emittedTo(i, tb.Name) {
 				continue
 			}
 			keyCol := rec.Column(rec.Schema().FieldIndices(tb.Key)[0])
 			for k := 0; k < int(rec.NumRows()); k++ {
-				r.tableRows = append(r.tableRows, tableRow{table: tb.Name,
-					key: codec.AppendKey(nil, keyCol, k), value: enc.AppendRow(nil, rec, k)})
+				rows = append(rows, SinkRow{Key: codec.AppendKey(nil, keyCol, k), Value: enc.AppendRow(nil, rec, k)})
 			}
+		}
+		if len(rows) > 0 {
+			r.rows = append(r.rows, sinkRows{sink: tb.Name, rows: rows})
 		}
 	}
 }
@@ -111,53 +87,41 @@ func routeBuckets(j *job, out *collector, r *result) {
 	}
 }
 
-// routeSinks encodes the rows emitted to Kafka sinks, one allocation per
-// batch, counting rows per sink.
+// routeSinks encodes the rows emitted to Kafka sinks and to sinks of a
+// connector's kind, one allocation per batch for the values and keys.
 func routeSinks(j *job, out *collector, r *result) {
-	if len(j.fn.sinks) == 0 {
-		return
-	}
-	all := 0
-	for _, rec := range out.recs {
-		all += int(rec.NumRows())
-	}
-	r.sinkRecs = make([]OutRecord, 0, all*len(j.fn.sinks))
-	r.sinkCounts = make(map[string]int, len(j.fn.sinks))
 	var enc codec.JSONEncoder
-	for _, s := range j.fn.sinks {
-		var buf, kbuf []byte
-		rows := 0
-		for i, rec := range out.recs {
-			if !out.emittedTo(i, s.Name) {
-				continue
-			}
-			rows += int(rec.NumRows())
-			// One allocation for the batch: size it from the first row.
-			if rec.NumRows() > 0 {
+	for _, sinks := range [2][]*app.Sink{j.fn.sinks, j.fn.connected} {
+		for _, s := range sinks {
+			var rows []SinkRow
+			var buf, kbuf []byte
+			for i, rec := range out.recs {
+				if !out.emittedTo(i, s.Name) || rec.NumRows() == 0 {
+					continue
+				}
+				// Size the batch's buffers from the first row.
 				probe := enc.AppendRow(nil, rec, 0)
 				buf = slices.Grow(buf, (len(probe)+len(probe)/4)*int(rec.NumRows()))
-			}
-			var keyCol arrow.Array
-			if s.Key != "" {
-				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
-			}
-			for i := 0; i < int(rec.NumRows()); i++ {
-				start := len(buf)
-				buf = enc.AppendRow(buf, rec, i)
-				or := OutRecord{Topic: s.Topic, Value: buf[start:len(buf):len(buf)]}
-				if keyCol != nil {
-					ks := len(kbuf)
-					kbuf = codec.AppendKey(kbuf, keyCol, i)
-					or.Key = kbuf[ks:len(kbuf):len(kbuf)]
+				rows = slices.Grow(rows, int(rec.NumRows()))
+				var keyCol arrow.Array
+				if s.Key != "" {
+					keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
 				}
-				r.sinkRecs = append(r.sinkRecs, or)
+				for k := 0; k < int(rec.NumRows()); k++ {
+					start := len(buf)
+					buf = enc.AppendRow(buf, rec, k)
+					row := SinkRow{Value: buf[start:len(buf):len(buf)]}
+					if keyCol != nil {
+						ks := len(kbuf)
+						kbuf = codec.AppendKey(kbuf, keyCol, k)
+						row.Key = kbuf[ks:len(kbuf):len(kbuf)]
+					}
+					rows = append(rows, row)
+				}
 			}
-		}
-		r.sinkCounts[s.Name] += rows
-	}
-	for s, n := range r.sinkCounts {
-		if n == 0 {
-			delete(r.sinkCounts, s)
+			if len(rows) > 0 {
+				r.rows = append(r.rows, sinkRows{sink: s.Name, rows: rows})
+			}
 		}
 	}
 }

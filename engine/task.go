@@ -165,19 +165,9 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		prog: newProgress(),
 	}
 	t.cm = newCommitter(n, part, w, t.quit)
-	for i := range n.plan.app.Sinks {
-		s := &n.plan.app.Sinks[i]
-		if kind := n.o.SinkKinds[s.Kind]; kind != nil {
-			sw, err := kind.Open(s, part)
-			if err != nil {
-				t.releaseAll()
-				return nil, fmt.Errorf("engine: partition %d: sink %q: %w", part, s.Name, err)
-			}
-			if t.sinkWriters == nil {
-				t.sinkWriters = map[string]SinkWriter{}
-			}
-			t.sinkWriters[s.Name] = sw
-		}
+	if err := t.openSinks(); err != nil {
+		t.releaseAll()
+		return nil, fmt.Errorf("engine: partition %d: %w", part, err)
 	}
 	a := n.plan.app
 	for i := range a.Buckets {
