@@ -38,13 +38,13 @@ func (j *job) release() {
 
 // result is what an invocation produced, applied by the task in order.
 type result struct {
-	id         uint64
-	early      bool   // apply on completion, not in firing order
-	session    string // of the firing: objects put into buckets inherit it
-	puts       []put
-	replies    []reply
-	rows       []sinkRows // for every sink but the result: Kafka topics, tables, connectors' kinds
-	dead       []*OutRecord
+	id      uint64
+	early   bool   // apply on completion, not in firing order
+	session string // of the firing: objects put into buckets inherit it
+	puts    []put
+	replies []reply
+	rows    []sinkRows // for every sink but the result: Kafka topics, tables, connectors' kinds
+	dead    []*OutRecord
 }
 
 // sinkRows are one invocation's rows for one sink.
