@@ -40,11 +40,11 @@ sinks: [{name: out, topic: out, partitions: 1}]
 func changelogBroker(t *testing.T, a *app.App) ([]string, engine.Options) {
 	t.Helper()
 	brokers := startBroker(t, a)
-	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, a.CompactedTopics()); err != nil {
+	if err := kafka.EnsureCompactedTopics(context.Background(), kafka.Plain(brokers...), a.CompactedTopics()); err != nil {
 		t.Fatal(err)
 	}
 	return brokers, engine.Options{ChangelogTopic: a.Kafka.ChangelogTopic,
-		ChangelogReader: &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic}}
+		ChangelogReader: &kafka.ChangelogReader{Conn: kafka.Plain(brokers...), Topic: a.Kafka.ChangelogTopic}}
 }
 
 // dump returns every state key of the app in dir except the local

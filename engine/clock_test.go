@@ -19,7 +19,7 @@ func TestTransactionIntervalRunsOnTheClock(t *testing.T) {
 	clock := engine.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	f := start(t, a, t.TempDir(), brokers, engine.Options{Clock: clock, Executors: 2, CommitInterval: 100 * time.Millisecond,
 		Writers: func(part int32) (engine.PartitionWriter, error) {
-			return kafka.NewTxnWriter(context.Background(), brokers, kafka.TransactionalID("copy", part))
+			return kafka.NewTxnWriter(context.Background(), kafka.Plain(brokers...), kafka.TransactionalID("copy", part))
 		}})
 	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func (w failOnce) Produce(r *engine.OutRecord, done func(int64, error)) {
 func TestFailedOutputNeverPassesTheOffsets(t *testing.T) {
 	a := parseApp(t, fivesApp)
 	brokers, o := changelogBroker(t, a)
-	prod, err := kafka.NewProducer(brokers)
+	prod, err := kafka.NewProducer(kafka.Plain(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func readRecords(t *testing.T, brokers []string, topic string, part int32) []eng
 func TestFailedMarkerLeavesTheCycleUnfinished(t *testing.T) {
 	a := parseApp(t, fivesApp)
 	brokers, o := changelogBroker(t, a)
-	prod, err := kafka.NewProducer(brokers)
+	prod, err := kafka.NewProducer(kafka.Plain(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}

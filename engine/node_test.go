@@ -65,7 +65,7 @@ func startBroker(t testing.TB, a *app.App) []string {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	if err := kafka.EnsureTopics(context.Background(), c.ListenAddrs(), a.Topics()); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), kafka.Plain(c.ListenAddrs()...), a.Topics()); err != nil {
 		t.Fatal(err)
 	}
 	return c.ListenAddrs()
@@ -85,7 +85,7 @@ func start(t testing.TB, a *app.App, dir string, brokers []string, o engine.Opti
 		st = ps
 	}
 	owned := o.Store == nil
-	prod, err := kafka.NewProducer(brokers)
+	prod, err := kafka.NewProducer(kafka.Plain(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}

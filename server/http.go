@@ -19,7 +19,7 @@ import (
 // checkCopartitioned refuses to start when a topic a partition task joins
 // (the changelog, a repartition topic) exists with fewer partitions than
 // the app's sources: some partitions would have no state to restore.
-func checkCopartitioned(ctx context.Context, a *app.App, brokers []string) error {
+func checkCopartitioned(ctx context.Context, a *app.App, conn kafka.Conn) error {
 	var topics []string
 	if a.Kafka.ChangelogEnabled() {
 		topics = append(topics, a.Kafka.ChangelogTopic)
@@ -32,7 +32,7 @@ func checkCopartitioned(ctx context.Context, a *app.App, brokers []string) error
 	if len(topics) == 0 {
 		return nil
 	}
-	parts, err := kafka.TopicPartitions(ctx, brokers, topics...)
+	parts, err := kafka.TopicPartitions(ctx, conn, topics...)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ sinks: [{name: enriched, topic: enriched}]
 // then on.
 func TestLookupAgainstCompactedTopic(t *testing.T) {
 	brokers := cluster(t)
-	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"ad-campaigns": 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(context.Background(), kafka.Plain(brokers...), map[string]int{"ad-campaigns": 1}); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("ad-campaigns"))
@@ -108,7 +108,7 @@ sinks: [{name: out, topic: out}]
 // the input is dead-lettered with the reason), and joins once rows arrive.
 func TestLookupIntoAnEmptyTable(t *testing.T) {
 	brokers := cluster(t)
-	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"ad-campaigns": 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(context.Background(), kafka.Plain(brokers...), map[string]int{"ad-campaigns": 1}); err != nil {
 		t.Fatal(err)
 	}
 	clock := engine.NewManualClock(time.Unix(0, 0))

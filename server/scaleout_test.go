@@ -378,7 +378,7 @@ func TestChangelogWithWrongPartitionCountIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := cluster(t)
-	if err := kafka.EnsureCompactedTopics(context.Background(), brokers, map[string]int{"wordstream.changelog": 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(context.Background(), kafka.Plain(brokers...), map[string]int{"wordstream.changelog": 1}); err != nil {
 		t.Fatal(err)
 	}
 	err = Run(context.Background(), a, DataDir(t.TempDir()), Brokers(brokers...))

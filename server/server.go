@@ -178,14 +178,14 @@ func Run(ctx context.Context, a *app.App, opts ...Opt) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return err
 	}
-	brokers, closeBroker, err := connect(ctx, a, &cfg)
+	conn, closeBroker, err := connect(ctx, a, &cfg)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := build(ctx, a, &cfg, brokers)
+	w, err := build(ctx, a, &cfg, conn)
 	if err != nil {
 		return err
 	}
@@ -193,42 +193,43 @@ func Run(ctx context.Context, a *app.App, opts ...Opt) error {
 	return w.run(ctx, cancel)
 }
 
-// connect finds the brokers (starting the embedded one if none is
+// connect finds the cluster (starting the embedded broker if none is
 // configured) and makes sure the app's topics exist and are co-partitioned.
-func connect(ctx context.Context, a *app.App, cfg *config) (brokers []string, closeBroker func(), err error) {
+func connect(ctx context.Context, a *app.App, cfg *config) (conn kafka.Conn, closeBroker func(), err error) {
 	closeBroker = func() {}
-	brokers = cfg.brokers
+	brokers := cfg.brokers
 	if len(brokers) == 0 {
 		brokers = a.Kafka.Brokers
 	}
 	if len(brokers) == 0 {
 		b, err := kafka.StartBroker(cfg.embeddedBroker, filepath.Join(cfg.dataDir, "broker"))
 		if err != nil {
-			return nil, nil, err
+			return kafka.Conn{}, nil, err
 		}
 		brokers, closeBroker = b.Addrs(), b.Close
 	}
+	conn = kafka.Plain(brokers...)
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	err = kafka.EnsureTopics(setupCtx, brokers, a.Topics())
+	err = kafka.EnsureTopics(setupCtx, conn, a.Topics())
 	if err == nil {
-		err = kafka.EnsureCompactedTopics(setupCtx, brokers, a.CompactedTopics())
+		err = kafka.EnsureCompactedTopics(setupCtx, conn, a.CompactedTopics())
 	}
 	if err == nil {
-		err = checkCopartitioned(setupCtx, a, brokers)
+		err = checkCopartitioned(setupCtx, a, conn)
 	}
 	if err != nil {
 		closeBroker()
-		return nil, nil, err
+		return kafka.Conn{}, nil, err
 	}
-	return brokers, closeBroker, nil
+	return conn, closeBroker, nil
 }
 
 // wiring is one node with its adapters, built and not yet running.
 type wiring struct {
 	a        *app.App
 	cfg      *config
-	brokers  []string
+	conn     kafka.Conn
 	store    *pebblestore.Store
 	producer *kafka.Producer
 	metrics  *prom.Metrics
@@ -244,8 +245,8 @@ func (w *wiring) close() {
 
 // build opens the store and the producer, reads the topics' record limits
 // and creates the engine node.
-func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *wiring, err error) {
-	w := &wiring{a: a, cfg: cfg, brokers: brokers}
+func build(ctx context.Context, a *app.App, cfg *config, conn kafka.Conn) (_ *wiring, err error) {
+	w := &wiring{a: a, cfg: cfg, conn: conn}
 	defer func() {
 		if err != nil {
 			w.close() // what was opened before the failure
@@ -255,7 +256,7 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *w
 		return nil, err
 	}
 	w.closers = append(w.closers, func() { w.store.Close() })
-	if w.producer, err = kafka.NewProducer(brokers); err != nil {
+	if w.producer, err = kafka.NewProducer(conn); err != nil {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.producer.Close)
@@ -272,7 +273,7 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *w
 		opts.Writers = func(part int32) (engine.PartitionWriter, error) {
 			wctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			return kafka.NewTxnWriter(wctx, brokers, kafka.TransactionalID(a.Name, part))
+			return kafka.NewTxnWriter(wctx, conn, kafka.TransactionalID(a.Name, part))
 		}
 	}
 	var limitTopics []string
@@ -283,7 +284,7 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *w
 		limitTopics = append(limitTopics, t)
 	}
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
-	limits, lerr := kafka.RecordLimits(lctx, brokers, limitTopics)
+	limits, lerr := kafka.RecordLimits(lctx, conn, limitTopics)
 	lcancel()
 	if lerr != nil {
 		cfg.logger.Warn("topic record limits unknown; assuming 1 MiB", "error", lerr)
@@ -291,7 +292,7 @@ func build(ctx context.Context, a *app.App, cfg *config, brokers []string) (_ *w
 	opts.RecordLimits = limits
 	if a.Kafka.ChangelogEnabled() {
 		opts.ChangelogTopic = a.Kafka.ChangelogTopic
-		opts.ChangelogReader = &kafka.ChangelogReader{Brokers: brokers, Topic: a.Kafka.ChangelogTopic, ReadCommitted: eos}
+		opts.ChangelogReader = &kafka.ChangelogReader{Conn: conn, Topic: a.Kafka.ChangelogTopic, ReadCommitted: eos}
 	}
 	if w.node, err = engine.New(opts); err != nil {
 		return nil, err
@@ -312,7 +313,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	if err := w.startTables(ctx, &wg); err != nil {
 		return err
 	}
-	describer, err := kafka.NewGroupDescriber(w.brokers, a.Kafka.Group, a.Sources[0].Topic)
+	describer, err := kafka.NewGroupDescriber(w.conn, a.Kafka.Group, a.Sources[0].Topic)
 	if err != nil {
 		return err
 	}
@@ -361,7 +362,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	go func() { nodeDone <- node.Run(nodeCtx) }()
 	srcDone := make(chan error, 1)
 	if topics := sourceTopics(a); len(topics) > 0 {
-		src := &kafka.Source{Brokers: w.brokers, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.logger,
+		src := &kafka.Source{Conn: w.conn, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.logger,
 			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self}
 		go func() { srcDone <- src.Run(ctx) }()
 	} else {
@@ -371,7 +372,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	w.startGenerators(ctx, &wg)
 
 	fmt.Fprintf(cfg.banner, "pheromone: app %q running\n  brokers: %s\n  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n",
-		a.Name, strings.Join(w.brokers, ","), httpAddr, httpAddr, cfg.dataDir)
+		a.Name, strings.Join(w.conn.Brokers, ","), httpAddr, httpAddr, cfg.dataDir)
 	if cfg.progress != nil {
 		wg.Add(1)
 		go func() {
@@ -380,7 +381,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 		}()
 	}
 	if cfg.started != nil {
-		cfg.started(Info{Brokers: w.brokers, HTTPAddr: httpAddr, Node: node})
+		cfg.started(Info{Brokers: w.conn.Brokers, HTTPAddr: httpAddr, Node: node})
 	}
 
 	var runErr error
@@ -431,7 +432,7 @@ func (w *wiring) startTables(ctx context.Context, wg *sync.WaitGroup) error {
 			continue
 		}
 		loadCtx, cancelLoad := context.WithTimeout(ctx, 2*time.Minute)
-		tail, err := kafka.FeedTable(loadCtx, w.brokers, tb.Topic, func(k, v []byte) error { return w.node.UpsertTable(tb.Name, k, v) }, w.cfg.logger)
+		tail, err := kafka.FeedTable(loadCtx, w.conn, tb.Topic, func(k, v []byte) error { return w.node.UpsertTable(tb.Name, k, v) }, w.cfg.logger)
 		cancelLoad()
 		if err != nil {
 			return err

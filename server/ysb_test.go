@@ -28,10 +28,10 @@ func TestYSBMatchesGenerator(t *testing.T) {
 	gen := generator.NewYSB(42, start, 1000)
 	brokers := cluster(t)
 	ctx := context.Background()
-	if err := kafka.EnsureCompactedTopics(ctx, brokers, map[string]int{"ysb-campaigns": 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kafka.Plain(brokers...), map[string]int{"ysb-campaigns": 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"ad-events": 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"ad-events": 4}); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))

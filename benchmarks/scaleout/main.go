@@ -230,7 +230,7 @@ sinks: [{name: out, topic: %s-out, key: page, partitions: 6}]
 
 func throughput(w io.Writer, n int) error {
 	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": 6}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"clicks": 6}); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "producing %d clickstream records into 6 partitions...\n", n)
@@ -267,7 +267,7 @@ func throughput(w io.Writer, n int) error {
 		// Created up front: the admin client would cache the topic as
 		// missing for a while if the first listing came before the node
 		// created it.
-		if err := kafka.EnsureTopics(ctx, brokers, map[string]int{name + "-out": 6}); err != nil {
+		if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{name + "-out": 6}); err != nil {
 			return err
 		}
 		var nodes []*node
@@ -321,7 +321,7 @@ func latency(w io.Writer) error {
 	for i, g := range []string{"at_least_once", "exactly_once"} {
 		name := fmt.Sprintf("lat%d", i)
 		in := name + "-in"
-		if err := kafka.EnsureTopics(ctx, brokers, map[string]int{in: 6, name + "-out": 6}); err != nil {
+		if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{in: 6, name + "-out": 6}); err != nil {
 			return err
 		}
 		appFile, err := writeApp(name, passAppOn(name, g, in))

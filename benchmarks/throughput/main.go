@@ -83,7 +83,7 @@ func run(n, parts int) error {
 	}
 	defer stop()
 	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"clicks": parts}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"clicks": parts}); err != nil {
 		return err
 	}
 	fmt.Printf("producing %d clickstream records into %d partitions...\n", n, parts)

@@ -49,7 +49,7 @@ func latencyRun(ctx context.Context, brokers []string, raw []byte, seed int64, r
 	if err := a.Validate(); err != nil {
 		return 0, 0, 0, err
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{in: 4, out: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{in: 4, out: 4}); err != nil {
 		return 0, 0, 0, err
 	}
 	node, err := bench.StartNode(ctx, a, brokers)

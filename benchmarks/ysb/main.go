@@ -79,10 +79,10 @@ func run(n int, seed int64, outPath string) error {
 	const rate = 10_000 // event-time spacing; all event times lie in the past
 	start := time.Now().Add(-time.Duration(n/rate+1) * time.Second)
 	gen := generator.NewYSB(seed, start, rate)
-	if err := kafka.EnsureCompactedTopics(ctx, brokers, map[string]int{"ysb-campaigns": 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kafka.Plain(brokers...), map[string]int{"ysb-campaigns": 1}); err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"ad-events": 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"ad-events": 4}); err != nil {
 		return err
 	}
 	step("producing the campaigns table and %d events", n)
@@ -283,7 +283,7 @@ type wkey struct {
 // encoding/json, keep views, join in a map, count per campaign window, emit
 // a window when the largest event time passed its end by 1 s.
 func handWritten(ctx context.Context, brokers []string, n int, want []string) (time.Duration, string, error) {
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"hw-counts": 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"hw-counts": 4}); err != nil {
 		return 0, "", err
 	}
 	t0 := time.Now()

@@ -32,8 +32,8 @@ type Producer struct {
 
 // NewProducer connects a producer to brokers. Records are acknowledged by
 // all in-sync replicas and retried until they are (idempotent producer).
-func NewProducer(brokers []string) (*Producer, error) {
-	cl, err := kgo.NewClient(producerOpts(brokers)...)
+func NewProducer(conn Conn) (*Producer, error) {
+	cl, err := kgo.NewClient(producerOpts(conn)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: producer: %w", err)
 	}
@@ -42,20 +42,19 @@ func NewProducer(brokers []string) (*Producer, error) {
 	return p, nil
 }
 
-func producerOpts(brokers []string) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
+func producerOpts(conn Conn) []kgo.Opt {
+	return conn.opts(
 		// No linger: a partition task waits for its cycle's acks before it
 		// commits, so records should leave at once; franz-go still batches
 		// whatever accumulates while a request is in flight.
 		kgo.ProducerLinger(0),
 		kgo.MaxBufferedRecords(100_000),
 		kgo.ProducerBatchMaxBytes(producerBatchMax),
-		kgo.RecordDeliveryTimeout(2 * time.Minute),
+		kgo.RecordDeliveryTimeout(2*time.Minute),
 		// Kafka's default partitioning for keyed records (murmur2), which
 		// engine.PartitionOf mirrors.
 		kgo.RecordPartitioner(pinnedPartitioner{kgo.UniformBytesPartitioner(64<<10, true, true, nil)}),
-	}
+	)
 }
 
 // Produce implements engine.Producer.
@@ -140,11 +139,11 @@ func (p *Producer) Close() {
 // Source consumes an app's source topics in a consumer group and feeds the
 // node's partition tasks.
 type Source struct {
-	Brokers []string
-	Group   string
-	Topics  []string
-	Node    engine.Feed
-	Logger  *slog.Logger
+	Conn   Conn
+	Group  string
+	Topics []string
+	Node   engine.Feed
+	Logger *slog.Logger
 	// CommitInterval is how often state-committed offsets are also committed
 	// to the group (so lag tools see them); default 1s.
 	CommitInterval time.Duration
@@ -220,8 +219,7 @@ func (s *Source) Run(ctx context.Context) error {
 		})
 	}
 	var err error
-	cl, err = kgo.NewClient(append(extra,
-		kgo.SeedBrokers(s.Brokers...),
+	cl, err = s.Conn.client(append(extra,
 		kgo.ConsumerGroup(s.Group),
 		kgo.ConsumeTopics(s.Topics...),
 		kgo.DisableAutoCommit(),
@@ -473,18 +471,18 @@ func contains(ps []int32, p int32) bool {
 // EnsureTopics creates the topics that do not exist yet with the given
 // partition counts (replication factor 1 on a single broker, else the
 // broker default).
-func EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) error {
-	return ensureTopics(ctx, brokers, topics, nil)
+func EnsureTopics(ctx context.Context, conn Conn, topics map[string]int) error {
+	return ensureTopics(ctx, conn, topics, nil)
 }
 
 // EnsureCompactedTopics is EnsureTopics for topics with cleanup.policy=compact.
-func EnsureCompactedTopics(ctx context.Context, brokers []string, topics map[string]int) error {
+func EnsureCompactedTopics(ctx context.Context, conn Conn, topics map[string]int) error {
 	compact := "compact"
-	return ensureTopics(ctx, brokers, topics, map[string]*string{"cleanup.policy": &compact})
+	return ensureTopics(ctx, conn, topics, map[string]*string{"cleanup.policy": &compact})
 }
 
-func ensureTopics(ctx context.Context, brokers []string, topics map[string]int, configs map[string]*string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ensureTopics(ctx context.Context, conn Conn, topics map[string]int, configs map[string]*string) error {
+	cl, err := conn.client()
 	if err != nil {
 		return fmt.Errorf("kafka: admin: %w", err)
 	}
@@ -563,11 +561,11 @@ func portOf(addr string) (int, error) {
 // the end offsets the topic had when it started, so lookups see the whole
 // table from the first record processed; tail then keeps following the
 // topic until its ctx ends.
-func FeedTable(ctx context.Context, brokers []string, topic string, upsert func(key, value []byte) error, log *slog.Logger) (tail func(context.Context) error, err error) {
+func FeedTable(ctx context.Context, conn Conn, topic string, upsert func(key, value []byte) error, log *slog.Logger) (tail func(context.Context) error, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	acl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	acl, err := conn.client()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: table %s: %w", topic, err)
 	}
@@ -582,7 +580,7 @@ func FeedTable(ctx context.Context, brokers []string, topic string, upsert func(
 			need[o.Partition] = o.Offset
 		}
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+	cl, err := conn.client(kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("kafka: table %s: %w", topic, err)
@@ -633,8 +631,8 @@ const producerBatchMax = 1 << 20
 // (which defaults to the broker's message.max.bytes), capped by the
 // producer's batch size, less room for the batch header. Topics whose
 // configuration cannot be read are left out (the engine's default applies).
-func RecordLimits(ctx context.Context, brokers []string, topics []string) (map[string]int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func RecordLimits(ctx context.Context, conn Conn, topics []string) (map[string]int, error) {
+	cl, err := conn.client()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: record limits: %w", err)
 	}

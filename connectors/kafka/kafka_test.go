@@ -58,10 +58,10 @@ func readAll(t *testing.T, brokers []string, topic string, want int, opts ...kgo
 // order per partition.
 func TestProducerPinsPartitionsAndReportsOffsets(t *testing.T) {
 	_, brokers := broker(t)
-	if err := EnsureTopics(ctx(t), brokers, map[string]int{"out": 3}); err != nil {
+	if err := EnsureTopics(ctx(t), Plain(brokers...), map[string]int{"out": 3}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewProducer(brokers)
+	p, err := NewProducer(Plain(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestProducerPinsPartitionsAndReportsOffsets(t *testing.T) {
 // error; it is not reported as written.
 func TestProducerReportsRefusals(t *testing.T) {
 	c, brokers := broker(t)
-	if err := EnsureTopics(ctx(t), brokers, map[string]int{"out": 1}); err != nil {
+	if err := EnsureTopics(ctx(t), Plain(brokers...), map[string]int{"out": 1}); err != nil {
 		t.Fatal(err)
 	}
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -126,7 +126,7 @@ func TestProducerReportsRefusals(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	p, err := NewProducer(brokers)
+	p, err := NewProducer(Plain(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestProducerReportsRefusals(t *testing.T) {
 // batch, less 1 KiB for the batch header.
 func TestRecordLimits(t *testing.T) {
 	_, brokers := broker(t)
-	if err := EnsureTopics(ctx(t), brokers, map[string]int{"big": 1}); err != nil {
+	if err := EnsureTopics(ctx(t), Plain(brokers...), map[string]int{"big": 1}); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -166,7 +166,7 @@ func TestRecordLimits(t *testing.T) {
 	if _, err := req.RequestWith(ctx(t), cl); err != nil {
 		t.Fatal(err)
 	}
-	limits, err := RecordLimits(ctx(t), brokers, []string{"big", "small"})
+	limits, err := RecordLimits(ctx(t), Plain(brokers...), []string{"big", "small"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestRecordLimits(t *testing.T) {
 // stops early on ErrRestoreDone.
 func TestChangelogReaderReadsToTheEnd(t *testing.T) {
 	_, brokers := broker(t)
-	if err := EnsureCompactedTopics(ctx(t), brokers, map[string]int{"log": 2}); err != nil {
+	if err := EnsureCompactedTopics(ctx(t), Plain(brokers...), map[string]int{"log": 2}); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -200,7 +200,7 @@ func TestChangelogReaderReadsToTheEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := &ChangelogReader{Brokers: brokers, Topic: "log"}
+	r := &ChangelogReader{Conn: Plain(brokers...), Topic: "log"}
 	var end int64 = -1
 	var got []string
 	err = r.Read(ctx(t), 1, 3, func(e int64) { end = e }, func(off int64, k, v []byte) error {
@@ -250,10 +250,10 @@ func TestChangelogReaderReadsToTheEnd(t *testing.T) {
 // of the same transactional id, which commits normally.
 func TestTxnWriterAbortsWhenTheCommitFails(t *testing.T) {
 	c, brokers := broker(t)
-	if err := EnsureTopics(ctx(t), brokers, map[string]int{"out": 1}); err != nil {
+	if err := EnsureTopics(ctx(t), Plain(brokers...), map[string]int{"out": 1}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewTxnWriter(ctx(t), brokers, TransactionalID("test", 0))
+	w, err := NewTxnWriter(ctx(t), Plain(brokers...), TransactionalID("test", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestTxnWriterAbortsWhenTheCommitFails(t *testing.T) {
 		t.Fatal("Commit succeeded although the broker refused it")
 	}
 	w.Close()
-	w2, err := NewTxnWriter(ctx(t), brokers, TransactionalID("test", 0))
+	w2, err := NewTxnWriter(ctx(t), Plain(brokers...), TransactionalID("test", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +305,11 @@ func TestTxnWriterAbortsWhenTheCommitFails(t *testing.T) {
 func TestTopicsAreCreatedOnceAndCounted(t *testing.T) {
 	_, brokers := broker(t)
 	for i := 0; i < 2; i++ {
-		if err := EnsureTopics(ctx(t), brokers, map[string]int{"a": 2, "b": 4}); err != nil {
+		if err := EnsureTopics(ctx(t), Plain(brokers...), map[string]int{"a": 2, "b": 4}); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 	}
-	parts, err := TopicPartitions(ctx(t), brokers, "a", "b", "missing")
+	parts, err := TopicPartitions(ctx(t), Plain(brokers...), "a", "b", "missing")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ func TransactionalID(app string, part int32) string { return fmt.Sprintf("pherom
 // NewTxnWriter opens the exactly-once writer of one partition task. It
 // initializes the producer id before returning, which fences any earlier
 // writer with the same id and aborts its unfinished transaction.
-func NewTxnWriter(ctx context.Context, brokers []string, txnID string) (engine.PartitionWriter, error) {
-	cl, err := kgo.NewClient(append(producerOpts(brokers),
+func NewTxnWriter(ctx context.Context, conn Conn, txnID string) (engine.PartitionWriter, error) {
+	cl, err := kgo.NewClient(append(producerOpts(conn),
 		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(time.Minute),
 	)...)
@@ -101,8 +101,8 @@ func isFenced(err error) bool {
 
 // ChangelogReader reads partitions of a changelog topic for restores.
 type ChangelogReader struct {
-	Brokers []string
-	Topic   string
+	Conn  Conn
+	Topic string
 	// ReadCommitted reads only committed transactions (exactly-once).
 	ReadCommitted bool
 }
@@ -111,7 +111,7 @@ var _ engine.ChangelogReader = (*ChangelogReader)(nil)
 
 // Read implements engine.ChangelogReader.
 func (c *ChangelogReader) Read(ctx context.Context, part int32, from int64, endFn func(int64), fn func(off int64, key, value []byte) error) error {
-	acl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	acl, err := c.Conn.client()
 	if err != nil {
 		return err
 	}
@@ -203,8 +203,8 @@ type GroupDescriber struct {
 }
 
 // NewGroupDescriber describes group, reporting the partitions of topic.
-func NewGroupDescriber(brokers []string, group, topic string) (*GroupDescriber, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func NewGroupDescriber(conn Conn, group, topic string) (*GroupDescriber, error) {
+	cl, err := conn.client()
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (c *ChangelogReader) consumer(part int32, from int64, wait time.Duration) (
 	if c.ReadCommitted {
 		iso = kgo.ReadCommitted()
 	}
-	return kgo.NewClient(kgo.SeedBrokers(c.Brokers...),
+	return c.Conn.client(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.Topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(iso),
@@ -287,8 +287,8 @@ func (c *ChangelogReader) Follow(ctx context.Context, part int32, from int64, fn
 }
 
 // TopicPartitions returns the partition count of each of topics that exists.
-func TopicPartitions(ctx context.Context, brokers []string, topics ...string) (map[string]int, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func TopicPartitions(ctx context.Context, conn Conn, topics ...string) (map[string]int, error) {
+	cl, err := conn.client()
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ var rawRuns atomic.Int64
 func RawLoop(ctx context.Context, brokers []string, topic string, n int) (time.Duration, error) {
 	run := rawRuns.Add(1)
 	out := fmt.Sprintf("raw-out-%d", run)
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{out: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{out: 4}); err != nil {
 		return 0, err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(fmt.Sprintf("raw-loop-%d", run)), kgo.ConsumeTopics(topic),

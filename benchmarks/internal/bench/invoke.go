@@ -120,7 +120,7 @@ func PlainChain(length int) time.Duration {
 // kafkaHop measures produce -> consume of one record through kfake.
 func KafkaHop(brokers []string, n int) ([]time.Duration, error) {
 	ctx := context.Background()
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{"hop": 1}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{"hop": 1}); err != nil {
 		return nil, err
 	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("hop"))
@@ -329,7 +329,7 @@ func CopyTime(size int) time.Duration {
 func KafkaRoundTrip(brokers []string, count, size, reps int) ([]time.Duration, error) {
 	ctx := context.Background()
 	topic := fmt.Sprintf("rt-%d-%d", count, size)
-	if err := kafka.EnsureTopics(ctx, brokers, map[string]int{topic: 1}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(brokers...), map[string]int{topic: 1}); err != nil {
 		return nil, err
 	}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(16<<20))

@@ -44,15 +44,15 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		total = int64(duration.Seconds() * float64(eventRate))
 	}
 	bl := strings.Split(*brokers, ",")
-	if err := kafka.EnsureCompactedTopics(ctx, bl, map[string]int{*campaigns: 1}); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kafka.Plain(bl...), map[string]int{*campaigns: 1}); err != nil {
 		fmt.Fprintln(stderr, "pheromone gen:", err)
 		return 1
 	}
-	if err := kafka.EnsureTopics(ctx, bl, map[string]int{*topic: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Plain(bl...), map[string]int{*topic: 4}); err != nil {
 		fmt.Fprintln(stderr, "pheromone gen:", err)
 		return 1
 	}
-	prod, err := kafka.NewProducer(bl)
+	prod, err := kafka.NewProducer(kafka.Plain(bl...))
 	if err != nil {
 		fmt.Fprintln(stderr, "pheromone gen:", err)
 		return 1
