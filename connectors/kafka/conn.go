@@ -1,12 +1,48 @@
 package kafka
 
-import "github.com/twmb/franz-go/pkg/kgo"
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
 
 // Conn is how the node reaches a Kafka cluster: its seed brokers, and the
 // settings every client it opens shares (sources, producers, transactional
 // writers, changelog readers, admin, the group describer).
 type Conn struct {
 	Brokers []string
+	// TLS, when set, encrypts every connection with this configuration.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection.
+	SASL *SASL
+}
+
+// SASL says how the node authenticates to the brokers. Password is a
+// secret: String never shows it.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+	Mechanism string
+	User      string
+	Password  string
+	// TokenFile holds the OAUTHBEARER token; it is read again at every
+	// authentication, so it may be rotated.
+	TokenFile string
+}
+
+// String describes s without its secret.
+func (s SASL) String() string {
+	if s.Mechanism == "OAUTHBEARER" {
+		return fmt.Sprintf("%s (token from %s)", s.Mechanism, s.TokenFile)
+	}
+	return fmt.Sprintf("%s as %s", s.Mechanism, s.User)
 }
 
 // Plain is a Conn to brokers with no further settings.
@@ -14,10 +50,53 @@ func Plain(brokers ...string) Conn { return Conn{Brokers: brokers} }
 
 // opts are the client options of every client of c, then extra.
 func (c Conn) opts(extra ...kgo.Opt) []kgo.Opt {
-	return append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, extra...)
+	o := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.TLS != nil {
+		o = append(o, kgo.DialTLSConfig(c.TLS.Clone()))
+	}
+	if c.SASL != nil {
+		o = append(o, kgo.SASL(c.SASL.mechanism()))
+	}
+	return append(o, extra...)
 }
 
 // client opens a client of c.
 func (c Conn) client(extra ...kgo.Opt) (*kgo.Client, error) {
 	return kgo.NewClient(c.opts(extra...)...)
+}
+
+// Check reports what is wrong with s, before any connection is tried.
+func (s SASL) Check() error {
+	switch s.Mechanism {
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if s.User == "" {
+			return fmt.Errorf("kafka: sasl %s needs a user", s.Mechanism)
+		}
+	case "OAUTHBEARER":
+		if s.TokenFile == "" {
+			return fmt.Errorf("kafka: sasl OAUTHBEARER needs a token file")
+		}
+	default:
+		return fmt.Errorf("kafka: sasl mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+	}
+	return nil
+}
+
+func (s SASL) mechanism() sasl.Mechanism {
+	switch s.Mechanism {
+	case "PLAIN":
+		return plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()
+	case "OAUTHBEARER":
+		file := s.TokenFile
+		return oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka: oauth token: %w", err)
+			}
+			return oauth.Auth{Token: strings.TrimSpace(string(b))}, nil
+		})
+	}
+	return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()
 }
