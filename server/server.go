@@ -202,13 +202,22 @@ func connect(ctx context.Context, a *app.App, cfg *config) (conn kafka.Conn, clo
 		brokers = a.Kafka.Brokers
 	}
 	if len(brokers) == 0 {
+		if a.Kafka.TLS != nil || a.Kafka.SASL != nil {
+			return kafka.Conn{}, nil, errors.New("kafka.tls and kafka.sasl are for a cluster of your own: set kafka.brokers (or --brokers); the embedded broker takes neither")
+		}
 		b, err := kafka.StartBroker(cfg.embeddedBroker, filepath.Join(cfg.dataDir, "broker"))
 		if err != nil {
 			return kafka.Conn{}, nil, err
 		}
 		brokers, closeBroker = b.Addrs(), b.Close
 	}
-	conn = kafka.Plain(brokers...)
+	if conn, err = kafka.ConnFor(brokers, a.Kafka, os.Getenv); err != nil {
+		closeBroker()
+		return kafka.Conn{}, nil, err
+	}
+	if t := a.Kafka.TLS; t != nil && t.InsecureSkipVerify {
+		cfg.logger.Warn("kafka.tls.insecure_skip_verify: the brokers' certificates are not checked; anyone between the node and the cluster can read and change its traffic")
+	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
 	err = kafka.EnsureTopics(setupCtx, conn, a.Topics())

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/pheromone-go/pheromone/engine/app"
 )
 
 // Conn is how the node reaches a Kafka cluster: its seed brokers, and the
@@ -99,4 +102,45 @@ func (s SASL) mechanism() sasl.Mechanism {
 		})
 	}
 	return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()
+}
+
+// ConnFor is the Conn of an app's kafka section to brokers: its TLS files
+// loaded, its SASL password read from the environment through getenv.
+// Errors name files and variables, never a secret.
+func ConnFor(brokers []string, k app.Kafka, getenv func(string) string) (Conn, error) {
+	c := Conn{Brokers: brokers}
+	if t := k.TLS; t != nil {
+		cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return Conn{}, fmt.Errorf("kafka.tls.ca_file: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return Conn{}, fmt.Errorf("kafka.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+			}
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return Conn{}, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		c.TLS = cfg
+	}
+	if s := k.SASL; s != nil {
+		c.SASL = &SASL{Mechanism: s.Mechanism, User: s.Username, TokenFile: s.TokenFile}
+		if s.PasswordEnv != "" {
+			c.SASL.Password = getenv(s.PasswordEnv)
+			if c.SASL.Password == "" {
+				return Conn{}, fmt.Errorf("kafka.sasl.password_env: the environment variable %s is not set", s.PasswordEnv)
+			}
+		}
+		if err := c.SASL.Check(); err != nil {
+			return Conn{}, err
+		}
+	}
+	return c, nil
 }

@@ -42,46 +42,6 @@ type App struct {
 	sinkIdx   map[string]int
 }
 
-// Kafka says where the brokers are. With no brokers, `pheromone run` starts
-// the embedded broker.
-type Kafka struct {
-	Brokers []string `yaml:"brokers"`
-	// Group is the consumer group; default "pheromone-<app>".
-	Group string `yaml:"group"`
-	// DLQTopic receives bad records and failed invocations; default "<app>.dlq".
-	DLQTopic string `yaml:"dlq_topic"`
-	// Guarantee is at_least_once (default: a crash may write the outputs of
-	// the cycles in flight twice) or exactly_once (each partition task
-	// commits its outputs, changelog and input offsets in one Kafka
-	// transaction; consumers read with read_committed).
-	Guarantee string `yaml:"guarantee"`
-	// CommitInterval is how long an exactly_once transaction gathers cycles
-	// before it commits; outputs become visible then. Default 100ms.
-	CommitInterval string `yaml:"commit_interval"`
-	// Changelog replicates every state change to the compacted topic
-	// ChangelogTopic so another node can restore a partition; default true.
-	Changelog *bool `yaml:"changelog"`
-	// ChangelogTopic defaults to "<app>.changelog".
-	ChangelogTopic string `yaml:"changelog_topic"`
-	// SessionTimeout is how long the group waits for a silent node before
-	// moving its partitions; default 10s.
-	SessionTimeout string `yaml:"session_timeout"`
-	// StandbyReplicas is how many other nodes keep a warm copy of each
-	// partition's state by following its changelog, so a failover does not
-	// wait for a full restore; default 0.
-	StandbyReplicas int `yaml:"standby_replicas"`
-	// OnOffsetLoss says what a partition does when its log no longer holds
-	// the offset its state resumes from — the log end fell behind it (the
-	// broker's data was lost, the topic recreated) or the log start passed
-	// it (retention deleted records not consumed yet): fail (default: the
-	// partition stops, with an error in the log and on /readyz), earliest
-	// (resume at the log start, keeping the state) or latest (resume at the
-	// log end, keeping the state). It never skips silently.
-	OnOffsetLoss string `yaml:"on_offset_loss"`
-
-	commitInterval, sessionTimeout time.Duration
-}
-
 // What a partition does when its offset is gone from the log.
 const (
 	OffsetLossFail     = "fail"
@@ -94,15 +54,6 @@ const (
 	AtLeastOnce = "at_least_once"
 	ExactlyOnce = "exactly_once"
 )
-
-// ExactlyOnce reports whether the app asks for exactly-once results.
-func (k *Kafka) ExactlyOnce() bool { return k.Guarantee == ExactlyOnce }
-
-// ChangelogEnabled reports whether state is replicated to the changelog topic.
-func (k *Kafka) ChangelogEnabled() bool { return k.Changelog == nil || *k.Changelog }
-
-// CommitIntervalDuration is the parsed CommitInterval (valid after Validate).
-func (k *Kafka) CommitIntervalDuration() time.Duration { return k.commitInterval }
 
 // TriggerSpec is what the triggers package needs of trigger t (after
 // Validate): its primitive and parameters, durations parsed, the per-session
@@ -124,9 +75,6 @@ func (a *App) TriggerSpec(t *Trigger) triggers.Spec {
 		MaxPerSession:  b.MaxObjectsPerSession,
 	}
 }
-
-// SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
-func (k *Kafka) SessionTimeoutDuration() time.Duration { return k.sessionTimeout }
 
 // RepartitionTopic is the topic that carries objects into a bucket with
 // partition_by to the partition that owns their key.
@@ -283,9 +231,6 @@ type Trigger struct {
 	window, sessionTimeout                                time.Duration
 	slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration
 }
-
-// SessionTimeoutDuration is the parsed SessionTimeout (valid after Validate).
-func (t *Trigger) SessionTimeoutDuration() time.Duration { return t.sessionTimeout }
 
 // WindowDuration is the parsed Window (valid after Validate).
 func (t *Trigger) WindowDuration() time.Duration { return t.window }

@@ -56,6 +56,8 @@ var Spec = []Section{
 		{Key: "session_timeout", Type: durs, Default: DefaultSessionTimeout.String(), Doc: "how long the group waits for a silent node"},
 		{Key: "standby_replicas", Type: "int", Default: "0", Doc: "other nodes that keep a warm copy of each partition's state"},
 		{Key: "on_offset_loss", Type: "fail | earliest | latest", Default: "fail", Doc: "when the log no longer holds the state's offset: stop the partition, or resume at the log's start or end"},
+		{Key: "tls", Type: "{ca_file, cert_file, key_file, server_name, insecure_skip_verify}", Doc: "encrypt every connection to the brokers"},
+		{Key: "sasl", Type: "{mechanism, username, password_env, token_file}", Doc: "authenticate every connection: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (password from the environment variable password_env) or OAUTHBEARER (token_file)"},
 	}},
 	{Path: "sources[]", KindKey: "kind", Fields: []Field{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among sources"},

@@ -114,62 +114,6 @@ func (v *validation) setSchema(path, bucket string, s *arrow.Schema, from string
 	v.bucketFrom[bucket] = from
 }
 
-// kafka checks the app name and the kafka section, and fills its defaults.
-func (v *validation) kafka() {
-	a, c := v.a, v.c
-	if a.Name == "" {
-		c.add("app", "must be set")
-	} else if !validName(a.Name) {
-		c.add("app", "%q: use letters, digits, '-', '_' and '.'", a.Name)
-	}
-	if a.Kafka.Group == "" {
-		a.Kafka.Group = "pheromone-" + a.Name
-	}
-	if a.Kafka.DLQTopic == "" {
-		a.Kafka.DLQTopic = a.Name + ".dlq"
-	}
-	if a.Kafka.ChangelogTopic == "" {
-		a.Kafka.ChangelogTopic = a.Name + ".changelog"
-	}
-	switch a.Kafka.Guarantee {
-	case "":
-		a.Kafka.Guarantee = AtLeastOnce
-	case AtLeastOnce, ExactlyOnce:
-	default:
-		c.add("kafka.guarantee", "%q: want at_least_once or exactly_once", a.Kafka.Guarantee)
-	}
-	kdur := func(field, v string, def time.Duration, dst *time.Duration) {
-		*dst = def
-		if v == "" {
-			return
-		}
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			c.add("kafka."+field, "%q is not a positive duration (try 100ms, 10s)", v)
-		} else {
-			*dst = d
-		}
-	}
-	switch a.Kafka.OnOffsetLoss {
-	case "":
-		a.Kafka.OnOffsetLoss = OffsetLossFail
-	case OffsetLossFail, OffsetLossEarliest, OffsetLossLatest:
-	default:
-		c.add("kafka.on_offset_loss", "%q: want fail, earliest or latest", a.Kafka.OnOffsetLoss)
-	}
-	kdur("commit_interval", a.Kafka.CommitInterval, DefaultCommitInterval, &a.Kafka.commitInterval)
-	kdur("session_timeout", a.Kafka.SessionTimeout, DefaultSessionTimeout, &a.Kafka.sessionTimeout)
-	if a.Kafka.StandbyReplicas < 0 {
-		c.add("kafka.standby_replicas", "must be >= 0")
-	} else if a.Kafka.StandbyReplicas > 0 && !a.Kafka.ChangelogEnabled() {
-		c.add("kafka.standby_replicas", "standby replicas follow the changelog; set kafka.changelog: true")
-	}
-	for i, b := range a.Kafka.Brokers {
-		if !strings.Contains(b, ":") {
-			c.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q: want host:port", b)
-		}
-	}
-}
-
 // names indexes every section by name (duplicates are problems) and checks names that clash.
 func (v *validation) names() {
 	a, c := v.a, v.c

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+)
+
+// TestNodeOnATLSAndSCRAMCluster: an app whose kafka section asks for TLS
+// (a CA file) and SCRAM (the password from an environment variable) runs
+// against a cluster that requires both; without the variable it refuses to
+// start, naming the variable and not a secret.
+func TestNodeOnATLSAndSCRAMCluster(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "app", "s3cret-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	yaml := `
+app: secure
+kafka:
+  tls: {ca_file: "` + ca + `"}
+  sasl: {mechanism: SCRAM-SHA-256, username: app, password_env: PHEROMONE_TEST_KAFKA_PW}
+sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out, partitions: 1}]
+`
+	a, err := app.Parse([]byte(yaml))
+	if err == nil {
+		err = a.ValidateWith(Connectors())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without the password's variable: a clear refusal.
+	t.Setenv("PHEROMONE_TEST_KAFKA_PW", "")
+	err = Run(context.Background(), a, DataDir(t.TempDir()), Brokers(brokers...))
+	if err == nil || !strings.Contains(err.Error(), "PHEROMONE_TEST_KAFKA_PW is not set") {
+		t.Fatalf("start without the password: %v", err)
+	}
+
+	t.Setenv("PHEROMONE_TEST_KAFKA_PW", "s3cret-pw")
+	startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	pool := x509.NewCertPool()
+	cert, _ := x509.ParseCertificate(der)
+	pool.AddCert(cert)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DialTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}),
+		kgo.SASL(scram.Auth{User: "app", Pass: "s3cret-pw"}.AsSha256Mechanism()),
+		kgo.ConsumeTopics("out"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic("in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(`{"id":7}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	waitFor(t, 20*time.Second, "the output over TLS+SCRAM", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		return len(got) > 0
+	})
+	if len(got) != 1 || got[0] != `{"id":7}` {
+		t.Fatalf("outputs %q", got)
+	}
+}
