@@ -70,27 +70,7 @@ func TestFailedOutputNeverPassesTheOffsets(t *testing.T) {
 	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	// Play the connector: deliver in batches of five; after a restart, seek
-	// back to what TakeRewinds says.
-	next := 0
-	deadline := time.Now().Add(30 * time.Second)
-	for next < 20 || f.node.Committed()[p0] < 20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %d of 20", f.node.Committed()[p0])
-		}
-		if rw := f.node.TakeRewinds(); rw != nil {
-			next = int(rw[p0])
-		}
-		if next < 20 {
-			if err := f.node.Deliver(ctx, "in", 0, records(next, next+5), -1); err != nil {
-				t.Fatal(err)
-			}
-			next += 5
-			continue
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	deliverInFives(t, f.node, 20)
 	mu.Lock()
 	if !failed {
 		t.Fatal("the fault was never injected")
@@ -295,25 +275,7 @@ func TestFailedMarkerLeavesTheCycleUnfinished(t *testing.T) {
 	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	next := 0
-	deadline := time.Now().Add(30 * time.Second)
-	for next < 20 || f.node.Committed()[p0] < 20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %d of 20", f.node.Committed()[p0])
-		}
-		if rw := f.node.TakeRewinds(); rw != nil {
-			next = int(rw[p0])
-		}
-		if next < 20 {
-			if err := f.node.Deliver(ctx, "in", 0, records(next, next+5), -1); err != nil {
-				t.Fatal(err)
-			}
-			next += 5
-			continue
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	deliverInFives(t, f.node, 20)
 	mu.Lock()
 	if !failed {
 		t.Fatal("the marker's failure was never injected")
@@ -338,5 +300,30 @@ func TestFailedMarkerLeavesTheCycleUnfinished(t *testing.T) {
 	live, restored := dump(t, dirA), dump(t, dirB)
 	if !maps.Equal(live, restored) {
 		t.Fatalf("restored state differs from the live one:\nlive     %q\nrestored %q", live, restored)
+	}
+}
+
+// deliverInFives plays the connector for partition 0 of "in": records
+// 0..total-1 in batches of five, seeking back to what TakeRewinds says
+// after a task restart, until everything is committed (deadline 30 s).
+func deliverInFives(t *testing.T, n *engine.Node, total int) {
+	t.Helper()
+	next := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for next < total || n.Committed()[p0] < int64(total) {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of %d", n.Committed()[p0], total)
+		}
+		if rw := n.TakeRewinds(); rw != nil {
+			next = int(rw[p0])
+		}
+		if next < total {
+			if err := n.Deliver(context.Background(), "in", 0, records(next, next+5), -1); err != nil {
+				t.Fatal(err)
+			}
+			next += 5
+			continue
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
