@@ -165,3 +165,32 @@ sinks: [{name: out, topic: out}]
 		t.Errorf("%d outputs, want the first file's 10 only (the cut file's lines are not read past the loss)", got)
 	}
 }
+
+// TestFileSourceLongLineIsDeadLettered: a line longer than
+// max_record_bytes is read only up to the limit (memory stays bounded),
+// dead-lettered as too_large, and the lines after it flow on.
+func TestFileSourceLongLineIsDeadLettered(t *testing.T) {
+	brokers := cluster(t)
+	in := filepath.Join(t.TempDir(), "lines.jsonl")
+	long := `{"id":2,"pad":"` + strings.Repeat("x", 5000) + `"}`
+	if err := os.WriteFile(in, []byte("{\"id\":1}\n"+long+"\n{\"id\":3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, `
+app: flong
+sources:
+  - {name: lines, kind: file, max_record_bytes: 100, options: {path: "`+in+`"}, schema: [{name: id, type: int64}], bucket: lines}
+buckets: [{name: lines}]
+triggers: [{name: each, bucket: lines, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out}]
+`, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	equalLines(t, "outputs", values(consume(t, brokers, "out", 2, 200*time.Millisecond)), []string{`{"id":1}`, `{"id":3}`})
+	dead := consume(t, brokers, "flong.dlq", 1, 100*time.Millisecond)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	if header(dead[0], engine.HeaderReason) != engine.ReasonTooLarge || len(dead[0].Value) != 101 || header(dead[0], engine.HeaderOffset) != "1" {
+		t.Fatalf("dead letters: %d, first of %d bytes, headers %v", len(dead), len(dead[0].Value), dead[0].Headers)
+	}
+}

@@ -47,7 +47,9 @@ func (fs Source) Run(ctx context.Context, s *app.Source, feed engine.Feed) error
 	}
 	defer feed.Revoke([]engine.TopicPartition{tp})
 	next, _ := feed.StartOffset(tp)
-	r := &lineReader{path: s.Options["path"]}
+	// A line longer than max_record_bytes is kept only up to one byte past
+	// it: the node dead-letters it (too_large) and memory stays bounded.
+	r := &lineReader{path: s.Options["path"], limit: s.MaxRecordBytes + 1}
 	defer r.close()
 	if err := r.seek(next); err != nil {
 		return fmt.Errorf("file: source %s: %w", s.Name, err)
@@ -99,6 +101,15 @@ type lineReader struct {
 	next  int64  // offset (line number) of the next record
 	lines int64  // whole lines seen so far
 	part  []byte // a last line still without its newline
+	limit int    // bytes of a line kept at most (0: all)
+}
+
+// keep appends b to the line being read, up to limit bytes.
+func (r *lineReader) keep(b []byte) {
+	if r.limit > 0 && len(r.part)+len(b) > r.limit {
+		b = b[:max(0, r.limit-len(r.part))]
+	}
+	r.part = append(r.part, b...)
 }
 
 // seek positions the reader before line off (reopening the file).
@@ -117,7 +128,7 @@ func (r *lineReader) seek(off int64) error {
 		if err == io.EOF {
 			// Fewer lines than the state's offset: the node sees the
 			// file's end below its position (an offset loss).
-			r.part = append(r.part, line...)
+			r.keep(line)
 			return nil
 		}
 		if err != nil {
@@ -133,8 +144,11 @@ func (r *lineReader) seek(off int64) error {
 func (r *lineReader) read(max int) ([]engine.Record, error) {
 	var recs []engine.Record
 	for len(recs) < max {
-		line, err := r.br.ReadBytes('\n')
-		r.part = append(r.part, line...)
+		line, err := r.br.ReadSlice('\n') // a view of the reader's buffer
+		r.keep(line)
+		if err == bufio.ErrBufferFull {
+			continue // a line longer than the buffer: keep reading it
+		}
 		if err == io.EOF {
 			return recs, nil // a partial line waits for its newline
 		}
