@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,16 +10,19 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/pheromone-go/pheromone/engine"
@@ -101,4 +105,117 @@ sinks: [{name: out, topic: out, partitions: 1}]
 	if len(got) != 1 || got[0] != `{"id":7}` {
 		t.Fatalf("outputs %q", got)
 	}
+}
+
+// TestNodeIsRefusedWhatTheClusterDoesNotAllow: on a cluster with ACLs, a
+// node whose user may only read its source stops before it starts, with
+// every missing permission named (topics it may not see, its group); a wrong password stops it at once,
+// naming the broker. With a user that may do everything the node runs,
+// and its password is in neither its log nor /metrics.
+func TestNodeIsRefusedWhatTheClusterDoesNotAllow(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-512", "ops", "ops-pw-123"), kfake.SeedTopics(1, "in"),
+		kfake.User("SCRAM-SHA-512", "reader", "reader-pw-456",
+			kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "in", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationRead, Allow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	yamlFor := func(user string) string {
+		return `
+app: acl
+kafka:
+  changelog: false
+  sasl: {mechanism: SCRAM-SHA-512, username: ` + user + `, password_env: PHEROMONE_TEST_KAFKA_PW}
+sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out, partitions: 1}]
+`
+	}
+	run := func(user, pw string, opts ...Opt) error {
+		t.Setenv("PHEROMONE_TEST_KAFKA_PW", pw)
+		a, err := app.Parse([]byte(yamlFor(user)))
+		if err == nil {
+			err = a.ValidateWith(Connectors())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		return Run(ctx, a, append([]Opt{DataDir(t.TempDir()), Brokers(brokers...), HTTPAddr("127.0.0.1:0")}, opts...)...)
+	}
+	err = run("reader", "reader-pw-456")
+	if err == nil {
+		t.Fatal("a node without the ACLs it needs started")
+	}
+	for _, want := range []string{`SCRAM-SHA-512 as reader`, `describe topic "out" (Describe)`, `describe topic "acl.dlq" (Describe)`, `use consumer group "pheromone-acl"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Logf("refused: %v", err)
+
+	start := time.Now()
+	err = run("ops", "not-the-pw-789")
+	if err == nil || !strings.Contains(err.Error(), brokers[0]) || !strings.Contains(err.Error(), "login") || strings.Contains(err.Error(), "not-the-pw-789") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("a wrong password took %v to report", took)
+	}
+
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan Info, 1)
+	done := make(chan error, 1)
+	t.Setenv("PHEROMONE_TEST_KAFKA_PW", "ops-pw-123")
+	a, _ := app.Parse([]byte(yamlFor("ops")))
+	if err := a.ValidateWith(Connectors()); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		done <- Run(ctx, a, DataDir(t.TempDir()), Brokers(brokers...), HTTPAddr("127.0.0.1:0"),
+			Logger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), OnStarted(func(i Info) { started <- i }))
+	}()
+	var info Info
+	select {
+	case info = <-started:
+	case err := <-done:
+		t.Fatalf("the node did not start: %v", err)
+	}
+	metrics := scrape(t, info.HTTPAddr, "")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string]string{"log": logs.String(), "/metrics": metrics} {
+		if strings.Contains(text, "ops-pw-123") {
+			t.Fatalf("the %s shows the password", what)
+		}
+	}
+	if !strings.Contains(logs.String(), "SCRAM-SHA-512 as ops") {
+		t.Fatalf("the log does not say how the node logs in:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer for concurrent log writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

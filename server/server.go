@@ -215,12 +215,22 @@ func connect(ctx context.Context, a *app.App, cfg *config) (conn kafka.Conn, clo
 		closeBroker()
 		return kafka.Conn{}, nil, err
 	}
+	if conn.SASL != nil || conn.TLS != nil {
+		cfg.logger.Info("connecting to a secured cluster", "brokers", strings.Join(brokers, ","), "tls", conn.TLS != nil, "sasl", conn.SASL.String())
+	}
 	if t := a.Kafka.TLS; t != nil && t.InsecureSkipVerify {
 		cfg.logger.Warn("kafka.tls.insecure_skip_verify: the brokers' certificates are not checked; anyone between the node and the cluster can read and change its traffic")
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	err = kafka.EnsureTopics(setupCtx, conn, a.Topics())
+	need := access(a)
+	err = kafka.CheckAccess(setupCtx, conn, need)
+	if err == nil {
+		err = kafka.EnsureTopics(setupCtx, conn, a.Topics())
+	}
+	if err == nil {
+		err = kafka.CheckAccess(setupCtx, conn, need) // the topics just created
+	}
 	if err == nil {
 		err = kafka.EnsureCompactedTopics(setupCtx, conn, a.CompactedTopics())
 	}
@@ -232,6 +242,39 @@ func connect(ctx context.Context, a *app.App, cfg *config) (conn kafka.Conn, clo
 		return kafka.Conn{}, nil, err
 	}
 	return conn, closeBroker, nil
+}
+
+// access is what the node needs of the cluster: it reads its sources,
+// tables, repartition topics and changelog, and writes its sinks,
+// dead-letter topic, repartition topics, changelog and generated topics.
+func access(a *app.App) kafka.Access {
+	need := kafka.Access{Group: a.Kafka.Group, Write: []string{a.Kafka.DLQTopic}}
+	for _, s := range a.Sources {
+		if !s.Connector() {
+			need.Read = append(need.Read, s.Topic)
+		}
+		if s.Kind == "generator" {
+			need.Write = append(need.Write, s.Topic)
+		}
+	}
+	for _, s := range a.Sinks {
+		if s.Kind == "kafka" || s.Kind == "" {
+			need.Write = append(need.Write, s.Topic)
+		}
+	}
+	for t := range a.CompactedTopics() {
+		need.Read = append(need.Read, t)
+		if t == a.Kafka.ChangelogTopic {
+			need.Write = append(need.Write, t)
+		}
+	}
+	for _, b := range a.Buckets {
+		if b.PartitionBy != "" {
+			need.Read = append(need.Read, a.RepartitionTopic(b.Name))
+			need.Write = append(need.Write, a.RepartitionTopic(b.Name))
+		}
+	}
+	return need
 }
 
 // wiring is one node with its adapters, built and not yet running.

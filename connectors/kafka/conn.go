@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/aws"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -26,24 +28,41 @@ type Conn struct {
 	TLS *tls.Config
 	// SASL, when set, authenticates every connection.
 	SASL *SASL
+
+	// refused, when set, hears of every broker that refused a login.
+	refused func(broker string, err error)
 }
 
 // SASL says how the node authenticates to the brokers. Password is a
 // secret: String never shows it.
 type SASL struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or
+	// AWS_MSK_IAM.
 	Mechanism string
 	User      string
 	Password  string
 	// TokenFile holds the OAUTHBEARER token; it is read again at every
 	// authentication, so it may be rotated.
 	TokenFile string
+	// Getenv reads AWS_MSK_IAM's credentials (AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) at every authentication;
+	// default os.Getenv.
+	Getenv func(string) string
+	// Now is the clock an OAUTHBEARER token's expiry is checked against;
+	// default time.Now.
+	Now func() time.Time
 }
 
-// String describes s without its secret.
-func (s SASL) String() string {
-	if s.Mechanism == "OAUTHBEARER" {
+// String describes s without its secret ("none" for no SASL).
+func (s *SASL) String() string {
+	if s == nil {
+		return "none"
+	}
+	switch s.Mechanism {
+	case "OAUTHBEARER":
 		return fmt.Sprintf("%s (token from %s)", s.Mechanism, s.TokenFile)
+	case "AWS_MSK_IAM":
+		return s.Mechanism + " (credentials from AWS_ACCESS_KEY_ID)"
 	}
 	return fmt.Sprintf("%s as %s", s.Mechanism, s.User)
 }
@@ -59,6 +78,9 @@ func (c Conn) opts(extra ...kgo.Opt) []kgo.Opt {
 	}
 	if c.SASL != nil {
 		o = append(o, kgo.SASL(c.SASL.mechanism()))
+		if c.refused != nil {
+			o = append(o, kgo.WithHooks(loginHook(c.refused)))
+		}
 	}
 	return append(o, extra...)
 }
@@ -79,8 +101,12 @@ func (s SASL) Check() error {
 		if s.TokenFile == "" {
 			return fmt.Errorf("kafka: sasl OAUTHBEARER needs a token file")
 		}
+	case "AWS_MSK_IAM":
+		if _, err := s.awsAuth(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("kafka: sasl mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+		return fmt.Errorf("kafka: sasl mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM", s.Mechanism)
 	}
 	return nil
 }
@@ -92,14 +118,12 @@ func (s SASL) mechanism() sasl.Mechanism {
 	case "SCRAM-SHA-512":
 		return scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()
 	case "OAUTHBEARER":
-		file := s.TokenFile
 		return oauth.Oauth(func(context.Context) (oauth.Auth, error) {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return oauth.Auth{}, fmt.Errorf("kafka: oauth token: %w", err)
-			}
-			return oauth.Auth{Token: strings.TrimSpace(string(b))}, nil
+			tok, err := s.token()
+			return oauth.Auth{Token: tok}, err
 		})
+	case "AWS_MSK_IAM":
+		return aws.ManagedStreamingIAM(func(context.Context) (aws.Auth, error) { return s.awsAuth() })
 	}
 	return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()
 }
@@ -131,11 +155,20 @@ func ConnFor(brokers []string, k app.Kafka, getenv func(string) string) (Conn, e
 		c.TLS = cfg
 	}
 	if s := k.SASL; s != nil {
-		c.SASL = &SASL{Mechanism: s.Mechanism, User: s.Username, TokenFile: s.TokenFile}
-		if s.PasswordEnv != "" {
+		c.SASL = &SASL{Mechanism: s.Mechanism, User: s.Username, TokenFile: s.TokenFile, Getenv: getenv}
+		switch {
+		case s.PasswordEnv != "":
 			c.SASL.Password = getenv(s.PasswordEnv)
 			if c.SASL.Password == "" {
 				return Conn{}, fmt.Errorf("kafka.sasl.password_env: the environment variable %s is not set", s.PasswordEnv)
+			}
+		case s.PasswordFile != "":
+			b, err := os.ReadFile(s.PasswordFile)
+			if err != nil {
+				return Conn{}, fmt.Errorf("kafka.sasl.password_file: %w", err)
+			}
+			if c.SASL.Password = strings.TrimRight(string(b), "\r\n"); c.SASL.Password == "" {
+				return Conn{}, fmt.Errorf("kafka.sasl.password_file: %s is empty", s.PasswordFile)
 			}
 		}
 		if err := c.SASL.Check(); err != nil {

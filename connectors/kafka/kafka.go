@@ -16,7 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -356,6 +355,11 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
+			if IsAuthorization(err) && fatal == nil {
+				// Only an operator can change this: stop, saying what.
+				fatal = fmt.Errorf("kafka: the cluster refused the node on topic %q (group %q): %w", topic, s.Group, err)
+				return
+			}
 			var ke *kerr.Error
 			if errors.As(err, &ke) && !ke.Retriable {
 				s.Logger.Error("fetch error", "topic", topic, "partition", p, "error", err)
@@ -488,72 +492,44 @@ func ensureTopics(ctx context.Context, conn Conn, topics map[string]int, configs
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	// Only the missing topics are created: a cluster whose topics exist
+	// need not grant the node Create.
+	names := make([]string, 0, len(topics))
+	for t := range topics {
+		names = append(names, t)
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range names {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("kafka: list topics: %w", err)
+	}
+	have := map[string]bool{}
+	for _, t := range resp.Topics {
+		if t.Topic != nil && t.ErrorCode == 0 {
+			have[*t.Topic] = true
+		}
+	}
 	for topic, parts := range topics {
+		if have[topic] {
+			continue
+		}
 		resp, err := adm.CreateTopic(ctx, int32(parts), -1, configs, topic)
 		if err == nil {
 			err = resp.Err
+		}
+		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			return &AccessError{Brokers: conn.Brokers, Who: conn.who(), Missing: []string{fmt.Sprintf("create topic %q (Create; or create it with %d partitions yourself)", topic, parts)}}
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("kafka: create topic %s: %w", topic, err)
 		}
 	}
 	return nil
-}
-
-// Broker is an embedded Kafka-compatible broker (kfake).
-type Broker struct{ c *kfake.Cluster }
-
-// StartBroker starts a one-broker cluster listening on addr's port (on
-// 127.0.0.1), persisting to dataDir when it is not empty.
-func StartBroker(addr string, dataDir string) (*Broker, error) {
-	return StartBrokers(addr, 1, dataDir)
-}
-
-// StartBrokers starts a cluster of count brokers on consecutive ports from
-// addr's port (port 0: any free ports).
-func StartBrokers(addr string, count int, dataDir string) (*Broker, error) {
-	port, err := portOf(addr)
-	if err != nil {
-		return nil, err
-	}
-	if count < 1 {
-		count = 1
-	}
-	ports := make([]int, count)
-	for i := range ports {
-		if port != 0 {
-			ports[i] = port + i
-		}
-	}
-	opts := []kfake.Opt{kfake.NumBrokers(count), kfake.Ports(ports...), kfake.DefaultNumPartitions(4),
-		// Development clusters may fail over faster than Kafka's 6 s floor.
-		kfake.BrokerConfigs(map[string]string{"group.min.session.timeout.ms": "1000"})}
-	if dataDir != "" {
-		opts = append(opts, kfake.DataDir(dataDir))
-	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka: embedded broker on %s: %w", addr, err)
-	}
-	return &Broker{c: c}, nil
-}
-
-// Addrs are the broker's listen addresses.
-func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
-
-// Close stops the broker, syncing its data.
-func (b *Broker) Close() { b.c.Close() }
-
-func portOf(addr string) (int, error) {
-	var port int
-	i := len(addr) - 1
-	for i >= 0 && addr[i] != ':' {
-		i--
-	}
-	if _, err := fmt.Sscanf(addr[i+1:], "%d", &port); err != nil || port < 0 || port > 65535 {
-		return 0, fmt.Errorf("kafka: bad broker address %q (want host:port)", addr)
-	}
-	return port, nil
 }
 
 // FeedTable reads a (compacted) topic from the start and hands every record

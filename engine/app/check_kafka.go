@@ -63,6 +63,8 @@ func (v *validation) kafka() {
 	}
 }
 
+const mechanisms = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM"
+
 // security checks kafka.tls and kafka.sasl.
 func (v *validation) security() {
 	k, c := &v.a.Kafka, v.c
@@ -73,24 +75,34 @@ func (v *validation) security() {
 	if s == nil {
 		return
 	}
+	secret := s.PasswordEnv != "" || s.PasswordFile != ""
 	switch s.Mechanism {
 	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 		if s.Username == "" {
 			c.add("kafka.sasl.username", "must be set for %s", s.Mechanism)
 		}
-		if s.PasswordEnv == "" {
-			c.add("kafka.sasl.password_env", "must name the environment variable that holds the password (it is never in the file)")
+		if !secret {
+			c.add("kafka.sasl.password_env", "must name the environment variable that holds the password, or set password_file (it is never in the app file)")
+		}
+		if s.PasswordEnv != "" && s.PasswordFile != "" {
+			c.add("kafka.sasl.password_file", "password_env and password_file exclude each other")
 		}
 		if s.TokenFile != "" {
 			c.add("kafka.sasl.token_file", "only OAUTHBEARER takes a token file")
 		}
-	case "OAUTHBEARER":
-		if s.TokenFile == "" {
+	case "OAUTHBEARER", "AWS_MSK_IAM":
+		if s.Mechanism == "OAUTHBEARER" && s.TokenFile == "" {
 			c.add("kafka.sasl.token_file", "must be set for OAUTHBEARER")
 		}
+		if s.Mechanism == "AWS_MSK_IAM" && s.TokenFile != "" {
+			c.add("kafka.sasl.token_file", "only OAUTHBEARER takes a token file; AWS_MSK_IAM reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN")
+		}
+		if secret || s.Username != "" {
+			c.add("kafka.sasl", "%s takes no username or password", s.Mechanism)
+		}
 	case "":
-		c.add("kafka.sasl.mechanism", "must be set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)")
+		c.add("kafka.sasl.mechanism", "must be set (%s)", mechanisms)
 	default:
-		c.add("kafka.sasl.mechanism", "%q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+		c.add("kafka.sasl.mechanism", "%q: want %s", s.Mechanism, mechanisms)
 	}
 }

@@ -64,13 +64,17 @@ type TLS struct {
 }
 
 // SASL is how the node authenticates to the brokers. Secrets are never in
-// the file: the password comes from the environment variable PasswordEnv.
+// the app file: the password comes from the environment variable
+// PasswordEnv or the file PasswordFile (a mounted secret).
 type SASL struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or
+	// AWS_MSK_IAM (credentials from the AWS_* environment variables).
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	// PasswordEnv names the environment variable that holds the password.
 	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile names a file that holds the password.
+	PasswordFile string `yaml:"password_file"`
 	// TokenFile holds the OAUTHBEARER token, read again at every
 	// authentication so it may be rotated.
 	TokenFile string `yaml:"token_file"`

@@ -57,7 +57,7 @@ var Spec = []Section{
 		{Key: "standby_replicas", Type: "int", Default: "0", Doc: "other nodes that keep a warm copy of each partition's state"},
 		{Key: "on_offset_loss", Type: "fail | earliest | latest", Default: "fail", Doc: "when the log no longer holds the state's offset: stop the partition, or resume at the log's start or end"},
 		{Key: "tls", Type: "{ca_file, cert_file, key_file, server_name, insecure_skip_verify}", Doc: "encrypt every connection to the brokers"},
-		{Key: "sasl", Type: "{mechanism, username, password_env, token_file}", Doc: "authenticate every connection: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (password from the environment variable password_env) or OAUTHBEARER (token_file)"},
+		{Key: "sasl", Type: "{mechanism, username, password_env, password_file, token_file}", Doc: "authenticate every connection: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (password from the environment variable password_env or the file password_file), OAUTHBEARER (token_file, re-read at every login) or AWS_MSK_IAM (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"},
 	}},
 	{Path: "sources[]", KindKey: "kind", Fields: []Field{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among sources"},

@@ -11,13 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
 
-	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/fn"
@@ -29,7 +27,8 @@ const usage = `pheromone: data-centric stream processing on Kafka
 Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
   pheromone validate -f app.yaml
-  pheromone broker [--data-dir DIR] [--addr ADDR] [--count N]
+  pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--tls-self-signed DIR | --tls-cert F --tls-key F]
+                   [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
   pheromone gen ysb [--rate N] [--duration D | --count N] [--seed S] [--brokers LIST] [--expected FILE]
@@ -116,26 +115,6 @@ func cmdValidate(reg *fn.Registry, args []string, stdout, stderr io.Writer) int 
 	for _, c := range a.Caveats() {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", *file, c)
 	}
-	return 0
-}
-
-func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "pheromone-data", "directory for the broker's data")
-	addr := fs.String("addr", "127.0.0.1:9092", "listen address (of the first broker; the others take the next ports)")
-	count := fs.Int("count", 1, "number of brokers in the cluster")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	b, err := kafka.StartBrokers(*addr, *count, filepath.Join(*dataDir, "broker"))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "broker listening on %s (data in %s)\n", strings.Join(b.Addrs(), ","), filepath.Join(*dataDir, "broker"))
-	<-ctx.Done()
-	b.Close()
 	return 0
 }
 
