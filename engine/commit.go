@@ -55,6 +55,8 @@ type committer struct {
 	// restarts counts the restarts since the partition last committed a
 	// cycle (restartTask backs off by it).
 	restarts atomic.Int64
+	// cause is why the task was last restarted (see Node.Retrying).
+	cause atomic.Pointer[string]
 }
 
 func newCommitter(n *Node, part int32, w PartitionWriter, quit <-chan struct{}) *committer {

@@ -217,7 +217,10 @@ const (
 
 // Dead-letter reasons (the pheromone.reason header and the metric label).
 const (
-	ReasonDecode         = "decode"
+	ReasonDecode = "decode"
+	// ReasonSchema: a registry format's record names a schema that is
+	// unknown, or incompatible with the source's columns.
+	ReasonSchema         = "schema"
 	ReasonTooLarge       = "too_large"
 	ReasonFunction       = "function"
 	ReasonBucket         = "bucket_full"

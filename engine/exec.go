@@ -45,6 +45,10 @@ type result struct {
 	replies []reply
 	rows    []sinkRows // for every sink but the result: Kafka topics, tables, connectors' kinds
 	dead    []*OutRecord
+	// unavailable: the invocation failed because a dependency (a schema
+	// registry) did not answer; the task restarts from its last commit
+	// instead of dead-lettering the inputs.
+	unavailable error
 }
 
 // sinkRows are one invocation's rows for one sink.
@@ -169,6 +173,9 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		if err == nil {
 			err = n.checkOutputs(j, out)
 		}
+		if err == nil {
+			err = prepareSinks(j, out)
+		}
 		n.o.Metrics.Invocation(cfg.Name, time.Since(start), err)
 		if err == nil || attempt >= cfg.Retries || ctx.Err() != nil {
 			break
@@ -200,6 +207,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 	if err == nil && out.dropped > 0 {
 		n.o.Metrics.FunctionDropped(cfg.Name, out.dropped)
 	}
+	if err != nil && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		out.reset()
+		r.unavailable = fmt.Errorf("function %s: %w", cfg.Name, err)
+		return r
+	}
 	if err != nil {
 		out.reset()
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",
@@ -209,9 +221,34 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		}
 		return r
 	}
-	routeOutputs(j, out, r)
+	if err := routeOutputs(j, out, r); err != nil {
+		// An encoder that prepared the batch's schema failed on a row:
+		// the inputs go to the dead-letter topic with why.
+		n.logBadInput("encoding a sink record failed; inputs sent to the dead-letter topic", "function", cfg.Name, "error", err)
+		for _, rec := range j.input {
+			n.deadRows(j, r, rec, err)
+		}
+	}
 	out.reset()
 	return r
+}
+
+// prepareSinks readies the encoders of the function's sinks of a
+// connector's format for the schemas of what it emitted (a schema-registry
+// format registers or looks up each schema once): a failure fails the
+// attempt, and is retried like the function's own.
+func prepareSinks(j *job, out *collector) error {
+	for name, enc := range j.fn.encoders {
+		for i, rec := range out.recs {
+			if !out.emittedTo(i, name) || rec.NumRows() == 0 {
+				continue
+			}
+			if err := enc.Prepare(rec.Schema()); err != nil {
+				return fmt.Errorf("sink %s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // TooLargeError is a record over the size its topic accepts.

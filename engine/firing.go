@@ -179,6 +179,9 @@ func (t *task) receive(r *result) error {
 
 func (t *task) apply(r *result) error {
 	n := t.n
+	if r.unavailable != nil {
+		return &restartError{r.unavailable}
+	}
 	n.invocations.Add(1)
 	for _, d := range r.dead {
 		reason := ReasonFunction

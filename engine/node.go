@@ -73,6 +73,9 @@ type Options struct {
 	// app sink of another kind than kafka, table or result needs its kind
 	// here.
 	SinkKinds map[string]SinkKind
+	// Formats are the connectors' wire formats by name (see WireFormat):
+	// a source or sink of a format other than json and raw needs it here.
+	Formats map[string]WireFormat
 	// MinFreeBytes is the disk space kept free under a store that reports
 	// it (state.SpaceReporter): below it, state commits pause until space
 	// returns; default DefaultMinFreeBytes, negative never pauses.
@@ -195,7 +198,7 @@ func New(o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := compile(o.App, o.Functions, tables)
+	p, err := compile(o.App, o.Functions, tables, o.Formats)
 	if err != nil {
 		return nil, err
 	}
@@ -265,9 +268,22 @@ type fnPlan struct {
 	tables  []*app.Sink // outputs that are tables
 	// connected are outputs that are sinks of a connector's kind.
 	connected []*app.Sink
+	// encoders encode the sinks of a connector's format, by sink name.
+	encoders map[string]RecordEncoder
 }
 
-func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables) (*plan, error) {
+func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables, formats map[string]WireFormat) (*plan, error) {
+	encoders := map[string]RecordEncoder{}
+	for i := range a.Sinks {
+		s := &a.Sinks[i]
+		if wf := formats[s.Format]; wf != nil {
+			enc, err := wf.NewEncoder(s)
+			if err != nil {
+				return nil, fmt.Errorf("engine: sink %s: %w", s.Name, err)
+			}
+			encoders[s.Name] = enc
+		}
+	}
 	p := &plan{app: a, sources: map[string]*app.Source{}, repart: map[string]string{}, buckets: map[string]*bucketPlan{}, functions: map[string]*fnPlan{}}
 	for i := range a.Sources {
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
@@ -282,7 +298,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 				return nil, err
 			}
 		}
-		fp := &fnPlan{cfg: f, impl: impl}
+		fp := &fnPlan{cfg: f, impl: impl, encoders: encoders}
 		for _, o := range f.Outputs {
 			switch s := a.Sink(o); {
 			case s != nil && s.Kind == "result":
@@ -438,7 +454,7 @@ func (n *Node) restartTask(old *task, cause error) {
 		return n.tasks[part] == old && !n.closing
 	}
 	for attempt := 0; current(); attempt++ {
-		err := n.reopen(old)
+		err := n.reopen(old, cause)
 		if err == nil {
 			return
 		}
@@ -453,8 +469,9 @@ func (n *Node) restartTask(old *task, cause error) {
 	}
 }
 
-// reopen starts a new task in old's place, from the last commit.
-func (n *Node) reopen(old *task) error {
+// reopen starts a new task in old's place, from the last commit; cause
+// is why (Retrying shows it until the new task commits).
+func (n *Node) reopen(old *task, cause error) error {
 	part := old.part
 	w, err := n.o.Writers(part)
 	if err != nil {
@@ -471,6 +488,8 @@ func (n *Node) reopen(old *task) error {
 		return err
 	}
 	t.cm.restarts.Store(old.cm.restarts.Load() + 1)
+	why := cause.Error()
+	t.cm.cause.Store(&why)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.tasks[part] != old || n.closing {

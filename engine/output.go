@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -16,11 +17,11 @@ import (
 // letters are built by deadLetter (deadletter.go); the task then applies
 // the result in firing order (task.apply), and a bucket with partition_by
 // sends its rows on through the repartition topic (repartition.go).
-func routeOutputs(j *job, out *collector, r *result) {
+func routeOutputs(j *job, out *collector, r *result) error {
 	routeReply(j, out, r)
 	routeTables(j, out, r)
 	routeBuckets(j, out, r)
-	routeSinks(j, out, r)
+	return routeSinks(j, out, r)
 }
 
 // emittedTo says whether the i-th record out holds goes to output name.
@@ -88,11 +89,17 @@ func routeBuckets(j *job, out *collector, r *result) {
 }
 
 // routeSinks encodes the rows emitted to Kafka sinks and to sinks of a
-// connector's kind, one allocation per batch for the values and keys.
-func routeSinks(j *job, out *collector, r *result) {
-	var enc codec.JSONEncoder
+// connector's kind, one allocation per batch for the values and keys. A
+// sink of a connector's format encodes with its RecordEncoder (prepared by
+// prepareSinks).
+func routeSinks(j *job, out *collector, r *result) error {
+	var js codec.JSONEncoder
 	for _, sinks := range [2][]*app.Sink{j.fn.sinks, j.fn.connected} {
 		for _, s := range sinks {
+			enc := j.fn.encoders[s.Name]
+			if enc == nil {
+				enc = jsonRows{&js}
+			}
 			var rows []SinkRow
 			var buf, kbuf []byte
 			for i, rec := range out.recs {
@@ -100,7 +107,10 @@ func routeSinks(j *job, out *collector, r *result) {
 					continue
 				}
 				// Size the batch's buffers from the first row.
-				probe := enc.AppendRow(nil, rec, 0)
+				probe, err := enc.AppendRow(nil, rec, 0)
+				if err != nil {
+					return fmt.Errorf("sink %s: %w", s.Name, err)
+				}
 				buf = slices.Grow(buf, (len(probe)+len(probe)/4)*int(rec.NumRows()))
 				rows = slices.Grow(rows, int(rec.NumRows()))
 				var keyCol arrow.Array
@@ -109,7 +119,9 @@ func routeSinks(j *job, out *collector, r *result) {
 				}
 				for k := 0; k < int(rec.NumRows()); k++ {
 					start := len(buf)
-					buf = enc.AppendRow(buf, rec, k)
+					if buf, err = enc.AppendRow(buf, rec, k); err != nil {
+						return fmt.Errorf("sink %s: %w", s.Name, err)
+					}
 					row := SinkRow{Value: buf[start:len(buf):len(buf)]}
 					if keyCol != nil {
 						ks := len(kbuf)
@@ -124,4 +136,14 @@ func routeSinks(j *job, out *collector, r *result) {
 			}
 		}
 	}
+	return nil
+}
+
+// jsonRows is the JSON encoder as a RecordEncoder.
+type jsonRows struct{ e *codec.JSONEncoder }
+
+func (jsonRows) Prepare(*arrow.Schema) error { return nil }
+
+func (j jsonRows) AppendRow(dst []byte, rec arrow.Record, i int) ([]byte, error) {
+	return j.e.AppendRow(dst, rec, i), nil
 }

@@ -28,6 +28,27 @@ func (n *Node) Ready() bool {
 	return len(n.restoring) == 0 && len(n.stopped) == 0
 }
 
+// Retrying lists the partitions restarted from their last commit that
+// have not committed a cycle since (a dependency such as a schema registry
+// keeps failing them), with why.
+func (n *Node) Retrying() map[int32]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out map[int32]string
+	for p, t := range n.tasks {
+		if t.cm.restarts.Load() == 0 {
+			continue
+		}
+		if why := t.cm.cause.Load(); why != nil {
+			if out == nil {
+				out = map[int32]string{}
+			}
+			out[p] = *why
+		}
+	}
+	return out
+}
+
 // Owns reports whether this node runs partition part (a task that stopped
 // after an aborted transaction and waits to restart does not count).
 func (n *Node) Owns(part int32) bool {

@@ -42,6 +42,7 @@ type task struct {
 	buckets  map[string]*bucket
 	order    []*bucket
 	decoders map[string]*codec.JSONDecoder // by topic, json sources
+	wired    map[string]RecordDecoder      // by topic, sources of a connector's format
 	offsets  map[string]int64              // next offset per topic, committed
 	pending  map[string]int64              // next offset per topic, this cycle
 
@@ -157,6 +158,7 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 		done:     make(chan struct{}),
 		buckets:  map[string]*bucket{},
 		decoders: map[string]*codec.JSONDecoder{},
+		wired:    map[string]RecordDecoder{},
 		offsets:  map[string]int64{},
 		pending:  map[string]int64{},
 		results:  make(chan *result, n.o.Executors),
@@ -198,7 +200,14 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 			t.decoders[topic] = d
 			continue
 		}
-		if src.Format == "json" {
+		if wf := n.o.Formats[src.Format]; wf != nil {
+			d, err := wf.NewDecoder(src)
+			if err != nil {
+				t.releaseAll()
+				return nil, fmt.Errorf("engine: source %s: %w", src.Name, err)
+			}
+			t.wired[topic] = d
+		} else if src.Format == "json" {
 			var req []string
 			if src.Key != "" {
 				req = append(req, src.Key)
@@ -239,6 +248,9 @@ func (t *task) releaseAll() {
 		b.release()
 	}
 	for _, d := range t.decoders {
+		d.Release()
+	}
+	for _, d := range t.wired {
 		d.Release()
 	}
 }
@@ -426,7 +438,12 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 	n.in.Add(int64(len(recs)))
 	n.o.Metrics.RecordsIn(src.Name, len(recs))
 	var rec arrow.Record
-	if src.Format == "raw" {
+	if d := t.wired[topic]; d != nil {
+		var err error
+		if rec, err = t.decodeWired(src, topic, d, recs); err != nil {
+			return err
+		}
+	} else if src.Format == "raw" {
 		rec = rawRecord(src, recs, func(r *Record, reason string, err error) { t.deadRecord(src, topic, r, reason, err) })
 	} else {
 		d := t.decoders[topic]
@@ -455,10 +472,35 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 	return nil
 }
 
+// decodeWired decodes records of a connector's format (see WireFormat).
+// A decoder that cannot reach what it depends on fails the cycle: the
+// partition restarts from its last commit rather than lose good records.
+func (t *task) decodeWired(src *app.Source, topic string, d RecordDecoder, recs []Record) (arrow.Record, error) {
+	d.Reserve(len(recs))
+	for i := range recs {
+		r := &recs[i]
+		if len(r.Value) > src.MaxRecordBytes {
+			t.deadRecord(src, topic, r, ReasonTooLarge, fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(r.Value), src.MaxRecordBytes))
+			continue
+		}
+		err := d.Append(r)
+		var bad *BadRecord
+		switch {
+		case err == nil:
+		case errors.As(err, &bad):
+			t.deadRecord(src, topic, r, bad.Reason, bad.Err)
+		default:
+			d.NewRecord().Release()
+			return nil, &restartError{fmt.Errorf("source %s, offset %d: %w", src.Name, r.Offset, err)}
+		}
+	}
+	return d.NewRecord(), nil
+}
+
 // deadRecord sends one bad input record to the dead-letter topic.
 func (t *task) deadRecord(src *app.Source, topic string, r *Record, reason string, err error) {
 	n := t.n
-	if reason == ReasonDecode || reason == ReasonTooLarge {
+	if reason == ReasonDecode || reason == ReasonTooLarge || reason == ReasonSchema {
 		n.o.Metrics.DecodeErrors(src.Name, 1)
 	}
 	n.logBadInput("bad input record sent to the dead-letter topic",

@@ -77,6 +77,13 @@ func handler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) http.Ha
 			}
 			return
 		}
+		if rt := node.Retrying(); len(rt) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for p, why := range rt {
+				fmt.Fprintf(w, "not ready: partition %d retrying from its last commit: %s\n", p, why)
+			}
+			return
+		}
 		if !node.Ready() {
 			http.Error(w, "not ready: waiting for partition assignment", http.StatusServiceUnavailable)
 			return

@@ -55,6 +55,10 @@ type config struct {
 	started        func(Info)
 	sources        []sourceKind
 	sinks          []sinkKind
+	// embeddedRegistry is where the embedded registry listens; registryURL
+	// is the registry the node uses once connected (see registry.go).
+	embeddedRegistry string
+	registryURL      string
 }
 
 // DataDir is the directory of the node's state (and of the embedded
@@ -146,7 +150,7 @@ func Connectors(opts ...Opt) app.Connectors {
 		o(&c)
 	}
 	c.withConnectors()
-	var out app.Connectors
+	out := app.Connectors{Formats: registryKinds()}
 	for _, k := range c.sources {
 		out.Sources = append(out.Sources, k.spec)
 	}
@@ -161,13 +165,15 @@ type Info struct {
 	Brokers  []string
 	HTTPAddr string
 	Node     *engine.Node
+	// RegistryURL is the schema registry the node uses, if any.
+	RegistryURL string
 }
 
 // Run runs app a until ctx ends or the node fails. It returns after every
 // goroutine it started has exited: the source left its group (its
 // partitions committed), the node stopped, the HTTP server shut down.
 func Run(ctx context.Context, a *app.App, opts ...Opt) error {
-	cfg := config{dataDir: "pheromone-data", embeddedBroker: "127.0.0.1:9092", logger: slog.Default(), banner: io.Discard}
+	cfg := config{dataDir: "pheromone-data", embeddedBroker: "127.0.0.1:9092", embeddedRegistry: "127.0.0.1:0", logger: slog.Default(), banner: io.Discard}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -210,6 +216,9 @@ func connect(ctx context.Context, a *app.App, cfg *config) (conn kafka.Conn, clo
 			return kafka.Conn{}, nil, err
 		}
 		brokers, closeBroker = b.Addrs(), b.Close
+		if closeBroker, err = startEmbeddedRegistry(cfg, closeBroker); err != nil {
+			return kafka.Conn{}, nil, err
+		}
 	}
 	if conn, err = kafka.ConnFor(brokers, a.Kafka, os.Getenv); err != nil {
 		closeBroker()
@@ -321,6 +330,9 @@ func build(ctx context.Context, a *app.App, cfg *config, conn kafka.Conn) (_ *wi
 	for _, k := range cfg.sinks {
 		opts.SinkKinds[k.spec.Name] = k.impl
 	}
+	if opts.Formats, err = registryFormats(ctx, a, cfg); err != nil {
+		return nil, err
+	}
 	if eos {
 		opts.Writers = func(part int32) (engine.PartitionWriter, error) {
 			wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -423,8 +435,11 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	w.startConnectorSources(ctx, &wg, errs)
 	w.startGenerators(ctx, &wg)
 
-	fmt.Fprintf(cfg.banner, "pheromone: app %q running\n  brokers: %s\n  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n",
-		a.Name, strings.Join(w.conn.Brokers, ","), httpAddr, httpAddr, cfg.dataDir)
+	fmt.Fprintf(cfg.banner, "pheromone: app %q running\n  brokers: %s\n", a.Name, strings.Join(w.conn.Brokers, ","))
+	if cfg.registryURL != "" {
+		fmt.Fprintf(cfg.banner, "  registry: %s\n", cfg.registryURL)
+	}
+	fmt.Fprintf(cfg.banner, "  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n", httpAddr, httpAddr, cfg.dataDir)
 	if cfg.progress != nil {
 		wg.Add(1)
 		go func() {
@@ -433,7 +448,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 		}()
 	}
 	if cfg.started != nil {
-		cfg.started(Info{Brokers: w.conn.Brokers, HTTPAddr: httpAddr, Node: node})
+		cfg.started(Info{Brokers: w.conn.Brokers, HTTPAddr: httpAddr, Node: node, RegistryURL: cfg.registryURL})
 	}
 
 	var runErr error

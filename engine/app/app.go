@@ -32,6 +32,8 @@ type App struct {
 	Invoke *Invoke `yaml:"invoke"`
 	// Tables are reference data that lookup functions join against.
 	Tables []Table `yaml:"tables"`
+	// SchemaRegistry serves the schemas of the registry formats.
+	SchemaRegistry *SchemaRegistry `yaml:"schema_registry"`
 
 	// Derived by Validate.
 	bucketIdx   map[string]int
@@ -105,9 +107,12 @@ type Source struct {
 	// Topic by the node itself).
 	Kind  string `yaml:"kind"`
 	Topic string `yaml:"topic"`
-	// Format is json (default) or raw (columns key and value, both bytes).
+	// Format is json (default), raw (columns key and value, both bytes) or
+	// a connector's (the registry formats avro, protobuf, json_schema).
 	Format string   `yaml:"format"`
 	Schema []Column `yaml:"schema"`
+	// Registry says where a registry format's schema comes from.
+	Registry *Subject `yaml:"registry"`
 	// Key is the column whose value is the object key; default: the Kafka
 	// record key is not used and objects have no key.
 	Key string `yaml:"key"`
@@ -327,8 +332,11 @@ type Sink struct {
 	// session).
 	Kind  string `yaml:"kind"`
 	Topic string `yaml:"topic"`
-	// Format is json (default).
+	// Format is json (default) or a connector's (avro, protobuf,
+	// json_schema).
 	Format string `yaml:"format"`
+	// Registry says which subject a registry format registers under.
+	Registry *Subject `yaml:"registry"`
 	// Key is the column used as the Kafka record key; default none.
 	Key string `yaml:"key"`
 	// Partitions is used when the node creates the topic; default 4.
@@ -344,6 +352,7 @@ type Sink struct {
 type Connectors struct {
 	Sources []SourceKind
 	Sinks   []SinkKind
+	Formats []FormatKind
 }
 
 // SinkKind declares a sink kind a connector provides beyond the engine's

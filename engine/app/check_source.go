@@ -12,7 +12,8 @@ import (
 
 // checkSource checks source s at path p, fills its defaults and returns
 // the schema of the objects it puts into its bucket (nil when unusable).
-func (a *App) checkSource(c *checker, p string, s *Source, kinds []SourceKind) *arrow.Schema {
+func (a *App) checkSource(v *validation, p string, s *Source) *arrow.Schema {
+	c, kinds := v.c, v.connectors.Sources
 	if s.Name == "" {
 		c.add(p+".name", "must be set")
 	}
@@ -85,7 +86,10 @@ func (a *App) checkSource(c *checker, p string, s *Source, kinds []SourceKind) *
 		}
 		s.Schema = []Column{{Name: "key", Type: "bytes"}, {Name: "value", Type: "bytes"}}
 	default:
-		c.add(p+".format", "unknown format %q (json, raw)", s.Format)
+		a.registrySource(v, p, s)
+	}
+	if s.Registry != nil && s.Format != "" && (s.Format == "json" || s.Format == "raw") {
+		c.add(p+".registry", "only the registry formats take registry")
 	}
 	if s.SessionHeader != "" {
 		if s.Format != "json" {
@@ -126,6 +130,28 @@ func (a *App) checkSource(c *checker, p string, s *Source, kinds []SourceKind) *
 		return nil
 	}
 	return s.ArrowSchema()
+}
+
+// registrySource checks a source of a connector's format: its registry
+// section, and its columns (from schema, else from the format's schema
+// file or registry subject).
+func (a *App) registrySource(v *validation, p string, s *Source) {
+	c := v.c
+	f := v.format(s.Format)
+	if f == nil {
+		c.add(p+".format", "unknown format %q (%s)", s.Format, v.formats(false))
+		return
+	}
+	v.subject(p+".registry", &s.Registry, false)
+	if len(s.Schema) > 0 || f.Columns == nil {
+		return
+	}
+	cols, err := f.Columns(a, s)
+	if err != nil {
+		c.add(p+".registry", "%v", err)
+		return
+	}
+	s.Schema = cols
 }
 
 // ArrowSchema is the source's schema as Arrow (valid after Validate).

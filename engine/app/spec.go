@@ -30,6 +30,8 @@ type Section struct {
 
 const durs = "duration"
 
+const registryType = "{subject, strategy, record, version, schema_file, message, register}"
+
 // Spec is the app file's reference, section by section. Defaults that are
 // constants of this package are printed from them, so the reference and
 // the code cannot disagree.
@@ -44,6 +46,7 @@ var Spec = []Section{
 		{Key: "functions", Type: "list", Doc: "what runs"},
 		{Key: "sinks", Type: "list", Doc: "where results go"},
 		{Key: "invoke", Type: "object", Doc: "the invocation API's entry bucket and result sink"},
+		{Key: "schema_registry", Type: "object", Doc: "the schema registry of the avro, protobuf and json_schema formats (below)"},
 	}},
 	{Path: "kafka", Fields: []Field{
 		{Key: "brokers", Type: "list of host:port", Doc: "none: `pheromone run` starts the embedded broker"},
@@ -63,8 +66,9 @@ var Spec = []Section{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among sources"},
 		{Key: "kind", Type: "kafka | generator | a connector's", Default: "kafka", Doc: "generator: the node writes test data to the topic itself; file: JSON lines of a local file"},
 		{Key: "topic", Type: "topic", Kinds: []string{"kafka", "generator"}, Doc: "the topic read (required for kafka and generator)"},
-		{Key: "format", Type: "json | raw", Default: "json", Doc: "raw: columns key and value, both bytes"},
-		{Key: "schema", Type: "list of {name, type}", Doc: "json: the columns of each record's object (string, int64, float64, bool, timestamp, bytes)"},
+		{Key: "format", Type: "json | raw | avro | protobuf | json_schema", Default: "json", Doc: "raw: columns key and value, both bytes; avro, protobuf, json_schema: the Confluent wire format, schemas from the registry"},
+		{Key: "schema", Type: "list of {name, type}", Doc: "json: the columns of each record's object (string, int64, float64, bool, timestamp, bytes); registry formats: default from the schema"},
+		{Key: "registry", Type: registryType, Doc: "registry formats: the subject (default <topic>-value), its version (default latest), and a schema_file registered when the subject has none"},
 		{Key: "key", Type: "column", Doc: "the column whose value is the object key"},
 		{Key: "event_time", Type: "column", Doc: "a timestamp or int64 (ms) column: the event time"},
 		{Key: "bucket", Type: "bucket", Req: true, Doc: "where decoded objects land"},
@@ -146,10 +150,17 @@ var Spec = []Section{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among sinks and buckets"},
 		{Key: "kind", Type: "kafka | table | result | a connector's", Default: "kafka", Doc: "table: latest row per key, queryable; result: answers invocations; file: JSON lines"},
 		{Key: "topic", Type: "topic", Kinds: []string{"kafka"}, Doc: "the topic written"},
-		{Key: "format", Type: "json", Default: "json", Kinds: []string{"kafka"}, Doc: "the records' encoding"},
+		{Key: "format", Type: "json | avro | protobuf | json_schema", Default: "json", Kinds: []string{"kafka"}, Doc: "the records' encoding; the registry formats derive the schema from the function's output"},
+		{Key: "registry", Type: registryType, Kinds: []string{"kafka"}, Doc: "registry formats: the subject (default <topic>-value); register: false uses the subject's latest schema"},
 		{Key: "key", Type: "column", Kinds: []string{"kafka", "table"}, Doc: "kafka: the records' key; table: the column rows are kept by"},
 		{Key: "partitions", Type: "int", Default: fmt.Sprint(DefaultPartitions), Kinds: []string{"kafka"}, Doc: "when the node creates the topic"},
 		{Key: "options", Type: "map", Doc: "a connector's sink options (file: path, sync)"},
+	}},
+	{Path: "schema_registry", Fields: []Field{
+		{Key: "url", Type: "http(s) URL", Default: "the embedded registry", Doc: "a Confluent-compatible schema registry"},
+		{Key: "username", Type: "string", Doc: "basic authentication (with password_env)"},
+		{Key: "password_env", Type: "string", Doc: "the environment variable holding the password"},
+		{Key: "tls", Type: "{ca_file, cert_file, key_file, server_name, insecure_skip_verify}", Doc: "https: trust and client certificate"},
 	}},
 	{Path: "invoke", Fields: []Field{
 		{Key: "entry", Type: "bucket", Req: true, Doc: "where invocations land (fed by a json source, with a session column)"},

@@ -17,6 +17,7 @@ func TestSpecCoversEveryKey(t *testing.T) {
 		"(top level)": reflect.TypeOf(App{}), "kafka": reflect.TypeOf(Kafka{}), "sources[]": reflect.TypeOf(Source{}),
 		"tables[]": reflect.TypeOf(Table{}), "buckets[]": reflect.TypeOf(Bucket{}), "triggers[]": reflect.TypeOf(Trigger{}),
 		"functions[]": reflect.TypeOf(Function{}), "sinks[]": reflect.TypeOf(Sink{}), "invoke": reflect.TypeOf(Invoke{}),
+		"schema_registry": reflect.TypeOf(SchemaRegistry{}),
 	}
 	if len(types) != len(Spec) {
 		t.Fatalf("%d spec sections, %d types", len(Spec), len(types))

@@ -63,6 +63,7 @@ func (a *App) ValidateWith(kinds Connectors) error {
 	v := &validation{a: a, c: &checker{}, bucketSchema: map[string]*arrow.Schema{}, bucketFrom: map[string]string{},
 		topics: map[string]string{}, firedBy: map[string][]int{}, connectors: kinds}
 	v.kafka()
+	v.schemaRegistry()
 	v.names()
 	v.tables()
 	v.sources()
@@ -169,7 +170,7 @@ func (v *validation) sources() {
 	for i := range a.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
 		s := &a.Sources[i]
-		if schema := a.checkSource(c, p, s, v.connectors.Sources); schema != nil && a.Bucket(s.Bucket) != nil {
+		if schema := a.checkSource(v, p, s); schema != nil && a.Bucket(s.Bucket) != nil {
 			v.setSchema(p+".bucket", s.Bucket, schema, "source "+s.Name)
 			if b := a.Bucket(s.Bucket); b.Key == "" && s.Key != "" {
 				b.Key = s.Key // objects are keyed like the records they came from
@@ -254,10 +255,16 @@ func (v *validation) sinks() {
 		default:
 			v.topics[s.Topic] = p
 		}
-		if s.Format == "" {
+		switch f := v.format(s.Format); {
+		case s.Format == "" || s.Format == "json":
 			s.Format = "json"
-		} else if s.Format != "json" {
-			c.add(p+".format", "%q: sinks support json", s.Format)
+			if s.Registry != nil {
+				c.add(p+".registry", "only the registry formats take registry (%s)", v.formats(true))
+			}
+		case f != nil && f.Sinks:
+			v.subject(p+".registry", &s.Registry, true)
+		default:
+			c.add(p+".format", "unknown sink format %q (%s)", s.Format, v.formats(true))
 		}
 		if s.Partitions == 0 {
 			s.Partitions = DefaultPartitions

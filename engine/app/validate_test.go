@@ -150,7 +150,7 @@ func TestUnknownFieldRefused(t *testing.T) {
 	_, err := Parse([]byte(bad))
 	for _, want := range []string{
 		"windoww: unknown key (have: app, kafka,",
-		"sources, buckets, triggers, functions, sinks, invoke, tables) (line 3, column 1)",
+		"sources, buckets, triggers, functions, sinks, invoke, tables, schema_registry) (line 3, column 1)",
 		"buckets[1].max_objectz: unknown key (have: name, key,",
 		"partition_by) (line 18, column 5)",
 		"triggers[1].funtion: unknown key",

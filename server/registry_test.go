@@ -1,0 +1,186 @@
+package server
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pheromone-go/pheromone/connectors/registry"
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+const orderV1 = `{"type":"record","name":"Order","namespace":"shop","fields":[
+ {"name":"id","type":"long"},{"name":"user","type":"string"},{"name":"amount","type":"double"}]}`
+
+// v2 adds a nullable field: compatible.
+const orderV2 = `{"type":"record","name":"Order","namespace":"shop","fields":[
+ {"name":"id","type":"long"},{"name":"user","type":"string"},{"name":"amount","type":"double"},
+ {"name":"coupon","type":["null","string"],"default":null}]}`
+
+// v3 removes nothing and adds another: the node has not seen it when the
+// registry goes away.
+const orderV3 = `{"type":"record","name":"Order","namespace":"shop","fields":[
+ {"name":"id","type":"long"},{"name":"user","type":"string"},{"name":"amount","type":"double"},
+ {"name":"channel","type":["null","string"],"default":null}]}`
+
+func avroRecord(t *testing.T, id int, schema string, v map[string]any) string {
+	t.Helper()
+	s, err := avro.Parse(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := avro.Marshal(s, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(append(binary.BigEndian.AppendUint32([]byte{0}, uint32(id)), body...))
+}
+
+func registerSchema(t *testing.T, url, subject, text string) int {
+	t.Helper()
+	cl, err := registry.NewClient(url, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := cl.Register(t.Context(), subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestAvroInAvroOut: a node reads Avro orders (its columns from a schema
+// file, registered under orders-value at start), filters them and writes
+// Avro (its schema derived and registered under big-value). Orders written
+// with a newer compatible schema decode; a wrong magic byte, an unknown
+// schema id and an incompatible schema are dead letters with their
+// reasons; with the registry down, records of a schema the node has not
+// seen wait (readiness says why) and flow once it is back: every good
+// order arrives exactly once, decoded by an independent reader.
+func TestAvroInAvroOut(t *testing.T) {
+	brokers := cluster(t)
+	regDir := t.TempDir()
+	reg, err := registry.StartEmbedded("127.0.0.1:0", regDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regAddr := strings.TrimPrefix(reg.URL(), "http://")
+	defer func() { reg.Close() }()
+	schemaFile := writeFile(t, t.TempDir(), "order.avsc", orderV1)
+	yaml := `
+app: avro
+schema_registry: {url: "` + reg.URL() + `"}
+sources:
+  - {name: orders, topic: orders, partitions: 1, format: avro, registry: {schema_file: "` + schemaFile + `"}, bucket: orders}
+buckets: [{name: orders}]
+triggers: [{name: each, bucket: orders, primitive: immediate, function: big}]
+functions:
+  - {name: big, kind: filter, expr: "amount >= 10", outputs: [big]}
+sinks: [{name: big, topic: big, partitions: 1, format: avro}]
+`
+	n := startNode(t, yaml, brokers, engine.SystemClock{}, t.TempDir())
+	defer n.stop()
+	id1 := registerSchema(t, reg.URL(), "orders-value", orderV1) // registered by the node: the same id
+	id2 := registerSchema(t, reg.URL(), "orders-value", orderV2)
+	idBad := registerSchema(t, reg.URL(), "other-value", `{"type":"record","name":"X","fields":[{"name":"amount","type":"string"}]}`)
+	if id1 == id2 {
+		t.Fatal("v2 got v1's id")
+	}
+	var want []string
+	var in []string
+	for i := range 20 {
+		amount := float64(i * 2)
+		v := map[string]any{"id": int64(i), "user": fmt.Sprintf("u%d", i%3), "amount": amount}
+		if i%2 == 0 {
+			in = append(in, avroRecord(t, id1, orderV1, v))
+		} else {
+			v["coupon"] = "C"
+			in = append(in, avroRecord(t, id2, orderV2, v))
+		}
+		if amount >= 10 {
+			want = append(want, fmt.Sprintf("%d %s %g", i, v["user"], amount))
+		}
+	}
+	good := in[3]
+	in = append(in, "\x01"+good[1:], // wrong magic byte
+		string([]byte{0, 0, 0, 0x7f, 0x7f})+good[5:], // unknown id
+		avroRecord(t, idBad, `{"type":"record","name":"X","fields":[{"name":"amount","type":"string"}]}`, map[string]any{"amount": "12"}))
+	produce(t, brokers, "orders", 0, in...)
+
+	dead := consume(t, brokers, "avro.dlq", 3, 200*time.Millisecond)
+	var reasons []string
+	for _, r := range dead {
+		reasons = append(reasons, header(r, engine.HeaderReason)+": "+header(r, engine.HeaderError))
+	}
+	sort.Strings(reasons)
+	wantReasons := []string{"decode: not in the Confluent wire format: magic byte 1 (want 0)",
+		fmt.Sprintf("schema: schema id %d does not fit the source's columns: field amount is string in the record's schema, but the source's column is float64", idBad),
+		"schema: schema id 32639 is not in the registry"}
+	equalLines(t, "dead letters", reasons, wantReasons)
+
+	// The registry goes away; orders of a schema the node has not seen
+	// wait instead of being dead-lettered.
+	id3 := registerSchema(t, reg.URL(), "orders-value", orderV3)
+	reg.Close()
+	var late []string
+	for i := 20; i < 25; i++ {
+		v := map[string]any{"id": int64(i), "user": "late", "amount": float64(100 + i), "channel": "web"}
+		late = append(late, avroRecord(t, id3, orderV3, v))
+		want = append(want, fmt.Sprintf("%d late %g", i, float64(100+i)))
+	}
+	produce(t, brokers, "orders", 0, late...)
+	waitFor(t, 20*time.Second, "readiness to say the partition retries", func() bool {
+		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "retrying") && strings.Contains(string(b), "unavailable")
+	})
+	reg, err = registry.StartEmbedded(regAddr, regDir) // the same schemas, from its file
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := consume(t, brokers, "big", len(want), 300*time.Millisecond)
+	ss, err := mustClient(t, reg.URL()).Version(t.Context(), "big-value", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := avro.Parse(ss.Schema.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range out {
+		if id := int(binary.BigEndian.Uint32(r.Value[1:5])); id != ss.ID {
+			t.Fatalf("output with schema id %d, want %d", id, ss.ID)
+		}
+		var m map[string]any
+		if err := avro.Unmarshal(reader, r.Value[5:], &m); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%v %v %v", m["id"], m["user"], m["amount"]))
+	}
+	equalLines(t, "outputs", sorted(got), sorted(want))
+	if len(consume(t, brokers, "avro.dlq", 3, 300*time.Millisecond)) != 3 {
+		t.Fatal("a good order was dead-lettered while the registry was down")
+	}
+}
+
+func mustClient(t *testing.T, url string) *registry.Client {
+	cl, err := registry.NewClient(url, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
