@@ -31,18 +31,27 @@ type encoder struct {
 	mu    sync.Mutex
 	plans map[string]*encPlan // by Arrow schema fingerprint
 	pool  sync.Pool           // *avro.Writer
+	rows  sync.Pool           // *rowState
+}
+
+// rowState holds one row's values while it is encoded.
+type rowState struct {
+	vals    []value
+	scratch []byte
 }
 
 func newEncoder(cl *Client, format string, sink *app.Sink) *encoder {
 	e := &encoder{cl: cl, format: format, sink: sink, subject: subjectOf(sink), plans: map[string]*encPlan{}}
 	e.pool.New = func() any { return avro.NewWriter(nil, 512) }
+	e.rows.New = func() any { return &rowState{} }
 	return e
 }
 
 // encPlan is how rows of one Arrow schema encode.
 type encPlan struct {
-	hdr    [5]byte
+	hdr    []byte     // magic byte, schema id (and protobuf's message index)
 	fields []encField // Avro: the registry schema's fields, in order
+	proto  []protoField
 }
 
 // encField writes one Avro field from an Arrow column.
@@ -88,10 +97,23 @@ func (e *encoder) Prepare(s *arrow.Schema) error {
 		}
 		text, id = ss.Schema.Schema, ss.ID
 	}
-	p := &encPlan{}
-	p.hdr[0] = 0
-	binary.BigEndian.PutUint32(p.hdr[1:], uint32(id))
-	if e.format == Avro {
+	p := &encPlan{hdr: binary.BigEndian.AppendUint32([]byte{0}, uint32(id))}
+	switch e.format {
+	case Protobuf:
+		fd, err := compileProto(text)
+		if err != nil {
+			return fmt.Errorf("subject %q (id %d): %w", e.subject, id, err)
+		}
+		md, path, err := protoMessage(fd, e.sink.Registry.Message)
+		if err != nil {
+			return fmt.Errorf("subject %q (id %d): %w", e.subject, id, err)
+		}
+		var h sr.ConfluentHeader
+		p.hdr, _ = h.AppendEncode(nil, id, path)
+		if p.proto, err = protoEncPlan(md, arrowColumns(s)); err != nil {
+			return fmt.Errorf("subject %q (id %d): %w", e.subject, id, err)
+		}
+	case Avro:
 		target, err := parseAvro(text)
 		if err != nil {
 			return fmt.Errorf("subject %q: %w", e.subject, err)
@@ -99,7 +121,7 @@ func (e *encoder) Prepare(s *arrow.Schema) error {
 		if p.fields, err = avroPlan(target, s); err != nil {
 			return fmt.Errorf("subject %q (id %d): %w", e.subject, id, err)
 		}
-	} else {
+	default:
 		body := &jsonBody{src: &app.Source{Schema: arrowColumns(s)}}
 		if err := body.fits(text); err != nil {
 			return fmt.Errorf("subject %q (id %d): %w", e.subject, id, err)
@@ -116,6 +138,9 @@ var avroName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // derive is the registry schema of rows of schema s: every column
 // nullable, timestamps as timestamp-millis.
 func (e *encoder) derive(s *arrow.Schema) (string, error) {
+	if e.format == Protobuf {
+		return deriveProto(e.recordName(), arrowColumns(s))
+	}
 	if e.format == JSONSchema {
 		props := map[string]jsonProperty{}
 		for _, f := range s.Fields() {
@@ -245,10 +270,16 @@ func (e *encoder) AppendRow(dst []byte, rec arrow.Record, i int) ([]byte, error)
 	if p == nil {
 		return dst, errors.New("registry: the sink's schema was not prepared")
 	}
-	dst = append(dst, p.hdr[:]...)
-	if e.format == JSONSchema {
+	dst = append(dst, p.hdr...)
+	switch e.format {
+	case JSONSchema:
 		var enc codec.JSONEncoder
 		return enc.AppendRow(dst, rec, i), nil
+	case Protobuf:
+		st := e.rows.Get().(*rowState)
+		defer e.rows.Put(st)
+		st.vals, st.scratch = rowValues(rec, i, st.vals[:0], st.scratch[:0])
+		return appendProto(dst, p.proto, st.vals, st.scratch)
 	}
 	w := e.pool.Get().(*avro.Writer)
 	defer e.pool.Put(w)
@@ -345,4 +376,43 @@ func arrowColumns(s *arrow.Schema) []app.Column {
 		out = append(out, app.Column{Name: f.Name, Type: t})
 	}
 	return out
+}
+
+// rowValues appends row i of rec's columns to vals (strings and bytes in
+// scratch).
+func rowValues(rec arrow.Record, i int, vals []value, scratch []byte) ([]value, []byte) {
+	for _, col := range rec.Columns() {
+		var v value
+		if col.IsNull(i) {
+			vals = append(vals, value{set: true, null: true})
+			continue
+		}
+		v.set = true
+		switch c := col.(type) {
+		case *array.Int64:
+			v.i, v.f = c.Value(i), float64(c.Value(i))
+		case *array.Int32:
+			v.i, v.f = int64(c.Value(i)), float64(c.Value(i))
+		case *array.Timestamp:
+			v.i = int64(c.Value(i))
+		case *array.Float64:
+			v.f = c.Value(i)
+		case *array.Float32:
+			v.f = float64(c.Value(i))
+		case *array.Boolean:
+			v.b = c.Value(i)
+		case *array.String:
+			v.start = len(scratch)
+			scratch = append(scratch, c.Value(i)...)
+			v.end = len(scratch)
+		case *array.Binary:
+			v.start = len(scratch)
+			scratch = append(scratch, c.Value(i)...)
+			v.end = len(scratch)
+		default:
+			v.null = true
+		}
+		vals = append(vals, v)
+	}
+	return vals, scratch
 }

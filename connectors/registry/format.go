@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -34,14 +35,14 @@ var schemaType = map[string]sr.SchemaType{Avro: sr.TypeAvro, Protobuf: sr.TypePr
 // source's columns come from its schema_file or its schema.
 func Kinds(client func(a *app.App) (*Client, error)) []app.FormatKind {
 	var out []app.FormatKind
-	for _, name := range []string{Avro, JSONSchema} {
+	for _, name := range []string{Avro, Protobuf, JSONSchema} {
 		out = append(out, app.FormatKind{Name: name, Sinks: true, Doc: "Confluent wire format, schema from the registry",
 			Columns: func(a *app.App, s *app.Source) ([]app.Column, error) {
 				text, err := sourceSchema(a, s, client)
 				if err != nil {
 					return nil, err
 				}
-				return columnsOf(name, text)
+				return columnsOf(name, text, s.Registry.Message)
 			}})
 	}
 	return out
@@ -72,7 +73,7 @@ func sourceSchema(a *app.App, s *app.Source, client func(*app.App) (*Client, err
 }
 
 // columnsOf are the columns of a schema text of format.
-func columnsOf(format, text string) ([]app.Column, error) {
+func columnsOf(format, text, message string) ([]app.Column, error) {
 	switch format {
 	case Avro:
 		s, err := parseAvro(text)
@@ -82,6 +83,8 @@ func columnsOf(format, text string) ([]app.Column, error) {
 		return avroColumns(s)
 	case JSONSchema:
 		return jsonSchemaColumns(text)
+	case Protobuf:
+		return protoColumns(text, message)
 	}
 	return nil, fmt.Errorf("format %s: no schema parser", format)
 }
@@ -94,7 +97,7 @@ func New(cl *Client) *Formats { return &Formats{cl: cl} }
 
 // Wire are the formats for engine.Options.Formats.
 func (f *Formats) Wire() map[string]engine.WireFormat {
-	return map[string]engine.WireFormat{Avro: wire{f, Avro}, JSONSchema: wire{f, JSONSchema}}
+	return map[string]engine.WireFormat{Avro: wire{f, Avro}, Protobuf: wire{f, Protobuf}, JSONSchema: wire{f, JSONSchema}}
 }
 
 // RegisterSchemaFiles registers each registry source's schema file under
@@ -130,7 +133,7 @@ type wire struct {
 }
 
 func (w wire) NewDecoder(src *app.Source) (engine.RecordDecoder, error) {
-	d := &decoder{cl: w.f.cl, format: w.format, src: src, cols: map[string]int{}, progs: map[int]*prog{}}
+	d := &decoder{cl: w.f.cl, format: w.format, src: src, cols: map[string]int{}, progs: map[int]*prog{}, protoPlans: map[string]*protoPlan{}}
 	for i, c := range src.Schema {
 		d.cols[c.Name] = i
 		d.types = append(d.types, c.Type)
@@ -158,8 +161,9 @@ func (w wire) NewEncoder(sink *app.Sink) (engine.RecordEncoder, error) {
 
 // prog is how records of one schema id decode (or why they cannot).
 type prog struct {
-	ops []op
-	bad *engine.BadRecord
+	ops   []op                         // avro
+	proto protoreflect.FileDescriptor // protobuf
+	bad   *engine.BadRecord
 }
 
 // decoder decodes one source's records for one partition task.
@@ -174,6 +178,8 @@ type decoder struct {
 	rd       avroReader
 	progs    map[int]*prog
 	json     *jsonBody
+	// protoPlans decode protobuf records, by schema id and message index.
+	protoPlans map[string]*protoPlan
 }
 
 func bad(reason, format string, args ...any) *engine.BadRecord {
@@ -218,18 +224,24 @@ func (d *decoder) Append(r *engine.Record) error {
 		return nil
 	}
 	rd := &d.rd
-	clear(rd.vals)
-	rd.scratch = rd.scratch[:0]
-	if rd.r == nil {
-		rd.r = avro.NewReader(nil, 0)
-	}
-	rd.r.Reset(body)
-	rd.r.Error = nil
-	for i := range p.ops {
-		rd.run(&p.ops[i])
-	}
-	if err := rd.r.Error; err != nil {
-		return bad(engine.ReasonDecode, "the record does not match its schema (id %d): %v", id, err)
+	if p.proto != nil {
+		if err := d.decodeProto(id, p.proto, body); err != nil {
+			return err
+		}
+	} else {
+		clear(rd.vals)
+		rd.scratch = rd.scratch[:0]
+		if rd.r == nil {
+			rd.r = avro.NewReader(nil, 0)
+		}
+		rd.r.Reset(body)
+		rd.r.Error = nil
+		for i := range p.ops {
+			rd.run(&p.ops[i])
+		}
+		if err := rd.r.Error; err != nil {
+			return bad(engine.ReasonDecode, "the record does not match its schema (id %d): %v", id, err)
+		}
 	}
 	for _, c := range d.required {
 		if v := rd.vals[c]; !v.set || v.null {
@@ -266,6 +278,12 @@ func (d *decoder) prog(id int) (*prog, error) {
 		if err != nil {
 			p.bad = bad(engine.ReasonSchema, "schema id %d does not fit the source's columns: %v", id, err)
 		}
+	case d.format == Protobuf:
+		fd, err := compileProto(s.Schema)
+		if err != nil {
+			p.bad = bad(engine.ReasonSchema, "schema id %d: %v", id, err)
+		}
+		p.proto = fd
 	case d.format == JSONSchema:
 		if err := d.json.fits(s.Schema); err != nil {
 			p.bad = bad(engine.ReasonSchema, "schema id %d does not fit the source's columns: %v", id, err)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/connectors/registry"
 )
 
 // list is a repeatable string flag.
@@ -35,6 +36,7 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	dataDir := fs.String("data-dir", "pheromone-data", "directory for the broker's data")
 	addr := fs.String("addr", "127.0.0.1:9092", "listen address (of the first broker; the others take the next ports)")
 	count := fs.Int("count", 1, "number of brokers in the cluster")
+	regAddr := fs.String("registry", "127.0.0.1:8081", "address of the schema registry served beside the brokers (\"\": none)")
 	cert := fs.String("tls-cert", "", "serve TLS with this certificate (PEM; with --tls-key)")
 	key := fs.String("tls-key", "", "the key of --tls-cert (PEM)")
 	selfSigned := fs.String("tls-self-signed", "", "serve TLS with a certificate made for this run; its CA goes to DIR/ca.pem (for kafka.tls.ca_file)")
@@ -71,6 +73,15 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintf(stdout, "broker listening on %s (%s; data in %s)\n", strings.Join(b.Addrs(), ","), security, filepath.Join(*dataDir, "broker"))
 	if *selfSigned != "" {
 		fmt.Fprintf(stdout, "its CA certificate is %s\n", filepath.Join(*selfSigned, "ca.pem"))
+	}
+	if *regAddr != "" {
+		// The brokers serve without it if its port is taken: say so.
+		if reg, err := registry.StartEmbedded(*regAddr, filepath.Join(*dataDir, "registry")); err != nil {
+			fmt.Fprintf(stderr, "pheromone broker: no schema registry: %v\n", err)
+		} else {
+			defer reg.Close()
+			fmt.Fprintf(stdout, "schema registry on %s (schema_registry.url)\n", reg.URL())
+		}
 	}
 	<-ctx.Done()
 	b.Close()

@@ -25,9 +25,10 @@ import (
 const usage = `pheromone: data-centric stream processing on Kafka
 
 Usage:
-  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR] [--executors N]
+  pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR]
+                [--embedded-registry ADDR] [--executors N]
   pheromone validate -f app.yaml
-  pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--tls-self-signed DIR | --tls-cert F --tls-key F]
+  pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--registry ADDR] [--tls-self-signed DIR | --tls-cert F --tls-key F]
                    [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
@@ -126,6 +127,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address for /healthz, /readyz and /metrics")
 	brokers := fs.String("brokers", "", "comma-separated Kafka brokers (default: the app file's kafka.brokers, else the embedded broker)")
 	embedded := fs.String("embedded-broker", "127.0.0.1:9092", "address of the embedded broker")
+	embeddedReg := fs.String("embedded-registry", "", "address of the schema registry served with the embedded broker (default 127.0.0.1:8081 when the app has a registry format, else any free port)")
 	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
 	advertise := fs.String("advertise", "", "base URL other nodes forward queries to (default http://<http address>)")
 	minFree := fs.Int64("min-free-disk", engine.DefaultMinFreeBytes>>20, "MiB of disk kept free under the data dir: below it state commits pause until space returns (0: never pause)")
@@ -150,6 +152,12 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		server.Logger(slog.New(slog.NewTextHandler(stderr, nil)))}
 	if *brokers != "" {
 		opts = append(opts, server.Brokers(strings.Split(*brokers, ",")...))
+	}
+	switch {
+	case *embeddedReg != "":
+		opts = append(opts, server.EmbeddedRegistry(*embeddedReg))
+	case a.UsesRegistry():
+		opts = append(opts, server.EmbeddedRegistry("127.0.0.1:8081"))
 	}
 	if f := os.Getenv("PHEROMONE_CPUPROFILE"); f != "" {
 		// A CPU profile of the whole run, for performance work on a node
