@@ -185,10 +185,19 @@ func planFor(fd protoreflect.FileDescriptor, path []int, cols map[string]int, ty
 // fd into d's values.
 func (d *decoder) decodeProto(id int, fd protoreflect.FileDescriptor, body []byte) error {
 	var h sr.ConfluentHeader
-	path, body, err := h.DecodeIndex(body, 32)
-	if err != nil {
-		return bad(engine.ReasonDecode, "the record's protobuf message index: %v (schema id %d)", err, id)
+	path, rest, err := h.DecodeIndex(body, 32)
+	if _, merr := messageAt(fd, path); err != nil || merr != nil {
+		// Some serializers (@kafkajs/confluent-schema-registry) write no
+		// message index. A protobuf body never starts with a 0 byte (the
+		// index shortcut), so a body whose "index" names no message of the
+		// schema (or an empty body: every field at its default) is read as
+		// the schema's first message.
+		if len(body) > 0 && body[0] == 0 {
+			return bad(engine.ReasonDecode, "the record's protobuf message index names no message of schema id %d", id)
+		}
+		path, rest = []int{0}, body
 	}
+	body = rest
 	key := fmt.Sprint(id, path)
 	plan := d.protoPlans[key]
 	if plan == nil {
