@@ -63,6 +63,7 @@ type encField struct {
 	nullable bool
 	nullIdx  int // union branches
 	valIdx   int
+	symbols  map[string]int // enum
 }
 
 func (e *encoder) plan(s *arrow.Schema) *encPlan {
@@ -255,6 +256,12 @@ func avroPlan(target avro.Schema, s *arrow.Schema) ([]encField, error) {
 			okType = col == arrow.STRING
 		case avro.Bytes:
 			okType = col == arrow.BINARY || col == arrow.STRING
+		case avro.Enum:
+			okType = col == arrow.STRING
+			ef.symbols = map[string]int{}
+			for i, s := range t.(*avro.EnumSchema).Symbols() {
+				ef.symbols[s] = i
+			}
 		}
 		if !okType {
 			return nil, fmt.Errorf("field %s is %s, the output's column is %s", f.Name(), ef.typ, s.Field(ef.col).Type)
@@ -328,6 +335,14 @@ func writeAvro(w *avro.Writer, f *encField, col arrow.Array, i int) error {
 		w.WriteBool(c.Value(i))
 		return nil
 	case *array.String:
+		if f.typ == avro.Enum {
+			sym, ok := f.symbols[c.Value(i)]
+			if !ok {
+				return fmt.Errorf("column %s: %q is not a symbol of the enum", f.name, c.Value(i))
+			}
+			w.WriteInt(int32(sym))
+			return nil
+		}
 		if f.typ == avro.Bytes {
 			w.WriteBytes([]byte(c.Value(i)))
 		} else {

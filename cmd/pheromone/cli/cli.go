@@ -32,6 +32,8 @@ Usage:
                    [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
   pheromone query APP BUCKET [--key K] [--session S] [--limit N] [--addr URL]
+  pheromone produce -t TOPIC [--format json|avro|protobuf|json_schema] [--schema-file F] [--registry URL] [--brokers LIST] < lines.jsonl
+  pheromone consume -t TOPIC [--format json|avro|protobuf|json_schema] [--registry URL] [--brokers LIST]
   pheromone gen ysb [--rate N] [--duration D | --count N] [--seed S] [--brokers LIST] [--expected FILE]
   pheromone version
 
@@ -64,6 +66,10 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdQuery(args[1:], stdout, stderr)
 	case "gen":
 		return cmdGen(ctx, args[1:], stdout, stderr)
+	case "produce":
+		return cmdProduce(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "consume":
+		return cmdConsume(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
