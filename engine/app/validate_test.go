@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -194,21 +193,6 @@ func TestDocumentedExampleValidates(t *testing.T) {
 	}
 	if len(a.Triggers) != 4 || len(a.Functions) != 4 {
 		t.Fatalf("example lost parts: %d triggers, %d functions", len(a.Triggers), len(a.Functions))
-	}
-}
-
-func TestExamplesValidate(t *testing.T) {
-	paths, _ := filepath.Glob("../../examples/*/app.yaml")
-	if len(paths) < 2 {
-		t.Fatalf("examples not found: %v", paths)
-	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Load(p); err != nil {
-			t.Errorf("%s: %v", p, err)
-		}
 	}
 }
 
