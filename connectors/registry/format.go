@@ -144,6 +144,7 @@ func (w wire) NewDecoder(src *app.Source) (engine.RecordDecoder, error) {
 		}
 	}
 	d.rd.vals = make([]value, len(src.Schema))
+	d.dataPerRow = make([]float64, len(src.Schema))
 	d.bld = array.NewRecordBuilder(memory.DefaultAllocator, src.ArrowSchema())
 	if w.format == JSONSchema {
 		var err error
@@ -180,6 +181,9 @@ type decoder struct {
 	json     *jsonBody
 	// protoPlans decode protobuf records, by schema id and message index.
 	protoPlans map[string]*protoPlan
+	// dataPerRow is how many string or binary bytes each column held per
+	// row in the last batch, to reserve the next one's.
+	dataPerRow []float64
 }
 
 func bad(reason, format string, args ...any) *engine.BadRecord {
@@ -203,6 +207,17 @@ func (d *decoder) Reserve(n int) {
 		return
 	}
 	d.bld.Reserve(n)
+	// String and binary bytes too, as many per row as the last batch had.
+	for i, per := range d.dataPerRow {
+		if per > 0 {
+			switch b := d.bld.Field(i).(type) {
+			case *array.StringBuilder:
+				b.ReserveData(int(per * float64(n) * 1.1))
+			case *array.BinaryBuilder:
+				b.ReserveData(int(per * float64(n) * 1.1))
+			}
+		}
+	}
 }
 
 func (d *decoder) Append(r *engine.Record) error {
@@ -324,7 +339,18 @@ func (d *decoder) NewRecord() arrow.Record {
 	if d.json != nil {
 		return d.json.dec.NewRecord()
 	}
-	return d.bld.NewRecord()
+	rec := d.bld.NewRecord()
+	if rows := rec.NumRows(); rows > 0 {
+		for i := range d.dataPerRow {
+			switch a := rec.Column(i).(type) {
+			case *array.String:
+				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
+			case *array.Binary:
+				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
+			}
+		}
+	}
+	return rec
 }
 
 func (d *decoder) Release() {
