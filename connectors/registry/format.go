@@ -162,7 +162,7 @@ func (w wire) NewEncoder(sink *app.Sink) (engine.RecordEncoder, error) {
 
 // prog is how records of one schema id decode (or why they cannot).
 type prog struct {
-	ops   []op                         // avro
+	ops   []op                        // avro
 	proto protoreflect.FileDescriptor // protobuf
 	bad   *engine.BadRecord
 }
