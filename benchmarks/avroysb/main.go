@@ -172,7 +172,8 @@ func run(n, runs int, seed int64) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		return func(b []byte) error { return d.Append(&engine.Record{Value: b}) }, func() { d.NewRecord().Release() }, nil
+		var r engine.Record
+		return func(b []byte) error { r.Value = b; return d.Append(&r) }, func() { d.NewRecord().Release() }, nil
 	})
 	if err != nil {
 		return err
