@@ -184,3 +184,59 @@ func mustClient(t *testing.T, url string) *registry.Client {
 	}
 	return cl
 }
+
+// TestRegistryDownAtStart: a node whose registry does not answer when it
+// starts still starts (its schema file cannot be registered yet), says on
+// /readyz that its partition retries once records need a schema, and
+// decodes them all when the registry comes back.
+func TestRegistryDownAtStart(t *testing.T) {
+	brokers := cluster(t)
+	regDir := t.TempDir()
+	reg, err := registry.StartEmbedded("127.0.0.1:0", regDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regAddr := strings.TrimPrefix(reg.URL(), "http://")
+	id := registerSchema(t, reg.URL(), "orders-value", orderV1)
+	reg.Close()
+	schemaFile := writeFile(t, t.TempDir(), "order.avsc", orderV1)
+	n := startNode(t, `
+app: avrodown
+schema_registry: {url: "http://`+regAddr+`"}
+sources:
+  - {name: orders, topic: orders, partitions: 1, format: avro, registry: {schema_file: "`+schemaFile+`"}, bucket: orders}
+buckets: [{name: orders}]
+triggers: [{name: each, bucket: orders, primitive: immediate, function: all}]
+functions: [{name: all, kind: emit, outputs: [copy]}]
+sinks: [{name: copy, topic: copy, partitions: 1}]
+`, brokers, engine.SystemClock{}, t.TempDir())
+	defer n.stop()
+	var in, want []string
+	for i := range 10 {
+		in = append(in, avroRecord(t, id, orderV1, map[string]any{"id": int64(i), "user": "u", "amount": float64(i)}))
+		want = append(want, fmt.Sprintf(`{"id":%d,"user":"u","amount":%d}`, i, i))
+	}
+	produce(t, brokers, "orders", 0, in...)
+	waitFor(t, 20*time.Second, "readiness to say the partition retries", func() bool {
+		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "retrying")
+	})
+	if reg, err = registry.StartEmbedded(regAddr, regDir); err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	equalLines(t, "outputs", sorted(values(consume(t, brokers, "copy", len(want), 300*time.Millisecond))), sorted(want))
+	waitFor(t, 20*time.Second, "ready again", func() bool {
+		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}

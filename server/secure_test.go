@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -218,4 +219,71 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestACLRemovedWhileRunning: when the operator takes the node's topic
+// permission away while it runs, the node stops with the refusal (the
+// topic and group named) instead of retrying forever.
+func TestACLRemovedWhileRunning(t *testing.T) {
+	all := func(res kmsg.ACLResourceType) kfake.ACL {
+		return kfake.ACL{Resource: res, Name: "*", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationAll, Allow: true}
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-256", "ops", "ops-pw"),
+		kfake.User("SCRAM-SHA-256", "app", "app-pw", all(kmsg.ACLResourceTypeTopic), all(kmsg.ACLResourceTypeGroup), all(kmsg.ACLResourceTypeCluster)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	t.Setenv("PHEROMONE_TEST_KAFKA_PW", "app-pw")
+	a, err := app.Parse([]byte(`
+app: revoked
+kafka:
+  changelog: false
+  sasl: {mechanism: SCRAM-SHA-256, username: app, password_env: PHEROMONE_TEST_KAFKA_PW}
+sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out, partitions: 1}]
+`))
+	if err == nil {
+		err = a.ValidateWith(Connectors())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(context.Background(), a, DataDir(t.TempDir()), Brokers(brokers...), OnStarted(func(i Info) { started <- i }))
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("the node did not start: %v", err)
+	}
+	adm := kadm.NewClient(must(kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.SASL(scram.Auth{User: "ops", Pass: "ops-pw"}.AsSha256Mechanism()))))
+	defer adm.Close()
+	del := kadm.NewACLs().Allow("User:app").AllowHosts().Topics("*").Operations(kadm.OpAll).ResourcePatternType(kadm.ACLPatternLiteral)
+	if _, err := adm.DeleteACLs(context.Background(), del); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "refused the node") || !strings.Contains(err.Error(), "in") {
+			t.Fatalf("the node stopped with %v", err)
+		}
+		t.Logf("stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node kept running without its topic permission")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
