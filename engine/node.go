@@ -194,7 +194,7 @@ func New(o Options) (*Node, error) {
 			}
 		}
 	}
-	tables, err := newTableStore(o.App)
+	tables, err := newTableStore(o.App, o.Formats)
 	if err != nil {
 		return nil, err
 	}

@@ -19,25 +19,32 @@ type tableStore struct {
 }
 
 type refTable struct {
-	cfg  *app.Table
-	dec  *codec.JSONDecoder // guarded by tableStore.mu (write lock)
-	rows map[string]arrow.Record
+	cfg   *app.Table
+	dec   *codec.JSONDecoder // json rows; guarded by tableStore.mu (write lock)
+	wired RecordDecoder      // rows of a connector's format, likewise
+	rows  map[string]arrow.Record
 }
 
-func newTableStore(a *app.App) (*tableStore, error) {
+func newTableStore(a *app.App, formats map[string]WireFormat) (*tableStore, error) {
 	ts := &tableStore{tables: map[string]*refTable{}}
 	for i := range a.Tables {
 		t := &a.Tables[i]
-		d, err := codec.NewJSONDecoder(t.ArrowSchema(), t.Key)
-		if err != nil {
-			return nil, err
+		rt := &refTable{cfg: t, rows: map[string]arrow.Record{}}
+		var err error
+		if wf := formats[t.Format]; wf != nil {
+			rt.wired, err = wf.NewDecoder(t.Source())
+		} else {
+			rt.dec, err = codec.NewJSONDecoder(t.ArrowSchema(), t.Key)
 		}
-		ts.tables[t.Name] = &refTable{cfg: t, dec: d, rows: map[string]arrow.Record{}}
+		if err != nil {
+			return nil, fmt.Errorf("engine: table %s: %w", t.Name, err)
+		}
+		ts.tables[t.Name] = rt
 	}
 	return ts, nil
 }
 
-// upsert decodes value (a JSON object of the table's schema) and makes it
+// upsert decodes value (a row of the table's schema and format) and makes it
 // the row of its key; a nil value deletes key (a compacted-topic tombstone).
 func (ts *tableStore) upsert(table string, key, value []byte) error {
 	ts.mu.Lock()
@@ -53,10 +60,21 @@ func (ts *tableStore) upsert(table string, key, value []byte) error {
 		}
 		return nil
 	}
-	if err := t.dec.Append(value); err != nil {
-		return fmt.Errorf("table %s: %w", table, err)
+	var rec arrow.Record
+	if t.wired != nil {
+		// An unavailable registry comes back wrapped in ErrUnavailable: the
+		// feed retries the row rather than skip it.
+		if err := t.wired.Append(&Record{Key: key, Value: value}); err != nil {
+			t.wired.NewRecord().Release()
+			return fmt.Errorf("table %s: %w", table, err)
+		}
+		rec = t.wired.NewRecord()
+	} else {
+		if err := t.dec.Append(value); err != nil {
+			return fmt.Errorf("table %s: %w", table, err)
+		}
+		rec = t.dec.NewRecord()
 	}
-	rec := t.dec.NewRecord()
 	k := string(codec.AppendKey(nil, rec.Column(rec.Schema().FieldIndices(t.cfg.Key)[0]), 0))
 	if old, ok := t.rows[k]; ok {
 		old.Release()

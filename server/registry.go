@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pheromone-go/pheromone/connectors/registry"
 	"github.com/pheromone-go/pheromone/engine"
@@ -73,4 +74,27 @@ func registryFormats(ctx context.Context, a *app.App, cfg *config) (map[string]e
 		cfg.logger.Warn("the schema registry does not answer; partitions that need it will retry", "registry", url, "error", err)
 	}
 	return f.Wire(), nil
+}
+
+// upsertTable feeds one row of a table; a row whose schema the registry
+// cannot give yet is retried with backoff (the registry down), not skipped.
+func (w *wiring) upsertTable(ctx context.Context, table string) func(k, v []byte) error {
+	return func(k, v []byte) error {
+		backoff := 100 * time.Millisecond
+		for {
+			err := w.node.UpsertTable(table, k, v)
+			if !errors.Is(err, engine.ErrUnavailable) || ctx.Err() != nil {
+				return err
+			}
+			w.cfg.logger.Warn("a table row waits for the schema registry", "table", table, "error", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	}
 }

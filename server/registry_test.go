@@ -240,3 +240,38 @@ sinks: [{name: copy, topic: copy, partitions: 1}]
 		return resp.StatusCode == http.StatusOK
 	})
 }
+
+// TestAvroTableLookup: a reference table read from a compacted topic of
+// Avro rows (its columns from the subject) joins an Avro source.
+func TestAvroTableLookup(t *testing.T) {
+	brokers := cluster(t)
+	reg, err := registry.StartEmbedded("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	const userSchema = `{"type":"record","name":"User","fields":[{"name":"user","type":"string"},{"name":"country","type":"string"}]}`
+	uid := registerSchema(t, reg.URL(), "users-value", userSchema)
+	oid := registerSchema(t, reg.URL(), "orders-value", orderV1)
+	n := startNode(t, `
+app: avrotable
+schema_registry: {url: "`+reg.URL()+`"}
+tables:
+  - {name: users, topic: users, format: avro, key: user}
+sources:
+  - {name: orders, topic: orders, partitions: 1, format: avro, bucket: orders}
+buckets: [{name: orders}]
+triggers: [{name: each, bucket: orders, primitive: immediate, function: where}]
+functions:
+  - {name: where, kind: lookup, table: users, on: user, table_columns: [country], outputs: [located]}
+sinks: [{name: located, topic: located, partitions: 1}]
+`, brokers, engine.SystemClock{}, t.TempDir())
+	defer n.stop()
+	produce(t, brokers, "users", 0, avroRecord(t, uid, userSchema, map[string]any{"user": "ann", "country": "NO"}),
+		avroRecord(t, uid, userSchema, map[string]any{"user": "bob", "country": "IT"}))
+	waitFor(t, 20*time.Second, "the table's rows", func() bool { return n.info.Node.TableSize("users") == 2 })
+	produce(t, brokers, "orders", 0, avroRecord(t, oid, orderV1, map[string]any{"id": int64(1), "user": "bob", "amount": 5.0}),
+		avroRecord(t, oid, orderV1, map[string]any{"id": int64(2), "user": "ann", "amount": 7.5}))
+	equalLines(t, "located", sorted(values(consume(t, brokers, "located", 2, 200*time.Millisecond))),
+		[]string{`{"id":1,"user":"bob","amount":5,"country":"IT"}`, `{"id":2,"user":"ann","amount":7.5,"country":"NO"}`})
+}

@@ -499,7 +499,7 @@ func (w *wiring) startTables(ctx context.Context, wg *sync.WaitGroup) error {
 			continue
 		}
 		loadCtx, cancelLoad := context.WithTimeout(ctx, 2*time.Minute)
-		tail, err := kafka.FeedTable(loadCtx, w.conn, tb.Topic, func(k, v []byte) error { return w.node.UpsertTable(tb.Name, k, v) }, w.cfg.logger)
+		tail, err := kafka.FeedTable(loadCtx, w.conn, tb.Topic, w.upsertTable(ctx, tb.Name), w.cfg.logger)
 		cancelLoad()
 		if err != nil {
 			return err

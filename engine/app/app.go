@@ -388,6 +388,10 @@ type Table struct {
 	Topic  string   `yaml:"topic"`
 	File   string   `yaml:"file"`
 	Schema []Column `yaml:"schema"`
+	// Format of a topic's rows: json (default) or a registry format.
+	Format string `yaml:"format"`
+	// Registry says where a registry format's schema comes from.
+	Registry *Subject `yaml:"registry"`
 	// Key is the column rows are kept by (and looked up by).
 	Key string `yaml:"key"`
 	// Partitions is used when the node creates the topic; default 1.

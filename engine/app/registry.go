@@ -163,5 +163,44 @@ func (a *App) UsesRegistry() bool {
 			return true
 		}
 	}
+	for _, t := range a.Tables {
+		if t.Registry != nil {
+			return true
+		}
+	}
 	return false
+}
+
+// tableFormat checks a table's format and registry section; a table of a
+// registry format without a schema takes its columns from it.
+func (v *validation) tableFormat(p string, tb *Table) {
+	c := v.c
+	switch f := v.format(tb.Format); {
+	case tb.Format == "" || tb.Format == "json":
+		tb.Format = "json"
+		if tb.Registry != nil {
+			c.add(p+".registry", "only the registry formats take registry")
+		}
+	case f == nil:
+		c.add(p+".format", "unknown table format %q (%s)", tb.Format, v.formats(true))
+	case tb.File != "":
+		c.add(p+".format", "a table file holds JSON lines; only a topic's rows take format %s", tb.Format)
+	default:
+		v.subject(p+".registry", &tb.Registry, false)
+		if len(tb.Schema) > 0 || f.Columns == nil {
+			return
+		}
+		cols, err := f.Columns(v.a, tb.Source())
+		if err != nil {
+			c.add(p+".registry", "%v", err)
+			return
+		}
+		tb.Schema = cols
+	}
+}
+
+// Source is the table's topic as a source, for the formats' decoders.
+func (t *Table) Source() *Source {
+	return &Source{Name: t.Name, Topic: t.Topic, Format: t.Format, Registry: t.Registry, Schema: t.Schema, Key: t.Key,
+		MaxRecordBytes: DefaultMaxRecordBytes}
 }

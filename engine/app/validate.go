@@ -151,6 +151,7 @@ func (v *validation) tables() {
 		if tb.Partitions == 0 {
 			tb.Partitions = 1
 		}
+		v.tableFormat(p, tb)
 		if len(tb.Schema) == 0 {
 			c.add(p+".schema", "a table needs a schema")
 		}
