@@ -2,8 +2,12 @@ package registry
 
 import (
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,5 +75,29 @@ func TestSinkRegistrationRefusedOrUnavailable(t *testing.T) {
 	status = http.StatusServiceUnavailable
 	if err := enc.Prepare(s); !errors.Is(err, engine.ErrUnavailable) {
 		t.Fatalf("5xx: %v", err)
+	}
+}
+
+// TestRegistryOverTLS: an https registry is trusted through
+// schema_registry.tls.ca_file, and refused without it.
+func TestRegistryOverTLS(t *testing.T) {
+	reg := srfake.NewRegistry()
+	srv := httptest.NewTLSServer(reg.Handler())
+	defer srv.Close()
+	reg.SeedSchema("orders-value", 1, 1, sr.Schema{Schema: clickV1, Type: sr.TypeAvro})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := NewClient(srv.URL, &app.SchemaRegistry{URL: srv.URL, TLS: &app.TLS{CAFile: ca}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Version(t.Context(), "orders-value", 0); err != nil {
+		t.Fatalf("with the CA: %v", err)
+	}
+	plain, _ := NewClient(srv.URL, nil, nil)
+	if _, err := plain.Version(t.Context(), "orders-value", 0); err == nil {
+		t.Fatal("an unknown certificate was trusted")
 	}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -347,6 +348,69 @@ func TestProblemsCarryTheirLine(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("is not a duration (try 10s, 1m, 500ms) (line %d, column", at("window: 10s")),
 		fmt.Sprintf("triggers[0].primitive: must be set (immediate, by_batch_size, by_time, by_name, by_set, redundant, dynamic_join, dynamic_group) (line %d, column", at("primitive: immediate")),
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
+	}
+}
+
+// TestSubjectStrategies: a registry section names its subject by the
+// strategies Confluent's serializers use.
+func TestSubjectStrategies(t *testing.T) {
+	for _, c := range []struct {
+		s    Subject
+		want string
+	}{
+		{Subject{}, "orders-value"},
+		{Subject{Strategy: TopicName}, "orders-value"},
+		{Subject{Strategy: RecordName, Record: "shop.Order"}, "shop.Order"},
+		{Subject{Strategy: TopicRecordName, Record: "shop.Order"}, "orders-shop.Order"},
+		{Subject{Subject: "custom", Strategy: RecordName, Record: "x"}, "custom"},
+	} {
+		if got := c.s.Name("orders"); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.s, got, c.want)
+		}
+	}
+}
+
+// TestRegistrySettingsChecked: registry formats validate against the
+// formats the binary wires; every misuse is named with its path.
+func TestRegistrySettingsChecked(t *testing.T) {
+	avro := FormatKind{Name: "avro", Sinks: true, Columns: func(_ *App, s *Source) ([]Column, error) {
+		if s.Registry.SchemaFile == "missing.avsc" {
+			return nil, errors.New("schema_file: open missing.avsc: no such file or directory")
+		}
+		return []Column{{Name: "id", Type: "int64"}}, nil
+	}}
+	a, err := Parse([]byte(`
+app: reg
+schema_registry: {url: "ftp://x", username: u}
+tables:
+  - {name: t, file: t.jsonl, format: avro, key: id}
+sources:
+  - {name: a, topic: a, format: avro, registry: {strategy: record_name}, bucket: b}
+  - {name: c, topic: c, format: avro, registry: {schema_file: missing.avsc}, bucket: b}
+  - {name: d, topic: d, format: xml, bucket: b}
+  - {name: e, topic: e, schema: [{name: id, type: int64}], registry: {subject: x}, bucket: b}
+buckets: [{name: b}]
+triggers: [{name: t, bucket: b, primitive: immediate, function: f}]
+functions: [{name: f, kind: emit, outputs: [s]}]
+sinks: [{name: s, topic: s, format: avro, registry: {version: 2}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.ValidateWith(Connectors{Formats: []FormatKind{avro}})
+	for _, want := range []string{
+		`schema_registry.url: "ftp://x": want http:// or https://`,
+		`schema_registry: username and password_env go together`,
+		`tables[0].format: a table file holds JSON lines`,
+		`sources[0].registry.record: must be set for strategy record_name`,
+		`sources[1].registry: schema_file: open missing.avsc`,
+		`sources[2].format: unknown format "xml" (json, raw, avro)`,
+		`sources[3].registry: only the registry formats take registry`,
+		`sinks[0].registry.version: only sources take a version`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in:\n%v", want, err)
