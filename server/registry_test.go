@@ -46,11 +46,7 @@ func avroRecord(t *testing.T, id int, schema string, v map[string]any) string {
 
 func registerSchema(t *testing.T, url, subject, text string) int {
 	t.Helper()
-	cl, err := registry.NewClient(url, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := cl.Register(t.Context(), subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
+	id, err := mustClient(t, url).Register(t.Context(), subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,13 +134,8 @@ sinks: [{name: big, topic: big, partitions: 1, format: avro}]
 	}
 	produce(t, brokers, "orders", 0, late...)
 	waitFor(t, 20*time.Second, "readiness to say the partition retries", func() bool {
-		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "retrying") && strings.Contains(string(b), "unavailable")
+		code, body := readyz(n.info.HTTPAddr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "retrying") && strings.Contains(body, "unavailable")
 	})
 	reg, err = registry.StartEmbedded(regAddr, regDir) // the same schemas, from its file
 	if err != nil {
@@ -178,6 +169,7 @@ sinks: [{name: big, topic: big, partitions: 1, format: avro}]
 }
 
 func mustClient(t *testing.T, url string) *registry.Client {
+	t.Helper()
 	cl, err := registry.NewClient(url, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -218,13 +210,8 @@ sinks: [{name: copy, topic: copy, partitions: 1}]
 	}
 	produce(t, brokers, "orders", 0, in...)
 	waitFor(t, 20*time.Second, "readiness to say the partition retries", func() bool {
-		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "retrying")
+		code, body := readyz(n.info.HTTPAddr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "retrying")
 	})
 	if reg, err = registry.StartEmbedded(regAddr, regDir); err != nil {
 		t.Fatal(err)
@@ -232,12 +219,8 @@ sinks: [{name: copy, topic: copy, partitions: 1}]
 	defer reg.Close()
 	equalLines(t, "outputs", sorted(values(consume(t, brokers, "copy", len(want), 300*time.Millisecond))), sorted(want))
 	waitFor(t, 20*time.Second, "ready again", func() bool {
-		resp, err := http.Get("http://" + n.info.HTTPAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		code, _ := readyz(n.info.HTTPAddr)
+		return code == http.StatusOK
 	})
 }
 
@@ -274,4 +257,15 @@ sinks: [{name: located, topic: located, partitions: 1}]
 		avroRecord(t, oid, orderV1, map[string]any{"id": int64(2), "user": "ann", "amount": 7.5}))
 	equalLines(t, "located", sorted(values(consume(t, brokers, "located", 2, 200*time.Millisecond))),
 		[]string{`{"id":1,"user":"bob","amount":5,"country":"IT"}`, `{"id":2,"user":"ann","amount":7.5,"country":"NO"}`})
+}
+
+// readyz is the node's /readyz status and body (0 if it does not answer).
+func readyz(addr string) (int, string) {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

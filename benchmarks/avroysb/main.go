@@ -279,7 +279,7 @@ func ysb(ctx context.Context, brokers []string, regURL, format string, n int, wa
 	}
 	node.WaitCommitted(topic, int64(n))
 	d := time.Since(t0)
-	got, err := collect(ctx, brokers, out, len(want), 60*time.Second)
+	got, err := bench.Collect(ctx, brokers, out, len(want), 60*time.Second)
 	if err != nil {
 		return 0, "", err
 	}
@@ -291,21 +291,4 @@ func ysb(ctx context.Context, brokers []string, regURL, format string, n int, wa
 		return d, fmt.Sprintf("yes (%d windows)", len(want)), nil
 	}
 	return d, fmt.Sprintf("NO: %d windows, want %d", len(got), len(want)), nil
-}
-
-// collect reads want records of topic (or what arrived by the deadline).
-func collect(ctx context.Context, brokers []string, topic string, want int, wait time.Duration) ([]string, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	var out []string
-	deadline := time.Now().Add(wait)
-	for len(out) < want && time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
-		cancel()
-	}
-	return out, nil
 }

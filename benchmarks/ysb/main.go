@@ -228,7 +228,7 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string) (tim
 	d := time.Since(t0)
 	rss := bench.PeakRSS()
 	// The input stopped: the idle timeout lets the last windows close.
-	got, err := collect(ctx, brokers, "campaign-counts", len(want), 60*time.Second)
+	got, err := bench.Collect(ctx, brokers, "campaign-counts", len(want), 60*time.Second)
 	if err != nil {
 		return 0, 0, 0, "", err
 	}
@@ -245,23 +245,6 @@ func verdict(got, want []string) string {
 		return fmt.Sprintf("yes (%d windows)", len(want))
 	}
 	return fmt.Sprintf("NO: %d windows, want %d", len(got), len(want))
-}
-
-// collect reads want records of topic (or what arrived by the deadline).
-func collect(ctx context.Context, brokers []string, topic string, want int, wait time.Duration) ([]string, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	var out []string
-	deadline := time.Now().Add(wait)
-	for len(out) < want && time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
-		cancel()
-	}
-	return out, nil
 }
 
 type event struct {
@@ -362,7 +345,7 @@ func handWritten(ctx context.Context, brokers []string, n int, want []string) (t
 		return 0, "", err
 	}
 	d := time.Since(t0)
-	got, err := collect(ctx, brokers, "hw-counts", len(want), 30*time.Second)
+	got, err := bench.Collect(ctx, brokers, "hw-counts", len(want), 30*time.Second)
 	if err != nil {
 		return 0, "", err
 	}

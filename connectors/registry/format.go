@@ -17,6 +17,7 @@ import (
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/codec"
 )
 
 // The registry formats.
@@ -206,18 +207,8 @@ func (d *decoder) Reserve(n int) {
 		d.json.dec.Reserve(n)
 		return
 	}
-	d.bld.Reserve(n)
 	// String and binary bytes too, as many per row as the last batch had.
-	for i, per := range d.dataPerRow {
-		if per > 0 {
-			switch b := d.bld.Field(i).(type) {
-			case *array.StringBuilder:
-				b.ReserveData(int(per * float64(n) * 1.1))
-			case *array.BinaryBuilder:
-				b.ReserveData(int(per * float64(n) * 1.1))
-			}
-		}
-	}
+	codec.ReserveRows(d.bld, d.dataPerRow, n)
 }
 
 func (d *decoder) Append(r *engine.Record) error {
@@ -340,16 +331,7 @@ func (d *decoder) NewRecord() arrow.Record {
 		return d.json.dec.NewRecord()
 	}
 	rec := d.bld.NewRecord()
-	if rows := rec.NumRows(); rows > 0 {
-		for i := range d.dataPerRow {
-			switch a := rec.Column(i).(type) {
-			case *array.String:
-				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
-			case *array.Binary:
-				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
-			}
-		}
-	}
+	codec.MeasureRows(rec, d.dataPerRow)
 	return rec
 }
 

@@ -121,16 +121,37 @@ func (d *JSONDecoder) Schema() *arrow.Schema { return d.schema }
 
 // Reserve makes room for n more rows in the builders, including the string
 // and binary bytes the last record suggests they will need.
-func (d *JSONDecoder) Reserve(n int) {
-	d.bld.Reserve(n)
-	for i, per := range d.dataPerRow {
+func (d *JSONDecoder) Reserve(n int) { ReserveRows(d.bld, d.dataPerRow, n) }
+
+// ReserveRows makes room for n more rows in bld, with perRow[i] string or
+// binary bytes per row for column i (as MeasureRows found them).
+func ReserveRows(bld *array.RecordBuilder, perRow []float64, n int) {
+	bld.Reserve(n)
+	for i, per := range perRow {
 		if per > 0 {
-			switch b := d.bld.Field(i).(type) {
+			switch b := bld.Field(i).(type) {
 			case *array.StringBuilder:
 				b.ReserveData(int(per * float64(n) * 1.1))
 			case *array.BinaryBuilder:
 				b.ReserveData(int(per * float64(n) * 1.1))
 			}
+		}
+	}
+}
+
+// MeasureRows records in perRow how many string or binary bytes each
+// column of rec held per row, for the next ReserveRows.
+func MeasureRows(rec arrow.Record, perRow []float64) {
+	rows := rec.NumRows()
+	if rows == 0 {
+		return
+	}
+	for i := range perRow {
+		switch a := rec.Column(i).(type) {
+		case *array.String:
+			perRow[i] = float64(len(a.ValueBytes())) / float64(rows)
+		case *array.Binary:
+			perRow[i] = float64(len(a.ValueBytes())) / float64(rows)
 		}
 	}
 }
@@ -141,19 +162,9 @@ func (d *JSONDecoder) Rows() int { return d.rows }
 // NewRecord returns the rows appended so far as a record and resets the
 // builders. The caller owns the record and must Release it.
 func (d *JSONDecoder) NewRecord() arrow.Record {
-	rows := d.rows
 	d.rows = 0
 	rec := d.bld.NewRecord()
-	if rows > 0 {
-		for i := range d.dataPerRow {
-			switch a := rec.Column(i).(type) {
-			case *array.String:
-				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
-			case *array.Binary:
-				d.dataPerRow[i] = float64(len(a.ValueBytes())) / float64(rows)
-			}
-		}
-	}
+	MeasureRows(rec, d.dataPerRow)
 	return rec
 }
 

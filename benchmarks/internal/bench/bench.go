@@ -194,3 +194,21 @@ func PreloadClicks(ctx context.Context, brokers []string, topic string, n int) e
 	}
 	return nil
 }
+
+// Collect reads want records of topic from its start (or what arrived
+// within wait).
+func Collect(ctx context.Context, brokers []string, topic string, want int, wait time.Duration) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var out []string
+	deadline := time.Now().Add(wait)
+	for len(out) < want && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
+		cancel()
+	}
+	return out, nil
+}
