@@ -98,3 +98,42 @@ func (w *wiring) upsertTable(ctx context.Context, table string) func(k, v []byte
 		}
 	}
 }
+
+// generatorFormat is how a generator source's JSON records are written: as
+// they are, or in its registry format under the schema derived from its
+// columns (registered under its subject, retried while the registry does
+// not answer).
+func (w *wiring) generatorFormat(ctx context.Context, s *app.Source) (func([]byte) []byte, error) {
+	if s.Registry == nil {
+		return func(v []byte) []byte { return v }, nil
+	}
+	cl, err := registry.NewClient(w.cfg.registryURL, w.a.SchemaRegistry, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	var conv *registry.Converter
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 10*time.Second) {
+		conv, err = registry.NewDerivedConverter(cl, s.Format, s.Registry.Name(s.Topic), s.Name, s.Schema)
+		if !errors.Is(err, engine.ErrUnavailable) {
+			break
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func(v []byte) []byte {
+		out, err := conv.Convert([][]byte{v})
+		if err != nil {
+			w.cfg.logger.Warn("generator record not encoded", "source", s.Name, "error", err)
+			return nil
+		}
+		return out[0]
+	}, nil
+}

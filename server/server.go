@@ -523,7 +523,17 @@ func (w *wiring) startGenerators(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			encode, err := w.generatorFormat(ctx, &s)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.cfg.logger.Error("generator stopped", "source", s.Name, "error", err)
+				}
+				return
+			}
 			generator.Run(ctx, s.Generator.Seed, s.Generator.Rate, s.Generator.Limit, s.Key, func(k, v []byte) {
+				if v = encode(v); v == nil {
+					return
+				}
 				w.producer.Produce(&engine.OutRecord{Topic: s.Topic, Key: k, Value: v}, func(err error) {
 					if err != nil && ctx.Err() == nil {
 						w.cfg.logger.Warn("generator produce failed", "topic", s.Topic, "error", err)

@@ -14,8 +14,8 @@ import (
 // the embedded broker and registry, orders written in Avro by `pheromone
 // produce` with the schema changed in the middle of the stream (v2 adds an
 // optional field), the big orders read back from Protobuf by `pheromone
-// consume`, exactly; a record that is not Avro goes to the dead-letter
-// topic.
+// consume`, exactly; the generator's clickstream is Avro too; a record
+// that is not Avro goes to the dead-letter topic.
 func TestAvroExample(t *testing.T) {
 	dir := t.TempDir()
 	examples, err := filepath.Abs("../../examples/avro")
@@ -87,6 +87,11 @@ func TestAvroExample(t *testing.T) {
 	if strings.Join(slices.Sorted(slices.Values(got)), "\n") != strings.Join(slices.Sorted(slices.Values(want)), "\n") {
 		t.Fatalf("big orders:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The generator writes its clickstream in Avro too.
+	waitFor(t, 30*time.Second, "the generated Avro clicks", func() bool {
+		out, err := exec.Command(binary_, append([]string{"consume", "-t", "clicks", "--format", "avro"}, common...)...).Output()
+		return err == nil && strings.Contains(string(out), `"event_id":0,"user_id":"u`)
+	})
 	if _, err := exec.LookPath("kcat"); err == nil {
 		var dead string
 		waitFor(t, 30*time.Second, "the dead letter", func() bool {

@@ -57,6 +57,27 @@ func NewConverter(ctx context.Context, cl *Client, format, subject, schemaFile, 
 	return &Converter{cols: cols, dec: dec, enc: enc}, nil
 }
 
+// NewDerivedConverter converts JSON objects of columns cols to format on
+// subject, under the schema derived from the columns (registered as a sink
+// registers its own): a generator source of a registry format writes
+// through it.
+func NewDerivedConverter(cl *Client, format, subject, name string, cols []app.Column) (*Converter, error) {
+	if _, ok := schemaType[format]; !ok {
+		return nil, fmt.Errorf("format %q: want avro, protobuf or json_schema", format)
+	}
+	src := &app.Source{Schema: cols}
+	dec, err := codec.NewJSONDecoder(src.ArrowSchema())
+	if err != nil {
+		return nil, err
+	}
+	enc := newEncoder(cl, format, &app.Sink{Name: name, Registry: &app.Subject{Subject: subject}})
+	if err := enc.Prepare(src.ArrowSchema()); err != nil {
+		dec.Release()
+		return nil, err
+	}
+	return &Converter{cols: cols, dec: dec, enc: enc}, nil
+}
+
 // Convert encodes JSON objects (one per element) as wire-format records.
 func (c *Converter) Convert(objs [][]byte) ([][]byte, error) {
 	for i, o := range objs {
