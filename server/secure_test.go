@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"log/slog"
 	"math/big"
@@ -286,4 +287,44 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestExpiredTokenStopsTheNode: a node logging in with OAUTHBEARER whose
+// token file holds an expired JWT does not start, and says which file and
+// since when.
+func TestExpiredTokenStopsTheNode(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	enc := base64.RawURLEncoding.EncodeToString
+	jwt := enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(`{"sub":"app","exp":1700000000}`)) + ".sig"
+	if err := os.WriteFile(file, []byte(jwt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "ops", "ops-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	a, err := app.Parse([]byte(`
+app: token
+kafka:
+  sasl: {mechanism: OAUTHBEARER, token_file: "` + file + `"}
+sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}]
+triggers: [{name: each, bucket: in, primitive: immediate, function: pass}]
+functions: [{name: pass, kind: emit, outputs: [out]}]
+sinks: [{name: out, topic: out, partitions: 1}]
+`))
+	if err == nil {
+		err = a.ValidateWith(Connectors())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), a, DataDir(t.TempDir()), Brokers(c.ListenAddrs()...))
+	if err == nil || !strings.Contains(err.Error(), "expired at 2023-11-14T22:13:20Z") || !strings.Contains(err.Error(), file) {
+		t.Fatalf("an expired token: %v", err)
+	}
+	if strings.Contains(err.Error(), jwt) {
+		t.Fatal("the error shows the token")
+	}
 }

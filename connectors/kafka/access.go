@@ -150,6 +150,13 @@ func (e *AccessError) Error() string {
 // Brokers that do not report authorized operations pass unchecked.
 func CheckAccess(ctx context.Context, conn Conn, need Access) error {
 	who := conn.who()
+	if s := conn.SASL; s != nil && s.Mechanism == "OAUTHBEARER" {
+		// A token that is missing or expired is known before any broker
+		// is asked (which would only answer that the login failed).
+		if _, err := s.token(); err != nil {
+			return &AccessError{Brokers: conn.Brokers, Who: who, Broker: strings.Join(conn.Brokers, ","), Login: err}
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
