@@ -92,6 +92,7 @@ func (b *loggedBatch) Delete(key []byte) {
 // of the cycle is acknowledged (see committer), so the changelog never
 // holds a complete cycle whose outputs failed or were lost in a crash.
 func (t *task) logChange(key, value []byte) {
+	t.stats.ChangelogBytes += len(key) + len(value)
 	r := &OutRecord{
 		Topic: t.n.o.ChangelogTopic, Key: append([]byte(nil), key...), Value: value,
 		Partition: t.part, ToPartition: true,

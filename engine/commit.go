@@ -67,7 +67,14 @@ func newCommitter(n *Node, part int32, w PartitionWriter, quit <-chan struct{}) 
 // queue hands a built cycle to the committer (task goroutine); it blocks
 // while maxPendingCommits cycles wait, and returns the committer's error
 // once it failed.
-func (c *committer) queue(pc *pendingCommit) error {
+func (c *committer) queue(pc *pendingCommit, blocked *time.Duration) error {
+	select {
+	case c.in <- pc:
+		return nil
+	default:
+	}
+	start := time.Now()
+	defer func() { *blocked += time.Since(start) }()
 	select {
 	case c.in <- pc:
 		return nil
@@ -116,7 +123,9 @@ func (c *committer) run() {
 				failed = true
 				continue
 			}
+			start := time.Now()
 			err = pc.batch.Commit(sync)
+			c.n.o.Metrics.Commit(time.Since(start), sync)
 			if err == nil && !sync && !c.n.o.NoSync {
 				c.unsynced = append(c.unsynced, pc)
 				continue
@@ -250,7 +259,7 @@ func (t *task) commit() error {
 		}
 		return nil
 	}
-	return t.cm.queue(pc)
+	return t.cm.queue(pc, &t.stats.BlockedCommit)
 }
 
 // endTxn commits the open transaction and hands its cycles to the
@@ -263,7 +272,9 @@ func (t *task) endTxn() error {
 	pend := t.txnPending
 	t.txnPending = nil
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	start := time.Now()
 	err := t.w.Commit(ctx)
+	t.n.o.Metrics.Transaction(time.Since(start))
 	cancel()
 	if err != nil {
 		for _, pc := range pend {
@@ -273,7 +284,7 @@ func (t *task) endTxn() error {
 		return &restartError{fmt.Errorf("transaction aborted: %w", err)}
 	}
 	for _, pc := range pend {
-		if err := t.cm.queue(pc); err != nil {
+		if err := t.cm.queue(pc, &t.stats.BlockedCommit); err != nil {
 			return err
 		}
 	}

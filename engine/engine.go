@@ -177,6 +177,31 @@ type Metrics interface {
 	// PartitionGone drops the gauges of a partition this node no longer
 	// runs (revoked), so they do not show its last values for good.
 	PartitionGone(partition int32)
+	// Cycle reports one cycle of a partition task: the backpressure it met
+	// and the changelog bytes it wrote.
+	Cycle(partition int32, s CycleStats)
+	// Commit reports one state commit of the committer (synced or not).
+	Commit(d time.Duration, synced bool)
+	// Transaction reports one Kafka transaction's commit (exactly_once).
+	Transaction(d time.Duration)
+	// Late counts event-time objects that missed their windows: routed to
+	// the trigger's late bucket, or dropped (also in TriggerDropped).
+	Late(trigger string, n int)
+	// Sessions reports how many invocation sessions are in flight.
+	Sessions(n int)
+}
+
+// CycleStats is what a partition task reports of one cycle.
+type CycleStats struct {
+	// BlockedExecutor is the time the task waited to hand firings to a
+	// full executor queue; BlockedCommit, to queue the cycle's commit
+	// behind the pipelined ones. Both are backpressure.
+	BlockedExecutor, BlockedCommit time.Duration
+	// InboxFill is how full the task's inbox was at the cycle's end (0-1).
+	InboxFill float64
+	// ChangelogBytes are the key and value bytes the cycle wrote to the
+	// changelog.
+	ChangelogBytes int
 }
 
 // NopMetrics discards everything.
@@ -196,6 +221,11 @@ func (NopMetrics) Restore(int32, int, int64)                                   {
 func (NopMetrics) EventTime(string, string, int32, time.Time, bool, time.Time) {}
 func (NopMetrics) OffsetLoss(string, int32)                                    {}
 func (NopMetrics) PartitionGone(int32)                                         {}
+func (NopMetrics) Cycle(int32, CycleStats)                                     {}
+func (NopMetrics) Commit(time.Duration, bool)                                  {}
+func (NopMetrics) Transaction(time.Duration)                                   {}
+func (NopMetrics) Late(string, int)                                            {}
+func (NopMetrics) Sessions(int)                                                {}
 
 // Headers written on dead-letter records.
 const (

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
@@ -64,19 +65,29 @@ func (t *task) drain() error {
 		}
 		select {
 		case t.n.jobs <- next:
-			c.queue[0] = queued{}
-			c.queue = c.queue[1:]
-			c.inFlight++
-			c.nextID++
-			t.n.firings.Add(1)
-			t.n.o.Metrics.Firings(next.firing.Trigger, 1)
-			next = nil
-		case r := <-t.results:
-			if err := t.receive(r); err != nil {
-				next.release()
-				return t.abort(err)
+		default:
+			// The executor queue is full: wait for room (backpressure), or
+			// for a result that frees a slot.
+			start := time.Now()
+			select {
+			case t.n.jobs <- next:
+				t.stats.BlockedExecutor += time.Since(start)
+			case r := <-t.results:
+				t.stats.BlockedExecutor += time.Since(start)
+				if err := t.receive(r); err != nil {
+					next.release()
+					return t.abort(err)
+				}
+				continue
 			}
 		}
+		c.queue[0] = queued{}
+		c.queue = c.queue[1:]
+		c.inFlight++
+		c.nextID++
+		t.n.firings.Add(1)
+		t.n.o.Metrics.Firings(next.firing.Trigger, 1)
+		next = nil
 	}
 	c.queue = c.queue[:0]
 	return nil
@@ -84,6 +95,11 @@ func (t *task) drain() error {
 
 // routeLate puts late objects into the trigger's late bucket.
 func (t *task) routeLate(q queued) error {
+	late := 0
+	for _, sp := range q.f.Objects {
+		late += sp.Len()
+	}
+	t.n.o.Metrics.Late(q.tr.t.Name(), late)
 	if q.tr.lateBucket == "" {
 		return nil
 	}

@@ -214,7 +214,8 @@ type sessionTable struct {
 	pending  map[string]chan struct{}
 	finished map[string]answer
 	order    []string
-	bytes    int // of the finished answers
+	bytes    int       // of the finished answers
+	report   func(int) // the number pending, after each change (Metrics.Sessions)
 }
 
 const keepFinished = 10_000
@@ -227,6 +228,9 @@ func (s *sessionTable) start(id string) <-chan struct{} {
 	}
 	ch := make(chan struct{})
 	s.pending[id] = ch
+	if s.report != nil {
+		s.report(len(s.pending))
+	}
 	return ch
 }
 
@@ -240,6 +244,9 @@ func (s *sessionTable) complete(id string, result answer) {
 		return
 	}
 	delete(s.pending, id)
+	if s.report != nil {
+		s.report(len(s.pending))
+	}
 	s.finished[id] = result
 	s.order = append(s.order, id)
 	s.bytes += len(result.body)

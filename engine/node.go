@@ -222,6 +222,7 @@ func New(o Options) (*Node, error) {
 		stopped:   map[int32]string{},
 	}
 	n.space.clock, n.space.log = o.Clock, o.Logger
+	n.sessions.report = o.Metrics.Sessions
 	if sr, ok := o.Store.(state.SpaceReporter); ok && o.MinFreeBytes >= 0 {
 		n.space.st = sr
 		n.space.min = uint64(o.MinFreeBytes)

@@ -34,7 +34,9 @@ type task struct {
 	n    *Node
 	part int32
 
-	inbox    chan inbound
+	inbox chan inbound
+	// stats gathers this cycle's CycleStats (reported at its commit).
+	stats    CycleStats
 	quit     chan struct{}
 	quitOnce sync.Once
 	done     chan struct{}
@@ -383,7 +385,11 @@ func (t *task) finish() error {
 		t.n.sessions.complete(session, joinReplies(reps, MaxResultBytes))
 	}
 	clear(t.replies)
-	return t.commit()
+	err := t.commit()
+	t.stats.InboxFill = float64(len(t.inbox)) / float64(max(cap(t.inbox), 1))
+	t.n.o.Metrics.Cycle(t.part, t.stats)
+	t.stats = CycleStats{}
+	return err
 }
 
 // process runs one batch of input records as one cycle.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,6 +38,13 @@ type Metrics struct {
 	idle         *prometheus.GaugeVec
 	oldestWindow *prometheus.GaugeVec
 	offsetLoss   *prometheus.CounterVec
+	blocked      *prometheus.CounterVec
+	inboxFill    *prometheus.GaugeVec
+	changelog    prometheus.Counter
+	commitDur    *prometheus.HistogramVec
+	txnDur       prometheus.Histogram
+	late         *prometheus.CounterVec
+	sessions     prometheus.Gauge
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -80,6 +89,22 @@ func New(app string) *Metrics {
 		oldestWindow: g("oldest_open_window_seconds", "Start of the oldest open window of an event-time trigger per bucket partition (unix seconds; 0: none).",
 			"bucket", "trigger", "partition"),
 	}
+	m.blocked = f("task_blocked_seconds_total", "Time partition tasks waited on backpressure: a full executor queue (on=executor) or a full commit pipeline (on=commit).",
+		"partition", "on")
+	m.inboxFill = g("task_inbox_fill_ratio", "How full a partition task's inbox was at the end of its last cycle (0-1).", "partition")
+	m.changelog = f("changelog_written_bytes_total", "Key and value bytes written to the changelog topic.").WithLabelValues()
+	m.late = f("trigger_late_total", "Event-time objects that missed their windows (routed to the late bucket, or dropped).", "trigger")
+	m.sessions = g("invocation_sessions", "Invocation sessions in flight on this node.").WithLabelValues()
+	durations := prometheus.ExponentialBuckets(50e-6, 2, 16) // 50 µs to 1.6 s
+	m.commitDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "pheromone", Name: "commit_duration_seconds", Help: "State commits of the committers (synced=true: with an fsync).",
+		ConstLabels: labels, Buckets: durations,
+	}, []string{"synced"})
+	m.txnDur = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "pheromone", Name: "transaction_duration_seconds", Help: "Kafka transaction commits (exactly_once).",
+		ConstLabels: labels, Buckets: durations,
+	})
+	reg.MustRegister(m.commitDur, m.txnDur)
 	m.fnLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "pheromone", Name: "function_duration_seconds", Help: "Function invocation latency.",
 		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
@@ -149,10 +174,42 @@ func (m *Metrics) OffsetLoss(topic string, partition int32) {
 	m.offsetLoss.WithLabelValues(topic, strconv.Itoa(int(partition))).Inc()
 }
 
+// Cycle implements engine.Metrics.
+func (m *Metrics) Cycle(partition int32, s engine.CycleStats) {
+	p := strconv.Itoa(int(partition))
+	if s.BlockedExecutor > 0 {
+		m.blocked.WithLabelValues(p, "executor").Add(s.BlockedExecutor.Seconds())
+	}
+	if s.BlockedCommit > 0 {
+		m.blocked.WithLabelValues(p, "commit").Add(s.BlockedCommit.Seconds())
+	}
+	m.inboxFill.WithLabelValues(p).Set(s.InboxFill)
+	if s.ChangelogBytes > 0 {
+		m.changelog.Add(float64(s.ChangelogBytes))
+	}
+}
+
+// Commit implements engine.Metrics.
+func (m *Metrics) Commit(d time.Duration, synced bool) {
+	m.commitDur.WithLabelValues(strconv.FormatBool(synced)).Observe(d.Seconds())
+}
+
+// Transaction implements engine.Metrics.
+func (m *Metrics) Transaction(d time.Duration) { m.txnDur.Observe(d.Seconds()) }
+
+// Late implements engine.Metrics.
+func (m *Metrics) Late(trigger string, n int) { m.late.WithLabelValues(trigger).Add(float64(n)) }
+
+// Sessions implements engine.Metrics.
+func (m *Metrics) Sessions(n int) { m.sessions.Set(float64(n)) }
+
+// Gather returns the current samples (the console's sampler reads them).
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() }
+
 // PartitionGone implements engine.Metrics: the partition's gauges go.
 func (m *Metrics) PartitionGone(partition int32) {
 	l := prometheus.Labels{"partition": strconv.Itoa(int(partition))}
-	for _, g := range []*prometheus.GaugeVec{m.bucketObjs, m.bucketBytes, m.lag, m.restoreLeft, m.watermark, m.idle, m.oldestWindow} {
+	for _, g := range []*prometheus.GaugeVec{m.bucketObjs, m.bucketBytes, m.lag, m.restoreLeft, m.watermark, m.idle, m.oldestWindow, m.inboxFill} {
 		g.DeletePartialMatch(l)
 	}
 }
