@@ -50,10 +50,13 @@ func checkCopartitioned(ctx context.Context, a *app.App, conn kafka.Conn) error 
 
 // handler serves a node's HTTP API: /healthz, /readyz, /metrics, the
 // invocation API and the live queries (routed to the owning node through
-// rt; a nil rt answers from this node only).
-func handler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router) http.Handler {
+// rt; a nil rt answers from this node only), and the console (cons).
+func handler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router, cons *console) http.Handler {
 	mux := http.NewServeMux()
 	(&apiHandler{app: a, node: node, router: rt}).register(mux)
+	if cons != nil {
+		cons.register(mux)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

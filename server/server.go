@@ -405,7 +405,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	}
 	var srv *http.Server
 	if ln != nil {
-		srv = &http.Server{Handler: handler(a, node, w.metrics, rt), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: handler(a, node, w.metrics, rt, newConsole(ctx, a, node, w.metrics, rt, w.conn)), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -439,7 +439,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	if cfg.registryURL != "" {
 		fmt.Fprintf(cfg.banner, "  registry: %s\n", cfg.registryURL)
 	}
-	fmt.Fprintf(cfg.banner, "  http:    http://%s\n  metrics: http://%s/metrics\n  data:    %s\n", httpAddr, httpAddr, cfg.dataDir)
+	fmt.Fprintf(cfg.banner, "  console: http://%s/\n  metrics: http://%s/metrics\n  data:    %s\n", httpAddr, httpAddr, cfg.dataDir)
 	if cfg.progress != nil {
 		wg.Add(1)
 		go func() {
