@@ -237,8 +237,12 @@ type nodeJSON struct {
 // asked by a peer) every other member's, each asked once.
 func (c *console) partitions(w http.ResponseWriter, r *http.Request) {
 	self := c.local()
+	if r.URL.Query().Get("routed") != "" {
+		writeJSON(w, http.StatusOK, self) // a peer gathering the cluster view
+		return
+	}
 	nodes := []nodeJSON{self}
-	if r.URL.Query().Get("routed") == "" && c.rt.group != nil {
+	if c.rt.group != nil {
 		others, err := gather[nodeJSON](c.rt, r)
 		if err != nil {
 			nodes = append(nodes, nodeJSON{Node: "(peers)", Error: err.Error()})
