@@ -16,6 +16,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -28,6 +30,7 @@ import (
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/server"
 )
 
 func main() {
@@ -39,6 +42,7 @@ func main() {
 	inProcess := flag.Bool("in-process-broker", false, "run kfake in this process (its heap then slows the engine's GC)")
 	only := flag.String("only", "", "run only the raw loop and the app whose name contains this")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.BoolVar(&consoleRuns, "console", false, "instead of the apps: the selective filter with its HTTP server, with and without a console polling every second")
 	flag.Parse()
 	onlyApp = *only
 	verbose = *verb
@@ -66,7 +70,11 @@ var (
 	brokerInProcess bool
 	onlyApp         string
 	verbose         bool
+	consoleRuns     bool
 )
+
+// consolePoll marks an app run with a console open on its node.
+const consolePoll = "\n# console polling"
 
 func run(n, parts int) error {
 	var brokers []string
@@ -100,6 +108,12 @@ func run(n, parts int) error {
 		{"pheromone selective filter (quickstart)", selectiveApp},
 		{"pheromone by_time 1s count per page", windowApp},
 		{"pheromone by_time 1s count per page, no changelog", strings.Replace(windowApp, "app: bench-window", "app: bench-window-nocl\nkafka: {changelog: false}", 1)},
+	}
+	if consoleRuns {
+		apps = []struct{ name, fn string }{
+			{"pheromone selective filter, HTTP on, no console open", selectiveApp},
+			{"pheromone selective filter, a console polling every second", selectiveApp + consolePoll},
+		}
 	}
 	rows := make([]*row, len(apps))
 	// Warm up the broker and the client paths once, unmeasured.
@@ -238,12 +252,21 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 	// And a fresh changelog: a node with an empty data dir restores the
 	// previous run's state (offsets at the end of the input) from it.
 	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, appRuns)
+	var opts []server.Opt
+	if consoleRuns {
+		opts = append(opts, server.HTTPAddr("127.0.0.1:0"))
+	}
 	start := time.Now()
-	node, err := bench.StartNode(ctx, a, brokers)
+	node, err := bench.StartNode(ctx, a, brokers, opts...)
 	if err != nil {
 		return 0, err
 	}
 	info := node.Info
+	if strings.HasSuffix(yaml, consolePoll) {
+		stop := make(chan struct{})
+		defer close(stop)
+		go pollConsole("http://"+info.HTTPAddr, stop)
+	}
 	var first time.Duration
 	for {
 		var sum int64
@@ -263,4 +286,33 @@ func pheromone(ctx context.Context, brokers []string, n int, yaml string) (time.
 		fmt.Printf("  %s: first commit after %v, all after %v\n", a.Name, first.Round(time.Millisecond), d.Round(time.Millisecond))
 	}
 	return d, node.Stop()
+}
+
+// pollConsole does what an open console does: every second it asks for the
+// stats (with their series), and every two seconds for the partitions and
+// the dead letters.
+func pollConsole(base string, stop <-chan struct{}) {
+	cl := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string) {
+		if resp, err := cl.Get(base + path); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	get("/")
+	get("/v1/console/topology")
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		get("/v1/console/stats")
+		if i%2 == 0 {
+			get("/v1/console/partitions")
+			get("/v1/console/deadletters?limit=50")
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
