@@ -148,12 +148,75 @@ type fnStats struct {
 	P99ms  float64 `json:"p99_ms"`
 }
 
-// stats is this node's rates (last second), totals and the series of the
-// last minutes (?series=0 leaves them out).
+// statsJSON is a node's figures of the last second (series: of the last
+// minutes, this node's).
+type statsJSON struct {
+	Node        string                  `json:"node"`
+	Nodes       int                     `json:"nodes"`
+	UptimeS     int                     `json:"uptime_s"`
+	Sources     map[string]float64      `json:"sources"`
+	Sinks       map[string]float64      `json:"sinks"`
+	Triggers    map[string]float64      `json:"triggers"`
+	Functions   map[string]fnStats      `json:"functions"`
+	DeadLetters map[string]float64      `json:"dead_letters"`
+	Blocked     map[string]float64      `json:"blocked"`
+	Late        map[string]float64      `json:"late"`
+	Dropped     map[string]float64      `json:"dropped"`
+	Sessions    float64                 `json:"sessions"`
+	Totals      map[string]float64      `json:"totals"`
+	Series      map[string][][2]float64 `json:"series,omitempty"`
+}
+
+// stats is the group's rates (last second) and totals, summed over the
+// nodes (p50 and p99: the largest of any node), with this node's series of
+// the last minutes (?series=0 leaves them out).
 func (c *console) stats(w http.ResponseWriter, r *http.Request) {
+	st := c.localStats(r.URL.Query().Get("series") != "0")
+	if r.URL.Query().Get("routed") != "" {
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	st.Nodes = 1
+	if c.rt.group != nil {
+		if others, err := gather[statsJSON](c.rt, r); err == nil {
+			for _, o := range others {
+				st.add(o)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// add sums o's figures into st.
+func (st *statsJSON) add(o statsJSON) {
+	st.Nodes++
+	for _, m := range [][2]map[string]float64{{st.Sources, o.Sources}, {st.Sinks, o.Sinks}, {st.Triggers, o.Triggers},
+		{st.DeadLetters, o.DeadLetters}, {st.Blocked, o.Blocked}, {st.Late, o.Late}, {st.Dropped, o.Dropped}, {st.Totals, o.Totals}} {
+		if m[0] == nil {
+			continue
+		}
+		for k, v := range m[1] {
+			m[0][k] += v
+		}
+	}
+	for k, f := range o.Functions {
+		g := st.Functions[k]
+		g.Rate += f.Rate
+		g.Errors += f.Errors
+		g.P50ms, g.P99ms = max(g.P50ms, f.P50ms), max(g.P99ms, f.P99ms)
+		if st.Functions != nil {
+			st.Functions[k] = g
+		}
+	}
+	st.Sessions += o.Sessions
+}
+
+// localStats is this node's part of stats.
+func (c *console) localStats(series bool) statsJSON {
 	s := c.smp
 	s.mu.Lock()
-	out := map[string]any{"node": c.rt.self, "uptime_s": int(time.Since(c.started).Seconds())}
+	defer s.mu.Unlock()
+	out := statsJSON{Node: c.rt.self, UptimeS: int(time.Since(c.started).Seconds())}
 	if s.cur != nil {
 		rate := func(name, label string) map[string]float64 { return s.byLabel(name, label, s.rate) }
 		value := func(name, label string) map[string]float64 {
@@ -167,27 +230,25 @@ func (c *console) stats(w http.ResponseWriter, r *http.Request) {
 			fs.P50ms, fs.P99ms = s.cur.p50[k]*1000, s.cur.p99[k]*1000
 			fns[f.Name] = fs
 		}
-		out["sources"] = rate("records_in_total", "source")
-		out["sinks"] = rate("records_out_total", "sink")
-		out["triggers"] = rate("trigger_firings_total", "trigger")
-		out["functions"] = fns
-		out["dead_letters"] = value("dead_letters_total", "reason")
-		out["blocked"] = s.byLabel("task_blocked_seconds_total", "on", s.rate)
-		out["late"] = value("trigger_late_total", "trigger")
-		out["dropped"] = value("trigger_dropped_total", "trigger")
-		out["sessions"] = s.cur.values["invocation_sessions"]
-		out["totals"] = map[string]float64{"in": s.sum("records_in_total"), "out": s.sum("records_out_total"),
+		out.Sources = rate("records_in_total", "source")
+		out.Sinks = rate("records_out_total", "sink")
+		out.Triggers = rate("trigger_firings_total", "trigger")
+		out.Functions = fns
+		out.DeadLetters = value("dead_letters_total", "reason")
+		out.Blocked = s.byLabel("task_blocked_seconds_total", "on", s.rate)
+		out.Late = value("trigger_late_total", "trigger")
+		out.Dropped = value("trigger_dropped_total", "trigger")
+		out.Sessions = s.cur.values["invocation_sessions"]
+		out.Totals = map[string]float64{"in": s.sum("records_in_total"), "out": s.sum("records_out_total"),
 			"firings": s.sum("trigger_firings_total"), "dead_letters": s.sum("dead_letters_total")}
-		if r.URL.Query().Get("series") != "0" {
-			series := map[string][][2]float64{}
+		if series {
+			out.Series = map[string][][2]float64{}
 			for name, ring := range s.series {
-				series[name] = ring.points()
+				out.Series[name] = ring.points()
 			}
-			out["series"] = series
 		}
 	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // sum is the total of every series of metric name (s.mu held).

@@ -244,7 +244,7 @@ async function main() {
   every(1000, async () => {
     stats = await getJSON("/v1/console/stats");
     const t = stats.totals || {};
-    $("node").textContent = `node ${nodeName(stats.node)} · up ${stats.uptime_s || 0} s`;
+    $("node").textContent = `node ${nodeName(stats.node)} · up ${stats.uptime_s || 0} s · rates of ${stats.nodes || 1} node(s)`;
     $("totals").innerHTML = `<span>in ${fmt(t.in)}</span><span>out ${fmt(t.out)}</span><span>firings ${fmt(t.firings)}</span>` +
       `<span class="${t.dead_letters ? "bad" : ""}">dead letters ${fmt(t.dead_letters)}</span>`;
     drawTopology(); drawPlots(); drawFunctions(); drawTriggers();
