@@ -1,12 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/pheromone-go/pheromone/connectors/prom"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/triggers"
 )
 
 // The console: a page every node serves at / (static files embedded in
@@ -368,6 +371,13 @@ func (c *console) local() nodeJSON {
 			continue
 		}
 		for _, pv := range view.Partitions {
+			for i := range pv.Triggers {
+				// Bounded: the sessions or windows nearest to firing are
+				// what the console shows; Pending still counts them all.
+				tv := &pv.Triggers[i]
+				slices.SortStableFunc(tv.Progress, func(a, b triggers.Progress) int { return cmp.Compare(missingOf(a), missingOf(b)) })
+				tv.Progress = tv.Progress[:min(len(tv.Progress), maxProgress)]
+			}
 			get(pv.Partition).Buckets = append(get(pv.Partition).Buckets, bucketJSON{Bucket: b.Name, Held: pv.Held,
 				Bytes: bytes[b.Name+"/"+strconv.Itoa(int(pv.Partition))], Triggers: pv.Triggers})
 		}
@@ -377,6 +387,19 @@ func (c *console) local() nodeJSON {
 	}
 	sort.Slice(n.Partitions, func(i, j int) bool { return n.Partitions[i].Partition < n.Partitions[j].Partition })
 	return n
+}
+
+// maxProgress bounds the sessions or windows listed per trigger and
+// partition.
+const maxProgress = 20
+
+// missingOf is how far a session is from firing (0 for windows, which fire
+// on time).
+func missingOf(p triggers.Progress) int {
+	if p.Need > 0 {
+		return p.Need - p.Have
+	}
+	return 0
 }
 
 // labelsOf splits a series key's labels.
