@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/pheromone-go/pheromone/connectors/prom"
 )
 
@@ -38,7 +36,7 @@ type sampler struct {
 	mu      sync.Mutex
 	prev    *sample
 	cur     *sample
-	buckets map[string]*dto.Histogram // the previous cumulative histograms
+	buckets map[string]prom.Histogram // the previous cumulative histograms
 	series  map[string]*ring
 }
 
@@ -74,7 +72,7 @@ func (r *ring) points() [][2]float64 {
 }
 
 func newSampler(m *prom.Metrics) *sampler {
-	return &sampler{m: m, buckets: map[string]*dto.Histogram{}, series: map[string]*ring{}}
+	return &sampler{m: m, buckets: map[string]prom.Histogram{}, series: map[string]*ring{}}
 }
 
 func (s *sampler) run(ctx context.Context) {
@@ -91,56 +89,25 @@ func (s *sampler) run(ctx context.Context) {
 	}
 }
 
-// key names a series: the metric name without pheromone_, and its labels
-// but app.
-func key(mf *dto.MetricFamily, m *dto.Metric) string {
-	var b strings.Builder
-	b.WriteString(strings.TrimPrefix(mf.GetName(), "pheromone_"))
-	first := true
-	for _, l := range m.GetLabel() {
-		if l.GetName() == "app" {
-			continue
-		}
-		if first {
-			b.WriteByte('|')
-			first = false
-		} else {
-			b.WriteByte(',')
-		}
-		b.WriteString(l.GetName() + "=" + l.GetValue())
-	}
-	return b.String()
-}
-
 // read takes one sample and extends the series.
 func (s *sampler) read(now time.Time) {
-	mfs, err := s.m.Gather()
+	read, err := s.m.Sample()
 	if err != nil {
 		return
 	}
-	smp := &sample{at: now, values: map[string]float64{}, p50: map[string]float64{}, p99: map[string]float64{}}
+	smp := &sample{at: now, values: read.Values, p50: map[string]float64{}, p99: map[string]float64{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "pheromone_") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			k := key(mf, m)
-			switch {
-			case m.Counter != nil:
-				smp.values[k] = m.Counter.GetValue()
-			case m.Gauge != nil:
-				smp.values[k] = m.Gauge.GetValue()
-			case m.Histogram != nil:
-				h := m.Histogram
-				smp.values[k+"#count"] = float64(h.GetSampleCount())
-				if p50, p99, ok := quantiles(s.buckets[k], h); ok {
-					smp.p50[k], smp.p99[k] = p50, p99
-				}
-				s.buckets[k] = h
+	for k, h := range read.Histograms {
+		smp.values[k+"#count"] = float64(h.Count)
+		if prev, ok := s.buckets[k]; ok {
+			if p50, p99, ok := quantiles(&prev, h); ok {
+				smp.p50[k], smp.p99[k] = p50, p99
 			}
+		} else if p50, p99, ok := quantiles(nil, h); ok {
+			smp.p50[k], smp.p99[k] = p50, p99
 		}
+		s.buckets[k] = h
 	}
 	s.prev, s.cur = s.cur, smp
 	for name, v := range s.totals() {
@@ -231,14 +198,14 @@ func (s *sampler) byLabel(name, label string, f func(k string) float64) map[stri
 // quantiles estimates p50 and p99 of the observations between two
 // cumulative histograms (linear within a bucket, as Prometheus'
 // histogram_quantile does); ok is false without new observations.
-func quantiles(prev, cur *dto.Histogram) (p50, p99 float64, ok bool) {
-	n := float64(cur.GetSampleCount())
+func quantiles(prev *prom.Histogram, cur prom.Histogram) (p50, p99 float64, ok bool) {
+	n := float64(cur.Count)
 	var before map[float64]float64
 	if prev != nil {
-		n -= float64(prev.GetSampleCount())
+		n -= float64(prev.Count)
 		before = map[float64]float64{}
-		for _, b := range prev.GetBucket() {
-			before[b.GetUpperBound()] = float64(b.GetCumulativeCount())
+		for _, b := range prev.Buckets {
+			before[b.Upper] = float64(b.Count)
 		}
 	}
 	if n <= 0 {
@@ -246,8 +213,8 @@ func quantiles(prev, cur *dto.Histogram) (p50, p99 float64, ok bool) {
 	}
 	type bkt struct{ upper, count float64 }
 	var bs []bkt
-	for _, b := range cur.GetBucket() {
-		bs = append(bs, bkt{b.GetUpperBound(), float64(b.GetCumulativeCount()) - before[b.GetUpperBound()]})
+	for _, b := range cur.Buckets {
+		bs = append(bs, bkt{b.Upper, float64(b.Count) - before[b.Upper]})
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].upper < bs[j].upper })
 	q := func(phi float64) float64 {

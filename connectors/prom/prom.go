@@ -5,6 +5,7 @@ package prom
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -203,8 +204,75 @@ func (m *Metrics) Late(trigger string, n int) { m.late.WithLabelValues(trigger).
 // Sessions implements engine.Metrics.
 func (m *Metrics) Sessions(n int) { m.sessions.Set(float64(n)) }
 
-// Gather returns the current samples (the console's sampler reads them).
-func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() }
+// Sample is one reading of the node's pheromone_ metrics, for the
+// console: each series by its key, the metric name without the
+// pheromone_ prefix and its labels but app ("name|label=value,...").
+type Sample struct {
+	Values     map[string]float64
+	Histograms map[string]Histogram
+}
+
+// Histogram is a cumulative histogram's count and buckets.
+type Histogram struct {
+	Count   uint64
+	Buckets []Bucket
+}
+
+// Bucket is one cumulative bucket: observations up to Upper.
+type Bucket struct {
+	Upper float64
+	Count uint64
+}
+
+// Sample reads the registry.
+func (m *Metrics) Sample() (Sample, error) {
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		return Sample{}, err
+	}
+	out := Sample{Values: map[string]float64{}, Histograms: map[string]Histogram{}}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "pheromone_") {
+			continue
+		}
+		for _, x := range mf.GetMetric() {
+			k := seriesKey(mf, x)
+			switch {
+			case x.Counter != nil:
+				out.Values[k] = x.Counter.GetValue()
+			case x.Gauge != nil:
+				out.Values[k] = x.Gauge.GetValue()
+			case x.Histogram != nil:
+				h := Histogram{Count: x.Histogram.GetSampleCount()}
+				for _, b := range x.Histogram.GetBucket() {
+					h.Buckets = append(h.Buckets, Bucket{Upper: b.GetUpperBound(), Count: b.GetCumulativeCount()})
+				}
+				out.Histograms[k] = h
+			}
+		}
+	}
+	return out, nil
+}
+
+// seriesKey names a series for Sample.
+func seriesKey(mf *dto.MetricFamily, m *dto.Metric) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimPrefix(mf.GetName(), "pheromone_"))
+	first := true
+	for _, l := range m.GetLabel() {
+		if l.GetName() == "app" {
+			continue
+		}
+		if first {
+			b.WriteByte('|')
+			first = false
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.GetName() + "=" + l.GetValue())
+	}
+	return b.String()
+}
 
 // PartitionGone implements engine.Metrics: the partition's gauges go.
 func (m *Metrics) PartitionGone(partition int32) {
