@@ -141,6 +141,7 @@ type Node struct {
 
 	in, out, firings, dead, invocations atomic.Int64
 	lookSeq                             atomic.Uint64 // tickets of looks at the logs (StartLook)
+	lookSeen                            atomic.Uint64 // the ticket of the newest look observed (ObserveLogEnds)
 	logLimiter                          logLimiter
 
 	sessions sessionTable

@@ -212,6 +212,8 @@ func (n *Node) StartLook() LookStart {
 func (n *Node) ObserveLogEnds(ranges map[TopicPartition]LogRange, look LookStart) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	for seen := n.lookSeen.Load(); look.seq > seen && !n.lookSeen.CompareAndSwap(seen, look.seq); seen = n.lookSeen.Load() {
+	}
 	for tp, r := range ranges {
 		if t := n.tasks[tp.Partition]; t != nil {
 			t.prog.observe(tp.Topic, r, look)

@@ -49,6 +49,47 @@ func (n *Node) Retrying() map[int32]string {
 	return out
 }
 
+// Quiet reports whether the node has nothing left to do until new input
+// arrives or its clock reaches a timer: it owns partitions, none restores,
+// every partition task waits with an empty inbox and no timer already due,
+// and every cycle it ran is committed. With a ManualClock and input that
+// has been delivered (committed offsets at the log ends), a quiet node's
+// outputs are complete: `pheromone test` steps on it.
+func (n *Node) Quiet() bool {
+	if !n.ready.Load() {
+		return false
+	}
+	now := n.o.Clock.Now().UnixNano()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.tasks) == 0 || len(n.restoring) > 0 {
+		return false
+	}
+	for _, t := range n.tasks {
+		if !t.waiting.Load() || len(t.inbox) > 0 || len(t.prog.signal) > 0 {
+			return false
+		}
+		if u := t.waitUntil.Load(); u != 0 && u <= now {
+			return false
+		}
+		if t.cm.durable.Load() < t.queued.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// LookedSince reports whether a look at the logs that began after
+// LookTicket returned ticket has been observed: for event-time idleness, a
+// test that moved its clock waits for one before it calls the node quiet.
+func (n *Node) LookedSince(ticket uint64) bool { return n.lookSeen.Load() > ticket }
+
+// LookTicket is the ticket of the newest look begun so far.
+func (n *Node) LookTicket() uint64 { return n.lookSeq.Load() }
+
+// EventTime reports whether the app has event-time triggers.
+func (n *Node) EventTime() bool { return n.plan.eventTime }
+
 // Owns reports whether this node runs partition part (a task that stopped
 // after an aborted transaction and waits to restart does not count).
 func (n *Node) Owns(part int32) bool {

@@ -36,10 +36,16 @@ type task struct {
 
 	inbox chan inbound
 	// stats gathers this cycle's CycleStats (reported at its commit).
-	stats    CycleStats
-	quit     chan struct{}
-	quitOnce sync.Once
-	done     chan struct{}
+	stats CycleStats
+	// What Node.Quiet reads of the task from other goroutines: whether it
+	// waits for input, the deadline of its next timer (unix ns, 0: none) and
+	// the sequence of the last cycle it handed to its committer.
+	waiting   atomic.Bool
+	waitUntil atomic.Int64
+	queued    atomic.Uint64
+	quit      chan struct{}
+	quitOnce  sync.Once
+	done      chan struct{}
 
 	buckets  map[string]*bucket
 	order    []*bucket
@@ -296,6 +302,16 @@ func (t *task) run() (err error) {
 			txnTimer = clk.NewTimer(t.txnStart.Add(t.n.o.CommitInterval).Sub(clk.Now()))
 			txnC = txnTimer.C()
 		}
+		until := int64(0)
+		if timer != nil {
+			until = t.nextTick().UnixNano()
+		}
+		if txnTimer != nil && (until == 0 || t.txnStart.Add(t.n.o.CommitInterval).UnixNano() < until) {
+			until = t.txnStart.Add(t.n.o.CommitInterval).UnixNano()
+		}
+		t.waitUntil.Store(until)
+		t.queued.Store(t.cycleSeq)
+		t.waiting.Store(true)
 		select {
 		case <-t.quit:
 			if timer != nil {
@@ -317,6 +333,7 @@ func (t *task) run() (err error) {
 			err = t.endTxn()
 		case err = <-t.cm.failed:
 		}
+		t.waiting.Store(false)
 		if timer != nil {
 			timer.Stop()
 		}

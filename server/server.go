@@ -59,6 +59,7 @@ type config struct {
 	// is the registry the node uses once connected (see registry.go).
 	embeddedRegistry string
 	registryURL      string
+	probeInterval    time.Duration
 }
 
 // DataDir is the directory of the node's state (and of the embedded
@@ -106,6 +107,10 @@ func Executors(n int) Opt { return func(c *config) { c.executors = n } }
 // state commits pause until space returns. Default
 // engine.DefaultMinFreeBytes; negative never pauses.
 func MinFreeBytes(n int64) Opt { return func(c *config) { c.minFreeBytes = n } }
+
+// ProbeInterval is how often the node looks at its partitions' log ends
+// (default 250 ms); `pheromone test` looks every few milliseconds.
+func ProbeInterval(d time.Duration) Opt { return func(c *config) { c.probeInterval = d } }
 
 // OnStarted is called once the node serves, with its addresses.
 func OnStarted(f func(Info)) Opt { return func(c *config) { c.started = f } }
@@ -427,7 +432,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	srcDone := make(chan error, 1)
 	if topics := sourceTopics(a); len(topics) > 0 {
 		src := &kafka.Source{Conn: w.conn, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.logger,
-			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self}
+			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self, ProbeInterval: cfg.probeInterval}
 		go func() { srcDone <- src.Run(ctx) }()
 	} else {
 		go func() { <-ctx.Done(); srcDone <- nil }()

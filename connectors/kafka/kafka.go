@@ -154,6 +154,9 @@ type Source struct {
 	// ClientID is the member's client id in the group; nodes advertise their
 	// HTTP address in it for query routing (see Members).
 	ClientID string
+	// ProbeInterval overrides the package's ProbeInterval (tests that step
+	// a virtual clock look often).
+	ProbeInterval time.Duration
 }
 
 // Run consumes until ctx ends. On return the group is left and every
@@ -402,7 +405,8 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) error {
 }
 
 // ProbeInterval is how often the source looks at the log ends of its
-// assigned partitions: for idleness and for the offset-loss check.
+// assigned partitions (for idleness and for the offset-loss check) unless
+// Source.ProbeInterval says otherwise.
 const ProbeInterval = 250 * time.Millisecond
 
 // probe looks at the start and end offsets of the assigned partitions
@@ -413,7 +417,11 @@ const ProbeInterval = 250 * time.Millisecond
 // (Node.StartLook) before it starts.
 func (s *Source) probe(ctx context.Context, cl *kgo.Client) {
 	adm := kadm.NewClient(cl)
-	t := time.NewTicker(ProbeInterval)
+	every := s.ProbeInterval
+	if every <= 0 {
+		every = ProbeInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

@@ -28,6 +28,7 @@ Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR]
                 [--embedded-registry ADDR] [--executors N]
   pheromone validate -f app.yaml
+  pheromone test [FILES|DIRS] [-run REGEX] [--junit FILE] [-v]
   pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--registry ADDR] [--tls-self-signed DIR | --tls-cert F --tls-key F]
                    [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
@@ -66,6 +67,8 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdQuery(args[1:], stdout, stderr)
 	case "gen":
 		return cmdGen(ctx, args[1:], stdout, stderr)
+	case "test":
+		return cmdTest(ctx, reg, args[1:], stdout, stderr)
 	case "produce":
 		return cmdProduce(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "consume":

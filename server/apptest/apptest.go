@@ -1,0 +1,533 @@
+// Package apptest runs an app's test cases (`*_test.yaml`, docs/testing.md)
+// the way `pheromone run` runs the app — the same server, engine, decoding,
+// triggers, functions, changelog and Pebble state, against an in-process
+// Kafka-compatible broker over TCP — but on a virtual clock, stepping only
+// when the node is quiet, so a case is deterministic and a 10-minute window
+// takes no time. `pheromone test` and Go tests (Run) use it.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+	"github.com/pheromone-go/pheromone/engine/fn"
+	"github.com/pheromone-go/pheromone/server"
+)
+
+// File is a test file: the app it tests and its cases.
+type File struct {
+	// App is the app file, relative to the test file; default app.yaml.
+	App string `yaml:"app"`
+	// Start is the virtual clock's start (RFC 3339); default
+	// 2026-01-01T00:00:00Z.
+	Start string `yaml:"start"`
+	Cases []Case `yaml:"cases"`
+}
+
+// Case is one test case: steps run in order on a fresh node and broker.
+type Case struct {
+	Name  string `yaml:"name"`
+	Steps []Step `yaml:"steps"`
+}
+
+// Step is one of send, advance or expect.
+type Step struct {
+	Send *Send `yaml:"send"`
+	// Advance moves the virtual clock (a Go duration: 10s, 5m).
+	Advance string  `yaml:"advance"`
+	Expect  *Expect `yaml:"expect"`
+}
+
+// Send writes records to a source's topic.
+type Send struct {
+	Source  string   `yaml:"source"`
+	Records []Record `yaml:"records"`
+}
+
+// Record is one record sent: its value a JSON object (written as JSON) or a
+// string (written as it is).
+type Record struct {
+	Key     string            `yaml:"key"`
+	Value   any               `yaml:"value"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Expect checks what a sink (or the dead-letter topic) received since the
+// last expectation on it. Records name the fields they check.
+type Expect struct {
+	Sink        string           `yaml:"sink"`
+	DeadLetters []map[string]any `yaml:"dead_letters"`
+	Records     []map[string]any `yaml:"records"`
+	// Match is unordered (default: the same records in any order), exact
+	// (the same records in order) or subset (these records among others).
+	Match string `yaml:"match"`
+}
+
+// Result is one case's outcome.
+type Result struct {
+	File, Case string
+	Passed     bool
+	// Failure says what differed, with the step's line in the test file.
+	Failure  string
+	Duration time.Duration
+}
+
+// Options tune Run.
+type Options struct {
+	// Run selects the cases whose name matches (like go test -run).
+	Run *regexp.Regexp
+	// Functions are the app's `kind: go` functions.
+	Functions map[string]fn.Function
+	// Connectors validate the app (default server.Connectors()).
+	Connectors *app.Connectors
+	// Timeout bounds each wait for the node to settle; default 10 s.
+	Timeout time.Duration
+}
+
+// Load reads a test file, with the line of every step.
+func Load(path string) (*File, map[*Step]int, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(raw, &root)
+	lines := map[*Step]int{}
+	if cases := find(&root, "cases"); cases != nil {
+		for i, c := range cases.Content {
+			if steps := find(c, "steps"); steps != nil && i < len(f.Cases) {
+				for j, s := range steps.Content {
+					if j < len(f.Cases[i].Steps) {
+						lines[&f.Cases[i].Steps[j]] = s.Line
+					}
+				}
+			}
+		}
+	}
+	if f.App == "" {
+		f.App = "app.yaml"
+	}
+	if !filepath.IsAbs(f.App) {
+		f.App = filepath.Join(filepath.Dir(path), f.App)
+	}
+	return &f, lines, nil
+}
+
+// find is the value of key in a YAML mapping (or the document's).
+func find(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// Run runs the cases of the test file at path.
+func Run(ctx context.Context, path string, o Options) ([]Result, error) {
+	f, lines, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if f.Start != "" {
+		if start, err = time.Parse(time.RFC3339, f.Start); err != nil {
+			return nil, fmt.Errorf("%s: start: %w", path, err)
+		}
+	}
+	var out []Result
+	for i := range f.Cases {
+		c := &f.Cases[i]
+		if o.Run != nil && !o.Run.MatchString(c.Name) {
+			continue
+		}
+		t0 := time.Now()
+		err := runCase(ctx, path, f, c, lines, start, o)
+		r := Result{File: path, Case: c.Name, Passed: err == nil, Duration: time.Since(t0)}
+		if err != nil {
+			r.Failure = err.Error()
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// stepError is a failed step, with its line.
+func stepError(path string, line int, format string, args ...any) error {
+	return fmt.Errorf("%s:%d: %s", filepath.Base(path), line, fmt.Sprintf(format, args...))
+}
+
+// runCase runs one case on a fresh broker and node.
+func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step]int, start time.Time, o Options) error {
+	conns := server.Connectors()
+	if o.Connectors != nil {
+		conns = *o.Connectors
+	}
+	a, err := app.LoadWith(f.App, conns)
+	if err != nil {
+		return err
+	}
+	// Records come only from the case: generators are plain topics here.
+	for i := range a.Sources {
+		if a.Sources[i].Kind == "generator" {
+			a.Sources[i].Kind, a.Sources[i].Generator = "kafka", nil
+		}
+	}
+	b, err := kafka.StartBroker("127.0.0.1:0", "")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	dir, err := os.MkdirTemp("", "pheromone-test")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	clock := engine.NewManualClock(start)
+	ctx, cancel := context.WithCancel(ctx)
+	started := make(chan server.Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, a, server.DataDir(dir), server.Brokers(b.Addrs()...), server.Clock(clock), server.Functions(o.Functions),
+			server.ProbeInterval(2*time.Millisecond),
+			server.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), server.OnStarted(func(i server.Info) { started <- i }))
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var node *engine.Node
+	select {
+	case i := <-started:
+		node = i.Node
+	case err := <-done:
+		return fmt.Errorf("the node did not start: %w", err)
+	}
+	conn := kafka.Plain(b.Addrs()...)
+	prod, err := kafka.NewProducer(conn)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	h := &harness{a: a, node: node, clock: clock, prod: prod, conn: conn, ends: map[engine.TopicPartition]int64{}, read: map[string]map[int32]int64{}, timeout: o.Timeout}
+	if err := h.settle(ctx); err != nil {
+		return fmt.Errorf("the node did not start: %w", err)
+	}
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		var err error
+		switch {
+		case s.Send != nil:
+			err = h.send(ctx, s.Send)
+		case s.Advance != "":
+			var d time.Duration
+			if d, err = time.ParseDuration(s.Advance); err == nil {
+				ticket := node.LookTicket()
+				clock.Advance(d)
+				err = h.settleAfter(ctx, ticket)
+			}
+		case s.Expect != nil:
+			err = h.expect(ctx, s.Expect)
+		default:
+			err = errors.New("a step is one of send, advance or expect")
+		}
+		if err != nil {
+			return stepError(path, lines[s], "%v", err)
+		}
+	}
+	return nil
+}
+
+// harness is the state of one running case.
+type harness struct {
+	a       *app.App
+	node    *engine.Node
+	clock   *engine.ManualClock
+	prod    *kafka.Producer
+	conn    kafka.Conn
+	ends    map[engine.TopicPartition]int64 // what was sent, per source partition
+	read    map[string]map[int32]int64      // how far each checked topic was read
+	timeout time.Duration
+}
+
+// settle waits until the node consumed everything sent and is quiet.
+func (h *harness) settle(ctx context.Context) error { return h.settleAfter(ctx, h.node.LookTicket()) }
+
+// settleAfter is settle that, for event-time apps, also waits for a look
+// at the logs begun after ticket (idleness moves watermarks only on fresh
+// looks).
+func (h *harness) settleAfter(ctx context.Context, ticket uint64) error {
+	deadline := time.Now().Add(h.timeout)
+	for {
+		if h.delivered() && (!h.node.EventTime() || h.node.LookedSince(ticket)) && h.node.Quiet() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the node did not settle within %s", h.timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (h *harness) delivered() bool {
+	got := h.node.Committed()
+	for tp, end := range h.ends {
+		if got[tp] < end {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *harness) send(ctx context.Context, s *Send) error {
+	var src *app.Source
+	for i := range h.a.Sources {
+		if h.a.Sources[i].Name == s.Source {
+			src = &h.a.Sources[i]
+		}
+	}
+	if src == nil || src.Connector() {
+		return fmt.Errorf("send: no Kafka source %q", s.Source)
+	}
+	for i, r := range s.Records {
+		var v []byte
+		switch x := r.Value.(type) {
+		case string:
+			v = []byte(x)
+		default:
+			var err error
+			if v, err = json.Marshal(jsonable(x)); err != nil {
+				return fmt.Errorf("send: record %d: %w", i+1, err)
+			}
+		}
+		// A keyed record goes where Kafka's default partitioner puts it;
+		// one without a key to partition 0, so a case is deterministic.
+		rec := &engine.OutRecord{Topic: src.Topic, Value: v, ToPartition: true}
+		if r.Key != "" {
+			rec.Key = []byte(r.Key)
+			rec.Partition = engine.PartitionOf(rec.Key, src.Partitions)
+		}
+		for k, hv := range r.Headers {
+			rec.Headers = append(rec.Headers, engine.Header{Key: k, Value: []byte(hv)})
+		}
+		done := make(chan error, 1)
+		var off int64
+		h.prod.Writer().Produce(rec, func(o int64, err error) { off = o; done <- err })
+		if err := <-done; err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		tp := engine.TopicPartition{Topic: src.Topic, Partition: rec.Partition}
+		h.ends[tp] = max(h.ends[tp], off+1)
+	}
+	return h.settle(ctx)
+}
+
+// jsonable turns what YAML decoded into values encoding/json takes.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+	case map[any]any:
+		m := map[string]any{}
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// readNew returns the records written to topic since the last read.
+func (h *harness) readNew(ctx context.Context, topic string) ([]kafka.Peeked, error) {
+	if h.read[topic] == nil {
+		h.read[topic] = map[int32]int64{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	recs, ends, err := kafka.ReadFrom(ctx, h.conn, topic, func(p int32, _, _ int64) int64 { return h.read[topic][p] })
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", topic, err)
+	}
+	for p, end := range ends {
+		h.read[topic][p] = max(h.read[topic][p], end)
+	}
+	return recs, nil
+}
+
+func (h *harness) expect(ctx context.Context, e *Expect) error {
+	if err := h.settle(ctx); err != nil {
+		return err
+	}
+	var what, topic string
+	var want []map[string]any
+	switch {
+	case e.Sink != "" && e.DeadLetters == nil:
+		s := h.a.Sink(e.Sink)
+		if s == nil || s.Kind != "kafka" {
+			return fmt.Errorf("expect: no Kafka sink %q", e.Sink)
+		}
+		what, topic, want = "sink "+e.Sink, s.Topic, e.Records
+	case e.Sink == "" && e.DeadLetters != nil:
+		what, topic, want = "the dead-letter topic", h.a.Kafka.DLQTopic, e.DeadLetters
+	default:
+		return errors.New("expect: name a sink (with records) or dead_letters")
+	}
+	recs, err := h.readNew(ctx, topic)
+	if err != nil {
+		return err
+	}
+	var got []map[string]any
+	for _, r := range recs {
+		m := map[string]any{}
+		if e.DeadLetters != nil {
+			for _, hd := range r.Headers {
+				m[strings.TrimPrefix(hd.Key, "pheromone.")] = string(hd.Value)
+			}
+			m["value"] = string(r.Value)
+		} else if err := json.Unmarshal(r.Value, &m); err != nil {
+			m = map[string]any{"value": string(r.Value)}
+		}
+		got = append(got, m)
+	}
+	return compare(what, e.Match, normalize(want), got, e.DeadLetters != nil)
+}
+
+// normalize passes expected records through JSON, as the actual ones were.
+func normalize(ms []map[string]any) []map[string]any {
+	out := make([]map[string]any, len(ms))
+	for i, m := range ms {
+		b, _ := json.Marshal(jsonable(m))
+		_ = json.Unmarshal(b, &out[i])
+	}
+	return out
+}
+
+// matches says whether got has every field of want (error: a substring,
+// for dead letters), and if not the first field that differs.
+func matches(want, got map[string]any, dead bool) (bool, string) {
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			return false, fmt.Sprintf("field %s: missing, want %s", k, show(want[k]))
+		case dead && k == "error":
+			if !strings.Contains(fmt.Sprint(g), fmt.Sprint(want[k])) {
+				return false, fmt.Sprintf("field error: got %q, want it to contain %q", g, want[k])
+			}
+		case !reflect.DeepEqual(g, want[k]):
+			return false, fmt.Sprintf("field %s: got %s, want %s", k, show(g), show(want[k]))
+		}
+	}
+	return true, ""
+}
+
+func show(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// compare checks got against want under match, saying which record and
+// field differ.
+func compare(what, match string, want, got []map[string]any, dead bool) error {
+	switch match {
+	case "", "unordered", "subset":
+		used := make([]bool, len(got))
+		var missing []string
+		for i, w := range want {
+			found := false
+			closest := ""
+			for j, g := range got {
+				if used[j] {
+					continue
+				}
+				ok, why := matches(w, g, dead)
+				if ok {
+					used[j], found = true, true
+					break
+				}
+				if closest == "" {
+					closest = fmt.Sprintf(" (the first unmatched record %s differs: %s)", show(g), why)
+				}
+			}
+			if !found {
+				missing = append(missing, fmt.Sprintf("record %d %s not received%s", i+1, show(w), closest))
+			}
+		}
+		var extra []string
+		if match != "subset" {
+			for j, g := range got {
+				if !used[j] {
+					extra = append(extra, "unexpected record "+show(g))
+				}
+			}
+		}
+		if len(missing)+len(extra) > 0 {
+			return fmt.Errorf("%s: %d records received, %d expected:\n\t%s", what, len(got), len(want), strings.Join(append(missing, extra...), "\n\t"))
+		}
+		return nil
+	case "exact":
+		if len(got) != len(want) {
+			var all []string
+			for _, g := range got {
+				all = append(all, show(g))
+			}
+			return fmt.Errorf("%s: %d records received, %d expected (in order):\n\t%s", what, len(got), len(want), strings.Join(all, "\n\t"))
+		}
+		for i := range want {
+			if ok, why := matches(want[i], got[i], dead); !ok {
+				return fmt.Errorf("%s: record %d %s: %s", what, i+1, show(got[i]), why)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("expect: match %q: want exact, unordered or subset", match)
+}
