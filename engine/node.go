@@ -73,6 +73,10 @@ type Options struct {
 	// app sink of another kind than kafka, table or result needs its kind
 	// here.
 	SinkKinds map[string]SinkKind
+	// Reset names the triggers, buckets and table sinks whose state a
+	// changed app drops (see Plan); ResetAll drops all of it, offsets too.
+	Reset    []string
+	ResetAll bool
 	// Formats are the connectors' wire formats by name (see WireFormat):
 	// a source or sink of a format other than json and raw needs it here.
 	Formats map[string]WireFormat
@@ -183,6 +187,13 @@ func New(o Options) (*Node, error) {
 	}
 	if o.Store != nil {
 		if err := checkFormat(o.Store, o.App.Name); err != nil {
+			return nil, err
+		}
+		deleted, err := upgrade(o)
+		if err == nil {
+			err = logResets(o, deleted)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

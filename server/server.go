@@ -60,6 +60,8 @@ type config struct {
 	embeddedRegistry string
 	registryURL      string
 	probeInterval    time.Duration
+	reset            []string
+	resetAll         bool
 }
 
 // DataDir is the directory of the node's state (and of the embedded
@@ -329,6 +331,7 @@ func build(ctx context.Context, a *app.App, cfg *config, conn kafka.Conn) (_ *wi
 	w.metrics = prom.New(a.Name)
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: w.store, Producer: w.producer, Clock: cfg.clock, Metrics: w.metrics, Logger: cfg.logger,
+		Reset: cfg.reset, ResetAll: cfg.resetAll,
 		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, SinkKinds: map[string]engine.SinkKind{},
 		CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return w.producer.Writer(), nil }}

@@ -26,9 +26,10 @@ const usage = `pheromone: data-centric stream processing on Kafka
 
 Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR]
-                [--embedded-registry ADDR] [--executors N]
+                [--embedded-registry ADDR] [--executors N] [--reset NAME]... [--reset-all]
   pheromone validate -f app.yaml
   pheromone test [FILES|DIRS] [-run REGEX] [--junit FILE] [-v]
+  pheromone plan -f new.yaml [--data-dir DIR] [--reset NAME]... [--reset-all]
   pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--registry ADDR] [--tls-self-signed DIR | --tls-cert F --tls-key F]
                    [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]
@@ -67,6 +68,8 @@ func MainWith(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 		return cmdQuery(args[1:], stdout, stderr)
 	case "gen":
 		return cmdGen(ctx, args[1:], stdout, stderr)
+	case "plan":
+		return cmdPlan(reg, args[1:], stdout, stderr)
 	case "test":
 		return cmdTest(ctx, reg, args[1:], stdout, stderr)
 	case "produce":
@@ -139,6 +142,9 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	embeddedReg := fs.String("embedded-registry", "", "address of the schema registry served with the embedded broker (default 127.0.0.1:8081 when the app has a registry format, else any free port)")
 	executors := fs.Int("executors", 0, "function executor pool size (default: number of CPUs)")
 	advertise := fs.String("advertise", "", "base URL other nodes forward queries to (default http://<http address>)")
+	var resets list
+	fs.Var(&resets, "reset", "drop the state of this trigger, bucket or table sink when the app changed in a way it cannot follow (docs/upgrades.md); repeatable")
+	resetAll := fs.Bool("reset-all", false, "drop all of the app's state when it changed in a way the state cannot follow (the input is read again)")
 	minFree := fs.Int64("min-free-disk", engine.DefaultMinFreeBytes>>20, "MiB of disk kept free under the data dir: below it state commits pause until space returns (0: never pause)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -161,6 +167,10 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		server.Logger(slog.New(slog.NewTextHandler(stderr, nil)))}
 	if *brokers != "" {
 		opts = append(opts, server.Brokers(strings.Split(*brokers, ",")...))
+	}
+	opts = append(opts, server.Reset(resets...))
+	if *resetAll {
+		opts = append(opts, server.ResetAll())
 	}
 	switch {
 	case *embeddedReg != "":

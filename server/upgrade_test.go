@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/app"
+)
+
+const upgradeV1 = `
+app: upg
+sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}], bucket: in}]
+buckets: [{name: in}, {name: kept}]
+triggers:
+  - {name: each, bucket: in, primitive: immediate, function: keep}
+  - {name: threes, bucket: kept, primitive: by_batch_size, count: 3, function: count}
+functions:
+  - {name: keep, kind: filter, expr: "id >= 0", outputs: [kept]}
+  - {name: count, kind: aggregate, aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}], outputs: [out]}
+sinks: [{name: out, topic: out, partitions: 1}]
+`
+
+// TestUpgrades: a changed filter keeps the state (a batch begun before the
+// change completes after it, exactly); a changed batch size is refused
+// with the trigger, the change and the reset to pass, and `Plan` says the
+// same without touching anything; with that reset the trigger's held
+// objects are dropped and the rest of the state is kept.
+func TestUpgrades(t *testing.T) {
+	brokers := cluster(t)
+	dir := t.TempDir()
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, upgradeV1, brokers, clock, dir)
+	produce(t, brokers, "in", 0, `{"id":1}`, `{"id":2}`)
+	waitFor(t, 20*time.Second, "two records committed", func() bool { return n.info.Node.Committed()[engine.TopicPartition{Topic: "in"}] == 2 })
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// v2: a changed filter expression — compatible.
+	v2 := strings.Replace(upgradeV1, `expr: "id >= 0"`, `expr: "id >= 1"`, 1)
+	n = startNode(t, v2, brokers, clock, dir)
+	produce(t, brokers, "in", 0, `{"id":3}`)
+	equalLines(t, "the batch begun before the change", values(consume(t, brokers, "out", 1, 200*time.Millisecond)), []string{`{"n":3,"lo":1}`})
+	produce(t, brokers, "in", 0, `{"id":4}`)
+	waitFor(t, 20*time.Second, "the fourth record committed", func() bool { return n.info.Node.Committed()[engine.TopicPartition{Topic: "in"}] == 4 })
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// v3: a changed batch size — the trigger holds {"id":4} for the old one.
+	v3 := strings.Replace(v2, "count: 3,", "count: 2,", 1)
+	a := mustApp(t, v3)
+	plan, err := Plan(a, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown []string
+	for _, it := range plan {
+		shown = append(shown, fmt.Sprintf("%s %s: %s", it.Action, it.Item, it.Change))
+	}
+	equalLines(t, "plan", shown, []string{"refused trigger threes: count: 3 → 2"})
+	err = Run(context.Background(), a, DataDir(dir), Brokers(brokers...), Clock(clock))
+	var ue *engine.UpgradeError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "trigger threes: count: 3 → 2") || !strings.Contains(err.Error(), "--reset threes") {
+		t.Fatalf("a changed batch size: %v", err)
+	}
+	t.Logf("refused:\n%v", err)
+
+	// With the reset: the held object is gone, the offsets stay.
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, a, DataDir(dir), Brokers(brokers...), Clock(clock), Reset("threes"), OnStarted(func(i Info) { started <- i }))
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("with --reset threes: %v", err)
+	}
+	produce(t, brokers, "in", 0, `{"id":5}`, `{"id":6}`)
+	out := values(consume(t, brokers, "out", 2, 300*time.Millisecond))
+	equalLines(t, "outputs after the reset", out, []string{`{"n":3,"lo":1}`, `{"n":2,"lo":5}`})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Started again with the same file: nothing to plan.
+	if plan, err := Plan(a, dir); err != nil || plan != nil {
+		t.Fatalf("plan after the upgrade: %v %v", plan, err)
+	}
+}
+
+func mustApp(t *testing.T, yaml string) *app.App {
+	t.Helper()
+	a, err := app.Parse([]byte(yaml))
+	if err == nil {
+		err = a.ValidateWith(Connectors())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
