@@ -219,7 +219,7 @@ func (c *console) localStats(series bool) statsJSON {
 	s := c.smp
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := statsJSON{Node: c.rt.self, UptimeS: int(time.Since(c.started).Seconds())}
+	out := statsJSON{Node: c.self(), UptimeS: int(time.Since(c.started).Seconds())}
 	if s.cur != nil {
 		rate := func(name, label string) map[string]float64 { return s.byLabel(name, label, s.rate) }
 		value := func(name, label string) map[string]float64 {
@@ -319,13 +319,13 @@ func (c *console) partitions(w http.ResponseWriter, r *http.Request) {
 
 // local is this node's part of the cluster view.
 func (c *console) local() nodeJSON {
-	n := nodeJSON{Node: c.rt.self, Standbys: c.node.Standbys()}
+	n := nodeJSON{Node: c.self(), Standbys: c.node.Standbys()}
 	byPart := map[int32]*partJSON{}
 	get := func(p int32) *partJSON {
 		if pj := byPart[p]; pj != nil {
 			return pj
 		}
-		pj := &partJSON{Partition: p, Node: c.rt.self, Lag: map[string]float64{}, Buckets: []bucketJSON{}}
+		pj := &partJSON{Partition: p, Node: c.self(), Lag: map[string]float64{}, Buckets: []bucketJSON{}}
 		byPart[p] = pj
 		return pj
 	}
@@ -575,4 +575,13 @@ func (c *console) tail(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		}
 	}
+}
+
+// self is this node's name in the console: its URL (its member id when it
+// has none).
+func (c *console) self() string {
+	if u, _ := memberURL(c.rt.self); u != "" {
+		return u
+	}
+	return c.rt.self
 }

@@ -57,6 +57,12 @@ func handler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router, cons *c
 	if cons != nil {
 		cons.register(mux)
 	}
+	mux.HandleFunc("GET /v1/app", func(w http.ResponseWriter, _ *http.Request) {
+		// The app as this node's state sees it: what a joining node of
+		// another version compares its own with.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(engine.Canonical(a))
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

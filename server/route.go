@@ -30,8 +30,21 @@ import (
 
 const memberPrefix = "pheromone@"
 
-// memberID is the client id a node joins the group with.
-func memberID(advertise, httpAddr string) string {
+// memberID is the client id a node joins the group with: its URL and the
+// hash of the app it runs ("pheromone@http://host:port#<hash>").
+func memberID(advertise, httpAddr, hash string) string { return memberBase(advertise, httpAddr) + "#" + hash }
+
+// memberURL splits a member's client id into its URL ("" for a node
+// without HTTP) and its app hash ("" for a node before hashes).
+func memberURL(clientID string) (url, hash string) {
+	id, hash, _ := strings.Cut(clientID, "#")
+	if u, ok := strings.CutPrefix(id, memberPrefix); ok {
+		return u, hash
+	}
+	return "", hash
+}
+
+func memberBase(advertise, httpAddr string) string {
 	if advertise == "" {
 		if httpAddr == "" {
 			// No HTTP API: unique, but not a routing target.
@@ -82,8 +95,8 @@ func (rt *router) owner(ctx context.Context, part int32) (string, error) {
 	}
 	for _, m := range ms {
 		for _, p := range m.Partitions {
-			if p == part && strings.HasPrefix(m.ClientID, memberPrefix) {
-				return strings.TrimPrefix(m.ClientID, memberPrefix), nil
+			if u, _ := memberURL(m.ClientID); p == part && u != "" {
+				return u, nil
 			}
 		}
 	}
@@ -98,7 +111,7 @@ func (rt *router) peers(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, m := range ms {
-		if u := strings.TrimPrefix(m.ClientID, memberPrefix); u != m.ClientID && m.ClientID != rt.self {
+		if u, _ := memberURL(m.ClientID); u != "" && m.ClientID != rt.self {
 			out = append(out, u)
 		}
 	}

@@ -403,7 +403,10 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 		}
 		httpAddr = ln.Addr().String()
 	}
-	rt := &router{group: describer, self: memberID(cfg.advertise, httpAddr), client: &http.Client{Timeout: 30 * time.Second}}
+	rt := &router{group: describer, self: memberID(cfg.advertise, httpAddr, engine.AppHash(a)), client: &http.Client{Timeout: 30 * time.Second}}
+	if err := checkGroupApps(ctx, rt, a); err != nil {
+		return err
+	}
 	if a.Kafka.StandbyReplicas > 0 {
 		wg.Add(1)
 		go func() {

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -44,4 +48,70 @@ func Plan(a *app.App, dataDir string, opts ...Opt) ([]engine.PlanItem, error) {
 		return nil, nil
 	}
 	return engine.Plan(old, a, cfg.reset, cfg.resetAll), nil
+}
+
+// checkGroupApps refuses to join a group whose members run an app this
+// node's state-compatible plan would refuse (the same check as a restart
+// with a changed file): a rolling upgrade with compatible changes may run
+// two versions side by side for a while; any other mix may not. A member
+// without HTTP, whose app cannot be asked, counts as different.
+func checkGroupApps(ctx context.Context, rt *router, a *app.App) error {
+	ms, err := rt.group.Members(ctx)
+	if err != nil {
+		return nil // the group's view comes with the join; nothing to compare yet
+	}
+	mine := engine.AppHash(a)
+	var bad []string
+	for _, m := range ms {
+		url, hash := memberURL(m.ClientID)
+		if hash == "" || hash == mine || m.ClientID == rt.self {
+			continue
+		}
+		other, err := fetchApp(ctx, rt, url)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s runs app version %s (%v)", memberName(m.ClientID, url), hash, err))
+			continue
+		}
+		for _, it := range engine.Plan(other, a, nil, false) {
+			if it.Action == engine.Refused {
+				bad = append(bad, fmt.Sprintf("%s runs app version %s, whose %s this node's file changes (%s: %s)", memberName(m.ClientID, url), hash, it.Item, it.Change, it.Why))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the group %s runs another version of app %s than this node (%s):\n  - %s\nrun the same app file on every node: stop them all and start them with the new file (docs/upgrades.md)",
+			a.Kafka.Group, a.Name, mine, strings.Join(bad, "\n  - "))
+	}
+	return nil
+}
+
+func memberName(clientID, url string) string {
+	if url != "" {
+		return "node " + url
+	}
+	return "member " + clientID
+}
+
+// fetchApp asks a member for the app it runs (GET /v1/app).
+func fetchApp(ctx context.Context, rt *router, url string) (*app.App, error) {
+	if url == "" {
+		return nil, errors.New("it has no HTTP address to ask its app of")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/app", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rt.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/app: %s", resp.Status)
+	}
+	var other app.App
+	if err := json.NewDecoder(resp.Body).Decode(&other); err != nil {
+		return nil, err
+	}
+	return &other, nil
 }

@@ -107,3 +107,23 @@ func mustApp(t *testing.T, yaml string) *app.App {
 	}
 	return a
 }
+
+// TestMixedVersionsInAGroup: a node whose app changes what a running
+// member's state holds (a batch size) refuses to join its group, naming the
+// member, its version and the change; a node with a compatible change (a
+// filter) joins beside it — a rolling upgrade.
+func TestMixedVersionsInAGroup(t *testing.T) {
+	brokers := cluster(t)
+	n1 := startNode(t, upgradeV1, brokers, engine.SystemClock{}, t.TempDir())
+	defer n1.stop()
+	bad := mustApp(t, strings.Replace(upgradeV1, "count: 3,", "count: 2,", 1))
+	err := Run(context.Background(), bad, DataDir(t.TempDir()), Brokers(brokers...), HTTPAddr("127.0.0.1:0"))
+	for _, want := range []string{"runs another version of app upg", "node http://" + n1.info.HTTPAddr, "trigger threes", "count: 3 → 2"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("an incompatible newcomer: %v (want %q)", err, want)
+		}
+	}
+	t.Logf("refused: %v", err)
+	n2 := startNode(t, strings.Replace(upgradeV1, `"id >= 0"`, `"id >= 1"`, 1), brokers, engine.SystemClock{}, t.TempDir())
+	defer n2.stop()
+}
