@@ -32,7 +32,9 @@ const memberPrefix = "pheromone@"
 
 // memberID is the client id a node joins the group with: its URL and the
 // hash of the app it runs ("pheromone@http://host:port#<hash>").
-func memberID(advertise, httpAddr, hash string) string { return memberBase(advertise, httpAddr) + "#" + hash }
+func memberID(advertise, httpAddr, hash string) string {
+	return memberBase(advertise, httpAddr) + "#" + hash
+}
 
 // memberURL splits a member's client id into its URL ("" for a node
 // without HTTP) and its app hash ("" for a node before hashes).
