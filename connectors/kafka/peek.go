@@ -135,3 +135,23 @@ func Tail(ctx context.Context, conn Conn, topic string, fn func(Peeked) bool) er
 	}
 	return nil
 }
+
+// EndOffsets are the log ends of topics' partitions.
+func EndOffsets(ctx context.Context, conn Conn, topics ...string) (map[engine.TopicPartition]int64, error) {
+	cl, err := conn.client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: end offsets: %w", err)
+	}
+	out := map[engine.TopicPartition]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			out[engine.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = o.Offset
+		}
+	})
+	return out, nil
+}
