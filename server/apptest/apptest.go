@@ -53,6 +53,9 @@ type Step struct {
 	// Advance moves the virtual clock (a Go duration: 10s, 5m).
 	Advance string  `yaml:"advance"`
 	Expect  *Expect `yaml:"expect"`
+	// Restart stops the node (as a clean shutdown does) and starts it again
+	// on the same state and broker.
+	Restart bool `yaml:"restart"`
 }
 
 // Send writes records to a source's topic.
@@ -72,7 +75,9 @@ type Record struct {
 // Expect checks what a sink (or the dead-letter topic) received since the
 // last expectation on it. Records name the fields they check.
 type Expect struct {
-	Sink        string           `yaml:"sink"`
+	Sink string `yaml:"sink"`
+	// Table checks every row a table sink holds now (not only new ones).
+	Table       string           `yaml:"table"`
 	DeadLetters []map[string]any `yaml:"dead_letters"`
 	Records     []map[string]any `yaml:"records"`
 	// Match is unordered (default: the same records in any order), exact
@@ -216,32 +221,37 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 	}
 	defer os.RemoveAll(dir)
 	clock := engine.NewManualClock(start)
-	ctx, cancel := context.WithCancel(ctx)
-	started := make(chan server.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, a, server.DataDir(dir), server.Brokers(b.Addrs()...), server.Clock(clock), server.Functions(o.Functions),
-			server.ProbeInterval(2*time.Millisecond),
-			server.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), server.OnStarted(func(i server.Info) { started <- i }))
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	var node *engine.Node
-	select {
-	case i := <-started:
-		node = i.Node
-	case err := <-done:
-		return fmt.Errorf("the node did not start: %w", err)
+	h := &harness{a: a, clock: clock, ends: map[engine.TopicPartition]int64{}, read: map[string]map[int32]int64{}, timeout: o.Timeout}
+	h.startNode = func() error {
+		nctx, cancel := context.WithCancel(ctx)
+		started := make(chan server.Info, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- server.Run(nctx, a, server.DataDir(dir), server.Brokers(b.Addrs()...), server.Clock(clock), server.Functions(o.Functions),
+				server.ProbeInterval(2*time.Millisecond),
+				server.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), server.OnStarted(func(i server.Info) { started <- i }))
+		}()
+		select {
+		case i := <-started:
+			h.node = i.Node
+			h.stopNode = func() error { cancel(); return <-done }
+			return nil
+		case err := <-done:
+			cancel()
+			return fmt.Errorf("the node did not start: %w", err)
+		}
 	}
+	if err := h.startNode(); err != nil {
+		return err
+	}
+	defer func() { _ = h.stopNode() }()
 	conn := kafka.Plain(b.Addrs()...)
 	prod, err := kafka.NewProducer(conn)
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
-	h := &harness{a: a, node: node, clock: clock, prod: prod, conn: conn, ends: map[engine.TopicPartition]int64{}, read: map[string]map[int32]int64{}, timeout: o.Timeout}
+	h.prod, h.conn = prod, conn
 	if err := h.settle(ctx); err != nil {
 		return fmt.Errorf("the node did not start: %w", err)
 	}
@@ -254,14 +264,20 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 		case s.Advance != "":
 			var d time.Duration
 			if d, err = time.ParseDuration(s.Advance); err == nil {
-				ticket := node.LookTicket()
+				ticket := h.node.LookTicket()
 				clock.Advance(d)
 				err = h.settleAfter(ctx, ticket)
 			}
 		case s.Expect != nil:
 			err = h.expect(ctx, s.Expect)
+		case s.Restart:
+			if err = h.stopNode(); err == nil {
+				if err = h.startNode(); err == nil {
+					err = h.settle(ctx)
+				}
+			}
 		default:
-			err = errors.New("a step is one of send, advance or expect")
+			err = errors.New("a step is one of send, advance, expect or restart")
 		}
 		if err != nil {
 			return stepError(path, lines[s], "%v", err)
@@ -272,14 +288,16 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 
 // harness is the state of one running case.
 type harness struct {
-	a       *app.App
-	node    *engine.Node
-	clock   *engine.ManualClock
-	prod    *kafka.Producer
-	conn    kafka.Conn
-	ends    map[engine.TopicPartition]int64 // what was sent, per source partition
-	read    map[string]map[int32]int64      // how far each checked topic was read
-	timeout time.Duration
+	a         *app.App
+	startNode func() error
+	stopNode  func() error
+	node      *engine.Node
+	clock     *engine.ManualClock
+	prod      *kafka.Producer
+	conn      kafka.Conn
+	ends      map[engine.TopicPartition]int64 // what was sent, per source partition
+	read      map[string]map[int32]int64      // how far each checked topic was read
+	timeout   time.Duration
 }
 
 // settle waits until the node consumed everything sent and is quiet.
@@ -443,6 +461,24 @@ func (h *harness) expect(ctx context.Context, e *Expect) error {
 	var what, topic string
 	var want []map[string]any
 	switch {
+	case e.Table != "":
+		s := h.a.Sink(e.Table)
+		if s == nil || s.Kind != "table" {
+			return fmt.Errorf("expect: no table sink %q", e.Table)
+		}
+		rows, err := h.node.QueryTable(e.Table, "")
+		if err != nil {
+			return err
+		}
+		var got []map[string]any
+		for _, r := range rows {
+			m := map[string]any{}
+			if err := json.Unmarshal(r.Row, &m); err != nil {
+				return err
+			}
+			got = append(got, m)
+		}
+		return compare("table "+e.Table, e.Match, normalize(e.Records), got, false)
 	case e.Sink != "" && e.DeadLetters == nil:
 		s := h.a.Sink(e.Sink)
 		if s == nil || s.Kind != "kafka" {
