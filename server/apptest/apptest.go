@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pheromone-go/pheromone/connectors/kafka"
+	"github.com/pheromone-go/pheromone/connectors/registry"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/fn"
@@ -222,6 +223,21 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 	defer os.RemoveAll(dir)
 	clock := engine.NewManualClock(start)
 	h := &harness{a: a, clock: clock, ends: map[engine.TopicPartition]int64{}, read: map[string]map[int32]int64{}, timeout: o.Timeout}
+	if a.UsesRegistry() {
+		// Registry formats: a registry of the case's own, as `pheromone
+		// run` serves beside its embedded broker.
+		reg, err := registry.StartEmbedded("127.0.0.1:0", "")
+		if err != nil {
+			return err
+		}
+		defer reg.Close()
+		if a.SchemaRegistry == nil || a.SchemaRegistry.URL == "" {
+			a.SchemaRegistry = &app.SchemaRegistry{URL: reg.URL()}
+		}
+		if h.reg, err = registry.NewClient(a.SchemaRegistry.URL, a.SchemaRegistry, os.Getenv); err != nil {
+			return err
+		}
+	}
 	h.startNode = func() error {
 		nctx, cancel := context.WithCancel(ctx)
 		started := make(chan server.Info, 1)
@@ -295,6 +311,7 @@ type harness struct {
 	clock     *engine.ManualClock
 	prod      *kafka.Producer
 	conn      kafka.Conn
+	reg       *registry.Client                // registry formats only
 	ends      map[engine.TopicPartition]int64 // what was sent, per source partition
 	read      map[string]map[int32]int64      // how far each checked topic was read
 	timeout   time.Duration
@@ -394,6 +411,19 @@ func (h *harness) send(ctx context.Context, s *Send) error {
 		}
 		// A keyed record goes where Kafka's default partitioner puts it;
 		// one without a key to partition 0, so a case is deterministic.
+		if _, raw := r.Value.(string); src.Registry != nil && !raw {
+			// An object is written in the source's format; a string as it is.
+			conv, err := registry.NewConverter(ctx, h.reg, src.Format, src.Registry.Name(src.Topic), "", src.Registry.Message)
+			if err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+			out, err := conv.Convert([][]byte{v})
+			conv.Close()
+			if err != nil {
+				return fmt.Errorf("send: record %d: %w", i+1, err)
+			}
+			v = out[0]
+		}
 		rec := &engine.OutRecord{Topic: src.Topic, Value: v, ToPartition: true}
 		if r.Key != "" {
 			rec.Key = []byte(r.Key)
@@ -460,6 +490,12 @@ func (h *harness) expect(ctx context.Context, e *Expect) error {
 	}
 	var what, topic string
 	var want []map[string]any
+	var rd *registry.Reader
+	defer func() {
+		if rd != nil {
+			rd.Close()
+		}
+	}()
 	switch {
 	case e.Table != "":
 		s := h.a.Sink(e.Table)
@@ -485,6 +521,12 @@ func (h *harness) expect(ctx context.Context, e *Expect) error {
 			return fmt.Errorf("expect: no Kafka sink %q", e.Sink)
 		}
 		what, topic, want = "sink "+e.Sink, s.Topic, e.Records
+		if s.Registry != nil {
+			var err error
+			if rd, err = registry.NewReader(ctx, h.reg, s.Format, s.Registry.Name(s.Topic), s.Registry.Message); err != nil {
+				return fmt.Errorf("expect: %w", err)
+			}
+		}
 	case e.Sink == "" && e.DeadLetters != nil:
 		what, topic, want = "the dead-letter topic", h.a.Kafka.DLQTopic, e.DeadLetters
 	default:
@@ -502,8 +544,16 @@ func (h *harness) expect(ctx context.Context, e *Expect) error {
 				m[strings.TrimPrefix(hd.Key, "pheromone.")] = string(hd.Value)
 			}
 			m["value"] = string(r.Value)
-		} else if err := json.Unmarshal(r.Value, &m); err != nil {
-			m = map[string]any{"value": string(r.Value)}
+		} else {
+			v := r.Value
+			if rd != nil {
+				if v, err = rd.Read(nil, r.Value); err != nil {
+					return fmt.Errorf("%s: a record not in its format: %w", what, err)
+				}
+			}
+			if err := json.Unmarshal(v, &m); err != nil {
+				m = map[string]any{"value": string(r.Value)}
+			}
 		}
 		got = append(got, m)
 	}
