@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
@@ -114,4 +115,21 @@ func fetchApp(ctx context.Context, rt *router, url string) (*app.App, error) {
 		return nil, err
 	}
 	return &other, nil
+}
+
+// PlanAgainst is Plan against a running node (its base URL): what a node
+// started with app a would do beside it, or to the state it runs.
+func PlanAgainst(ctx context.Context, url string, a *app.App, opts ...Opt) ([]engine.PlanItem, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	running, err := fetchApp(ctx, &router{client: &http.Client{Timeout: 10 * time.Second}}, strings.TrimSuffix(url, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("plan: asking %s for its app: %w", url, err)
+	}
+	if string(engine.Canonical(running)) == string(engine.Canonical(a)) {
+		return nil, nil
+	}
+	return engine.Plan(running, a, cfg.reset, cfg.resetAll), nil
 }

@@ -30,8 +30,8 @@ sinks: [{name: out, topic: out, partitions: 1}]
 `
 
 // TestUpgradeWithProcesses upgrades an app the way an operator does:
-// `pheromone plan`, then `pheromone run` with the new file on the same
-// data dir. A changed filter keeps the state (a batch begun before
+// `pheromone plan` (against the data dir, and against a running node),
+// then `pheromone run` with the new file on the same data dir. A changed filter keeps the state (a batch begun before
 // completes after, exactly); a changed batch size is refused by plan and
 // run alike, naming the trigger; with --reset that trigger's held objects
 // are dropped and the rest is kept.
@@ -110,6 +110,11 @@ func TestUpgradeWithProcesses(t *testing.T) {
 	waitOut(1)
 	send(`{"id":4}`)
 	waitFor(t, 30*time.Second, "one object held", func() bool { return held(addr) == 1 })
+	// Planned against the running node, over HTTP.
+	out, err = exec.Command(binary_, "plan", "-f", v3, "--addr", "http://"+addr).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refused  trigger threes: count: 3 → 2") {
+		t.Fatalf("plan v3 against the running node: %v\n%s", err, out)
+	}
 	stop(node)
 
 	out, err = exec.Command(binary_, "plan", "-f", v3, "--data-dir", data).CombinedOutput()

@@ -29,7 +29,7 @@ Usage:
                 [--embedded-registry ADDR] [--executors N] [--reset NAME]... [--reset-all]
   pheromone validate -f app.yaml
   pheromone test [FILES|DIRS] [-run REGEX] [--junit FILE] [-v]
-  pheromone plan -f new.yaml [--data-dir DIR] [--reset NAME]... [--reset-all]
+  pheromone plan -f new.yaml [--data-dir DIR | --addr URL] [--reset NAME]... [--reset-all]
   pheromone broker [--data-dir DIR] [--addr ADDR] [--count N] [--registry ADDR] [--tls-self-signed DIR | --tls-cert F --tls-key F]
                    [--superuser M:NAME:PW]... [--user M:NAME:PW]... [--acl USER:OP:RESOURCE:NAME]...
   pheromone invoke APP [--data FILE] [--addr URL] [--async]

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ func cmdPlan(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "the new app file")
 	dataDir := fs.String("data-dir", "pheromone-data", "the node's data directory (stop the node first)")
+	addr := fs.String("addr", "", "plan against a running node instead (its HTTP base URL, e.g. http://127.0.0.1:8080)")
 	var resets list
 	fs.Var(&resets, "reset", "as pheromone run --reset: plan with this state dropped; repeatable")
 	resetAll := fs.Bool("reset-all", false, "as pheromone run --reset-all")
@@ -37,13 +39,20 @@ func cmdPlan(reg *fn.Registry, args []string, stdout, stderr io.Writer) int {
 	if *resetAll {
 		opts = append(opts, server.ResetAll())
 	}
-	plan, err := server.Plan(a, *dataDir, opts...)
+	var plan []engine.PlanItem
+	where := *dataDir
+	if *addr != "" {
+		where = *addr
+		plan, err = server.PlanAgainst(context.Background(), *addr, a, opts...)
+	} else {
+		plan, err = server.Plan(a, *dataDir, opts...)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "pheromone plan:", err)
 		return 1
 	}
 	if len(plan) == 0 {
-		fmt.Fprintf(stdout, "no changes to app %q's state in %s\n", a.Name, *dataDir)
+		fmt.Fprintf(stdout, "no changes to app %q's state in %s\n", a.Name, where)
 		return 0
 	}
 	refused := 0
