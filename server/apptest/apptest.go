@@ -78,7 +78,11 @@ type Record struct {
 type Expect struct {
 	Sink string `yaml:"sink"`
 	// Table checks every row a table sink holds now (not only new ones).
-	Table       string           `yaml:"table"`
+	Table string `yaml:"table"`
+	// Trigger checks a trigger's pending sessions or windows now (fields
+	// session, group, have, need, missing, window_start, window_end) in
+	// Records.
+	Trigger     string           `yaml:"trigger"`
 	DeadLetters []map[string]any `yaml:"dead_letters"`
 	Records     []map[string]any `yaml:"records"`
 	// Match is unordered (default: the same records in any order), exact
@@ -497,6 +501,35 @@ func (h *harness) expect(ctx context.Context, e *Expect) error {
 		}
 	}()
 	switch {
+	case e.Trigger != "":
+		var bucket string
+		for _, t := range h.a.Triggers {
+			if t.Name == e.Trigger {
+				bucket = t.Bucket
+			}
+		}
+		if bucket == "" {
+			return fmt.Errorf("expect: no trigger %q", e.Trigger)
+		}
+		view, err := h.node.QueryBucket(bucket, engine.BucketQuery{Limit: 1})
+		if err != nil {
+			return err
+		}
+		var got []map[string]any
+		for _, p := range view.Partitions {
+			for _, tv := range p.Triggers {
+				if tv.Name != e.Trigger {
+					continue
+				}
+				for _, pr := range tv.Progress {
+					b, _ := json.Marshal(pr)
+					m := map[string]any{}
+					_ = json.Unmarshal(b, &m)
+					got = append(got, m)
+				}
+			}
+		}
+		return compare("trigger "+e.Trigger, e.Match, normalize(e.Records), got, false)
 	case e.Table != "":
 		s := h.a.Sink(e.Table)
 		if s == nil || s.Kind != "table" {
