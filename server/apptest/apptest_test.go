@@ -52,7 +52,7 @@ func TestWrongExpectationNamesSinkRecordAndField(t *testing.T) {
 	if res[0].Passed {
 		t.Fatal("a wrong expectation passed")
 	}
-	for _, want := range []string{"wrong_test.yaml:17:", "sink decisions", "record 3", "field ok: got false, want true"} {
+	for _, want := range []string{"wrong_test.yaml:22:", "sink decisions", "record 3", "field ok: got false, want true"} {
 		if !strings.Contains(res[0].Failure, want) {
 			t.Errorf("the failure does not say %q:\n%s", want, res[0].Failure)
 		}
