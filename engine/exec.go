@@ -238,13 +238,20 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 // format registers or looks up each schema once): a failure fails the
 // attempt, and is retried like the function's own.
 func prepareSinks(j *job, out *collector) error {
-	for name, enc := range j.fn.encoders {
-		for i, rec := range out.recs {
-			if !out.emittedTo(i, name) || rec.NumRows() == 0 {
+	// Only the function's own outputs: the encoders are the app's.
+	for _, sinks := range [2][]*app.Sink{j.fn.sinks, j.fn.connected} {
+		for _, s := range sinks {
+			enc := j.fn.encoders[s.Name]
+			if enc == nil {
 				continue
 			}
-			if err := enc.Prepare(rec.Schema()); err != nil {
-				return fmt.Errorf("sink %s: %w", name, err)
+			for i, rec := range out.recs {
+				if !out.emittedTo(i, s.Name) || rec.NumRows() == 0 {
+					continue
+				}
+				if err := enc.Prepare(rec.Schema()); err != nil {
+					return fmt.Errorf("sink %s: %w", s.Name, err)
+				}
 			}
 		}
 	}

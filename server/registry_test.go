@@ -269,3 +269,56 @@ func readyz(addr string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestEachSinkRegistersItsOwnSchema: two functions with a registry sink
+// each register only their own output's schema, each under its own subject
+// (an aggregate's output once registered itself under the other
+// function's sink too).
+func TestEachSinkRegistersItsOwnSchema(t *testing.T) {
+	brokers := cluster(t)
+	reg, err := registry.StartEmbedded("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	schemaFile := writeFile(t, t.TempDir(), "order.avsc", orderV1)
+	n := startNode(t, `
+app: twosinks
+schema_registry: {url: "`+reg.URL()+`"}
+sources:
+  - {name: orders, topic: orders, partitions: 1, format: avro, registry: {schema_file: "`+schemaFile+`"}, bucket: orders}
+buckets: [{name: orders}]
+triggers:
+  - {name: each, bucket: orders, primitive: immediate, function: big}
+  - {name: all, bucket: orders, primitive: immediate, function: per_user}
+functions:
+  - {name: big, kind: filter, expr: "amount >= 10", outputs: [big]}
+  - {name: per_user, kind: aggregate, group_by: [user], aggregates: [{name: n, op: count}], outputs: [counts]}
+sinks:
+  - {name: big, topic: big, partitions: 1, format: avro}
+  - {name: counts, topic: counts, partitions: 1, format: protobuf}
+`, brokers, engine.SystemClock{}, t.TempDir())
+	defer n.stop()
+	id := registerSchema(t, reg.URL(), "orders-value", orderV1)
+	produce(t, brokers, "orders", 0, avroRecord(t, id, orderV1, map[string]any{"id": int64(1), "user": "ann", "amount": 50.0}))
+	consume(t, brokers, "big", 1, 0)
+	consume(t, brokers, "counts", 1, 0)
+	cl := mustClient(t, reg.URL())
+	for subject, want := range map[string][]string{"big-value": {"id", "user", "amount"}, "counts-value": {"user", "n"}} {
+		ss, err := cl.Version(t.Context(), subject, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ss.Version != 1 {
+			t.Errorf("%s has %d versions", subject, ss.Version)
+		}
+		for _, f := range want {
+			if !strings.Contains(ss.Schema.Schema, f) {
+				t.Errorf("%s: %s lacks %s", subject, ss.Schema.Schema, f)
+			}
+		}
+		if subject == "big-value" && strings.Contains(ss.Schema.Schema, `"n"`) {
+			t.Errorf("big-value holds the aggregate's schema: %s", ss.Schema.Schema)
+		}
+	}
+}
