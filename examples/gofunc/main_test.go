@@ -15,6 +15,7 @@ import (
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/server"
+	"github.com/pheromone-go/pheromone/server/apptest"
 )
 
 // TestScoreApp runs the example app with this binary's registry over kfake
@@ -74,5 +75,19 @@ func TestScoreApp(t *testing.T) {
 	sort.Strings(got) // the two orders may land on different partitions
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("scores:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAppTestFile runs app_test.yaml with this binary's functions, as
+// `go run ./examples/gofunc test examples/gofunc` does.
+func TestAppTestFile(t *testing.T) {
+	res, err := apptest.Run(context.Background(), "app_test.yaml", apptest.Options{Functions: Functions().Functions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !r.Passed || r.Skipped != "" {
+			t.Errorf("%s: %s%s", r.Case, r.Failure, r.Skipped)
+		}
 	}
 }

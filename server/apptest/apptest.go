@@ -59,9 +59,10 @@ type Step struct {
 	Restart bool `yaml:"restart"`
 }
 
-// Send writes records to a source's topic.
+// Send writes records to a source's topic, or to a reference table's.
 type Send struct {
 	Source  string   `yaml:"source"`
+	Table   string   `yaml:"table"`
 	Records []Record `yaml:"records"`
 }
 
@@ -94,6 +95,9 @@ type Expect struct {
 type Result struct {
 	File, Case string
 	Passed     bool
+	// Skipped says why the case did not run (a `kind: go` function this
+	// binary does not have).
+	Skipped string
 	// Failure says what differed, with the step's line in the test file.
 	Failure  string
 	Duration time.Duration
@@ -177,10 +181,22 @@ func Run(ctx context.Context, path string, o Options) ([]Result, error) {
 			return nil, fmt.Errorf("%s: start: %w", path, err)
 		}
 	}
+	skip := ""
+	if a, err := app.Parse(mustRead(f.App)); err == nil {
+		for _, fn := range a.Functions {
+			if _, ok := o.Functions[fn.Name]; fn.Kind == "go" && !ok {
+				skip = fmt.Sprintf("the Go function %q is not in this binary: run the test with the binary that registers it (apptest.Options.Functions)", fn.Name)
+			}
+		}
+	}
 	var out []Result
 	for i := range f.Cases {
 		c := &f.Cases[i]
 		if o.Run != nil && !o.Run.MatchString(c.Name) {
+			continue
+		}
+		if skip != "" {
+			out = append(out, Result{File: path, Case: c.Name, Passed: true, Skipped: skip})
 			continue
 		}
 		t0 := time.Now()
@@ -192,6 +208,13 @@ func Run(ctx context.Context, path string, o Options) ([]Result, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// mustRead is the file's bytes (nil if it cannot be read: loading reports
+// that).
+func mustRead(path string) []byte {
+	b, _ := os.ReadFile(path)
+	return b
 }
 
 // stepError is a failed step, with its line.
@@ -316,6 +339,7 @@ type harness struct {
 	prod      *kafka.Producer
 	conn      kafka.Conn
 	reg       *registry.Client                // registry formats only
+	tableKeys map[string]map[string]bool      // rows sent, per reference table
 	ends      map[engine.TopicPartition]int64 // what was sent, per source partition
 	read      map[string]map[int32]int64      // how far each checked topic was read
 	timeout   time.Duration
@@ -393,6 +417,9 @@ func (h *harness) delivered(ctx context.Context) bool {
 }
 
 func (h *harness) send(ctx context.Context, s *Send) error {
+	if s.Table != "" {
+		return h.sendTable(ctx, s)
+	}
 	var src *app.Source
 	for i := range h.a.Sources {
 		if h.a.Sources[i].Name == s.Source {
@@ -446,6 +473,47 @@ func (h *harness) send(ctx context.Context, s *Send) error {
 		h.ends[tp] = max(h.ends[tp], off+1)
 	}
 	return h.settle(ctx)
+}
+
+// sendTable writes rows to a reference table's compacted topic and waits
+// until the node's table holds a row per key sent.
+func (h *harness) sendTable(ctx context.Context, s *Send) error {
+	t := h.a.Table(s.Table)
+	if t == nil || t.Topic == "" {
+		return fmt.Errorf("send: no table %q read from a topic", s.Table)
+	}
+	if h.tableKeys == nil {
+		h.tableKeys = map[string]map[string]bool{}
+	}
+	if h.tableKeys[t.Name] == nil {
+		h.tableKeys[t.Name] = map[string]bool{}
+	}
+	for i, r := range s.Records {
+		v, err := json.Marshal(jsonable(r.Value))
+		if err != nil {
+			return fmt.Errorf("send: row %d: %w", i+1, err)
+		}
+		var row map[string]any
+		_ = json.Unmarshal(v, &row)
+		h.tableKeys[t.Name][fmt.Sprint(row[t.Key])] = true
+		done := make(chan error, 1)
+		h.prod.Writer().Produce(&engine.OutRecord{Topic: t.Topic, Key: []byte(r.Key), Value: v, ToPartition: true}, func(_ int64, err error) { done <- err })
+		if err := <-done; err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	deadline := time.Now().Add(h.timeout)
+	for h.node.TableSize(t.Name) < len(h.tableKeys[t.Name]) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("send: table %s holds %d rows, %d sent", t.Name, h.node.TableSize(t.Name), len(h.tableKeys[t.Name]))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // jsonable turns what YAML decoded into values encoding/json takes.

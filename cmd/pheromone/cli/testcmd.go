@@ -67,6 +67,9 @@ func cmdTest(ctx context.Context, reg *fn.Registry, args []string, stdout, stder
 		for _, r := range res {
 			tc := junitCase{Name: r.Case, Class: f, Time: r.Duration.Seconds()}
 			switch {
+			case r.Skipped != "":
+				fmt.Fprintf(stdout, "--- SKIP: %s\n    %s\n", r.Case, r.Skipped)
+				tc.Skipped = &junitSkipped{Message: r.Skipped}
 			case !r.Passed:
 				fileFailed = true
 				fmt.Fprintf(stdout, "--- FAIL: %s (%.2fs)\n    %s\n", r.Case, r.Duration.Seconds(), strings.ReplaceAll(r.Failure, "\n", "\n    "))
@@ -150,6 +153,11 @@ type junitCase struct {
 	Class   string        `xml:"classname,attr"`
 	Time    float64       `xml:"time,attr"`
 	Failure *junitFailure `xml:"failure,omitempty"`
+	Skipped *junitSkipped `xml:"skipped,omitempty"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitFailure struct {
