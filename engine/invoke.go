@@ -191,13 +191,16 @@ func (n *Node) Invoke(ctx context.Context, session string, rec arrow.Record) (<-
 		rec.Release()
 		return nil, ErrNoPartition
 	}
+	t.inflight.Add(1) // until processed: Node.Quiet counts it
 	select {
 	case t.inbox <- inbound{invoke: rec}:
 		return done, nil
 	case <-t.done:
+		t.inflight.Add(-1)
 		rec.Release()
 		return nil, ErrNoPartition
 	case <-ctx.Done():
+		t.inflight.Add(-1)
 		rec.Release()
 		return nil, ctx.Err()
 	}

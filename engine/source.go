@@ -188,12 +188,15 @@ func (n *Node) DeliverFetch(ctx context.Context, topic string, partition int32, 
 	if t == nil || (len(recs) == 0 && next < 0) {
 		return nil
 	}
+	t.inflight.Add(1) // until processed: Node.Quiet counts it
 	select {
 	case t.inbox <- inbound{topic: topic, recs: recs, hwm: end, next: next, look: n.StartLook()}:
 		return nil
 	case <-t.done:
+		t.inflight.Add(-1)
 		return nil
 	case <-ctx.Done():
+		t.inflight.Add(-1)
 		return ctx.Err()
 	}
 }

@@ -66,7 +66,7 @@ func (n *Node) Quiet() bool {
 		return false
 	}
 	for _, t := range n.tasks {
-		if !t.waiting.Load() || len(t.inbox) > 0 || len(t.prog.signal) > 0 {
+		if !t.waiting.Load() || t.inflight.Load() > 0 || len(t.prog.signal) > 0 {
 			return false
 		}
 		if u := t.waitUntil.Load(); u != 0 && u <= now {

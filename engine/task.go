@@ -43,6 +43,7 @@ type task struct {
 	waiting   atomic.Bool
 	waitUntil atomic.Int64
 	queued    atomic.Uint64
+	inflight  atomic.Int64 // inbound items sent and not yet processed
 	quit      chan struct{}
 	quitOnce  sync.Once
 	done      chan struct{}
@@ -323,6 +324,7 @@ func (t *task) run() (err error) {
 			return t.endTxn()
 		case in := <-t.inbox:
 			err = t.process(in)
+			t.inflight.Add(-1)
 		case <-timerC:
 			err = t.tick()
 		case <-t.prog.signal:

@@ -270,13 +270,23 @@ func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 // decode turns the request body into rows of the entry source's schema,
 // with the session column set to session (whatever the body says).
 func (h *apiHandler) decode(body []byte, session string) (arrow.Record, error) {
-	src := h.app.EntrySource()
+	return DecodeInvocation(h.app, body, session)
+}
+
+// DecodeInvocation reads a JSON invocation body (an object, or an array of
+// them, in the entry source's schema) into rows of session, as POST
+// /v1/apps/{app}/invoke does.
+func DecodeInvocation(a *app.App, body []byte, session string) (arrow.Record, error) {
+	if a.Invoke == nil {
+		return nil, errors.New("the app has no invoke section")
+	}
+	src := a.EntrySource()
 	d, err := codec.NewJSONDecoder(src.ArrowSchema())
 	if err != nil {
 		return nil, err
 	}
 	defer d.Release()
-	if err := d.SetExternal(h.app.Bucket(h.app.Invoke.Entry).Session); err != nil {
+	if err := d.SetExternal(a.Bucket(a.Invoke.Entry).Session); err != nil {
 		return nil, err
 	}
 	trimmed := bytes.TrimSpace(body)

@@ -57,6 +57,16 @@ type Step struct {
 	// Restart stops the node (as a clean shutdown does) and starts it again
 	// on the same state and broker.
 	Restart bool `yaml:"restart"`
+	// Invoke runs the app's invocation with data and checks its result.
+	Invoke *Invoke `yaml:"invoke"`
+}
+
+// Invoke is one invocation (POST /v1/apps/{app}/invoke) and the result
+// rows it must answer.
+type Invoke struct {
+	Data   []map[string]any `yaml:"data"`
+	Expect []map[string]any `yaml:"expect"`
+	Match  string           `yaml:"match"`
 }
 
 // Send writes records to a source's topic, or to a reference table's.
@@ -313,6 +323,8 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 			}
 		case s.Expect != nil:
 			err = h.expect(ctx, s.Expect)
+		case s.Invoke != nil:
+			err = h.invoke(ctx, s.Invoke)
 		case s.Restart:
 			if err = h.stopNode(); err == nil {
 				if err = h.startNode(); err == nil {
@@ -320,7 +332,7 @@ func runCase(ctx context.Context, path string, f *File, c *Case, lines map[*Step
 				}
 			}
 		default:
-			err = errors.New("a step is one of send, advance, expect or restart")
+			err = errors.New("a step is one of send, advance, expect, invoke or restart")
 		}
 		if err != nil {
 			return stepError(path, lines[s], "%v", err)
@@ -340,6 +352,7 @@ type harness struct {
 	conn      kafka.Conn
 	reg       *registry.Client                // registry formats only
 	tableKeys map[string]map[string]bool      // rows sent, per reference table
+	sessions  int                             // invocations so far
 	ends      map[engine.TopicPartition]int64 // what was sent, per source partition
 	read      map[string]map[int32]int64      // how far each checked topic was read
 	timeout   time.Duration
@@ -473,6 +486,47 @@ func (h *harness) send(ctx context.Context, s *Send) error {
 		h.ends[tp] = max(h.ends[tp], off+1)
 	}
 	return h.settle(ctx)
+}
+
+// invoke runs one invocation on the node, waits for its answer while the
+// node works on it, and compares the result rows.
+func (h *harness) invoke(ctx context.Context, iv *Invoke) error {
+	body, err := json.Marshal(jsonable(toAny(iv.Data)))
+	if err != nil {
+		return err
+	}
+	h.sessions++
+	session := fmt.Sprintf("test-%d", h.sessions)
+	rec, err := server.DecodeInvocation(h.a, body, session)
+	if err != nil {
+		return fmt.Errorf("invoke: %w", err)
+	}
+	done, err := h.node.Invoke(ctx, session, rec)
+	if err != nil {
+		return fmt.Errorf("invoke: %w", err)
+	}
+	if err := h.settle(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+	default:
+		return errors.New("invoke: no answer once the node settled (does the app emit to its result sink in this session?)")
+	}
+	st, _ := h.node.Session(session, 0)
+	var got []map[string]any
+	if err := json.Unmarshal(st.Result, &got); err != nil {
+		return fmt.Errorf("invoke: the answer: %w", err)
+	}
+	return compare("the invocation's answer", iv.Match, normalize(iv.Expect), got, false)
+}
+
+func toAny(ms []map[string]any) []any {
+	out := make([]any, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
 }
 
 // sendTable writes rows to a reference table's compacted topic and waits

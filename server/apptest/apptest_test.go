@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +114,48 @@ cases:
 	// How long it took is a figure, not an assertion (docs/testing.md
 	// records it); the case's 40 virtual minutes never wait on a wall clock.
 	t.Logf("forty virtual minutes of event-time windows in %v", res[0].Duration.Round(time.Millisecond))
+}
+
+// TestInvocationStep: an invoke step runs the app's invocation through its
+// chain of functions and checks the answer; a wrong one names the field.
+func TestInvocationStep(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(`
+app: chain
+sources:
+  - {name: requests, topic: requests, partitions: 2, schema: [{name: session, type: string}, {name: text, type: string}, {name: n, type: int64}], bucket: requests}
+buckets: [{name: requests, session: session}, {name: step1}]
+invoke: {entry: requests, result: reply}
+triggers:
+  - {name: t1, bucket: requests, primitive: immediate, function: shout}
+  - {name: t2, bucket: step1, primitive: immediate, function: answer}
+functions:
+  - {name: shout, kind: project, columns: [{name: text, expr: "upper(text)"}, {name: n, expr: "n * 2"}], outputs: [step1]}
+  - {name: answer, kind: project, columns: [{name: answer, expr: "text + '!'"}, {name: n}], outputs: [reply]}
+sinks: [{name: reply, kind: result}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(n int) string {
+		f := filepath.Join(dir, "app_test.yaml")
+		if err := os.WriteFile(f, []byte(fmt.Sprintf(`
+cases:
+  - name: a chain answers
+    steps:
+      - invoke:
+          data: [{text: hi, n: 2}, {text: yo, n: 5}]
+          match: exact
+          expect: [{answer: HI!, n: 4}, {answer: YO!, n: %d}]
+`, n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if r := runFile(t, write(10)); !r[0].Passed {
+		t.Fatal(r[0].Failure)
+	}
+	r := runFile(t, write(11))
+	if r[0].Passed || !strings.Contains(r[0].Failure, "the invocation's answer: record 2") || !strings.Contains(r[0].Failure, "field n: got 10, want 11") {
+		t.Fatalf("a wrong answer: %+v", r[0])
+	}
 }
