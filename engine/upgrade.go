@@ -299,8 +299,9 @@ func StoredApp(st state.Reader, name string) (*app.App, error) {
 }
 
 // upgrade compares the recorded app with o.App; it refuses what the state
-// cannot follow, drops the state asked for (o.Reset, o.ResetAll) and
-// records o.App. It returns the keys it deleted (for the changelog).
+// cannot follow, drops the state asked for (o.Reset, o.ResetAll; source
+// offsets go back to 0) and records o.App. It returns the keys it reset
+// (for the changelog).
 func upgrade(o Options) ([][]byte, error) {
 	a := o.App
 	old, err := StoredApp(o.Store, a.Name)
@@ -331,6 +332,12 @@ func upgrade(o Options) ([][]byte, error) {
 	b := o.Store.NewBatch()
 	defer b.Close()
 	for _, k := range deleted {
+		if isOffsetKey(a.Name, k) {
+			// A source offset goes back to the start (not away: without
+			// one the source would resume at the group's offset).
+			b.Set(k, make([]byte, 8))
+			continue
+		}
 		b.Delete(k)
 	}
 	b.Set(specKey(a.Name), Canonical(a))
@@ -356,9 +363,10 @@ func dropState(o Options, old *app.App, plan []PlanItem) ([][]byte, error) {
 		if it.Name == "" || o.ResetAll {
 			// Everything but the format version: offsets too, so the input
 			// is read again from the start.
-			return keys[:0], collect(appPrefix(name), func(k []byte) bool {
+			err := collect(appPrefix(name), func(k []byte) bool {
 				return string(k) != string(formatKey(name)) && string(k) != string(specKey(name))
 			})
+			return keys, err
 		}
 	}
 	for _, it := range plan {
@@ -385,6 +393,12 @@ func dropState(o Options, old *app.App, plan []PlanItem) ([][]byte, error) {
 		}
 	}
 	return keys, nil
+}
+
+// isOffsetKey reports whether key is a source offset of app.
+func isOffsetKey(app string, key []byte) bool {
+	rest := key[len(appPrefix(app)):]
+	return len(rest) > 1 && rest[0] == 'o' && rest[1] == '/'
 }
 
 // keyPartition is the partition a state key belongs to, if any.
@@ -438,6 +452,9 @@ func logResets(o Options, deleted [][]byte) error {
 		}
 		for _, k := range append(keys, nil) {
 			r := &OutRecord{Topic: o.ChangelogTopic, Key: k, Partition: p, ToPartition: true}
+			if k != nil && isOffsetKey(o.App.Name, k) {
+				r.Value = append([]byte{changelogSet}, make([]byte, 8)...)
+			}
 			if k == nil {
 				r.Key, r.Value = markerKey(o.App.Name, p), markerValue(seq)
 			}

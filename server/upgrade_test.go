@@ -127,3 +127,37 @@ func TestMixedVersionsInAGroup(t *testing.T) {
 	n2 := startNode(t, strings.Replace(upgradeV1, `"id >= 0"`, `"id >= 1"`, 1), brokers, engine.SystemClock{}, t.TempDir())
 	defer n2.stop()
 }
+
+// TestResetAll: a change no --reset NAME covers (the partition count here
+// stays, the batch size changes) started with ResetAll drops every piece
+// of the app's state, offsets too: the input is read again from its start.
+func TestResetAll(t *testing.T) {
+	brokers := cluster(t)
+	dir := t.TempDir()
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, upgradeV1, brokers, clock, dir)
+	produce(t, brokers, "in", 0, `{"id":1}`, `{"id":2}`, `{"id":3}`, `{"id":4}`)
+	equalLines(t, "v1", values(consume(t, brokers, "out", 1, 200*time.Millisecond)), []string{`{"n":3,"lo":1}`})
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	a := mustApp(t, strings.Replace(upgradeV1, "count: 3,", "count: 2,", 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, a, DataDir(dir), Brokers(brokers...), Clock(clock), ResetAll(), OnStarted(func(i Info) { started <- i }))
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("with ResetAll: %v", err)
+	}
+	// All four records again, in batches of two; nothing of v1's state.
+	out := values(consume(t, brokers, "out", 3, 300*time.Millisecond))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	equalLines(t, "outputs after reset-all", out, []string{`{"n":3,"lo":1}`, `{"n":2,"lo":1}`, `{"n":2,"lo":3}`})
+}
