@@ -32,6 +32,7 @@ type encoder struct {
 	plans map[string]*encPlan // by Arrow schema fingerprint
 	pool  sync.Pool           // *avro.Writer
 	rows  sync.Pool           // *rowState
+	jsons sync.Pool           // *codec.JSONEncoder
 }
 
 // rowState holds one row's values while it is encoded.
@@ -44,6 +45,7 @@ func newEncoder(cl *Client, format string, sink *app.Sink) *encoder {
 	e := &encoder{cl: cl, format: format, sink: sink, subject: subjectOf(sink), plans: map[string]*encPlan{}}
 	e.pool.New = func() any { return avro.NewWriter(nil, 512) }
 	e.rows.New = func() any { return &rowState{} }
+	e.jsons.New = func() any { return &codec.JSONEncoder{} }
 	return e
 }
 
@@ -280,7 +282,8 @@ func (e *encoder) AppendRow(dst []byte, rec arrow.Record, i int) ([]byte, error)
 	dst = append(dst, p.hdr...)
 	switch e.format {
 	case JSONSchema:
-		var enc codec.JSONEncoder
+		enc := e.jsons.Get().(*codec.JSONEncoder) // keeps its timestamp cache
+		defer e.jsons.Put(enc)
 		return enc.AppendRow(dst, rec, i), nil
 	case Protobuf:
 		st := e.rows.Get().(*rowState)
