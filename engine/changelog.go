@@ -201,6 +201,11 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 	for k := range ap.tail {
 		unfinished = append(unfinished, []byte(k))
 	}
+	more, err := n.checkRestored(part)
+	if err != nil {
+		return nil, err
+	}
+	unfinished = append(unfinished, more...)
 	if ap.bytes > 0 {
 		n.log.Info("partition state restored from the changelog", "partition", part, "from_offset", from,
 			"bytes", ap.bytes, "unfinished_cycle_keys", len(unfinished), "elapsed", time.Since(pr.started).Round(time.Millisecond))
@@ -361,6 +366,7 @@ func (n *Node) wipe(part int32) error {
 		}
 	}
 	batch.Delete(markerKey(a.Name, part))
+	batch.Delete(partAppKey(a.Name, part))
 	if batch.Len() == 0 {
 		return nil
 	}

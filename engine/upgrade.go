@@ -25,6 +25,11 @@ import (
 // size over objects held for the old one, a bucket keyed differently, a
 // partition count) is refused, naming each item and why, unless the user
 // resets exactly that state.
+//
+// The changelog carries the same record per partition (key a/<app>/p/<n>,
+// written by each task's first commit after it takes the partition), so a
+// node restoring a partition into an empty data dir compares the app that
+// wrote that partition's state with its own, in the same way.
 
 // Canonical is the app as the state sees it: the app file's settings
 // without those that only say how to reach the cluster (brokers, TLS,
@@ -262,11 +267,20 @@ func show(v any) string {
 var ErrUpgrade = errors.New("the app changed in ways its state cannot follow")
 
 // UpgradeError lists the refused items.
-type UpgradeError struct{ Items []PlanItem }
+type UpgradeError struct {
+	Items []PlanItem
+	// Partition is set when the state was restored from the changelog:
+	// that partition's state was written by another version of the app.
+	Partition *int32
+}
 
 func (e *UpgradeError) Error() string {
 	var b strings.Builder
-	b.WriteString("engine: " + ErrUpgrade.Error() + ":")
+	b.WriteString("engine: " + ErrUpgrade.Error())
+	if e.Partition != nil {
+		fmt.Fprintf(&b, " (partition %d's state, restored from the changelog, was written by another version of the app)", *e.Partition)
+	}
+	b.WriteString(":")
 	for _, it := range e.Items {
 		fmt.Fprintf(&b, "\n  - %s: %s: %s", it.Item, it.Change, it.Why)
 		if it.Name != "" {
@@ -308,7 +322,7 @@ func upgrade(o Options) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var deleted [][]byte
+	var deleted, stale [][]byte
 	if old != nil && string(Canonical(old)) != string(Canonical(a)) {
 		plan := Plan(old, a, o.Reset, o.ResetAll)
 		var refused []PlanItem
@@ -321,6 +335,14 @@ func upgrade(o Options) ([][]byte, error) {
 			return nil, &UpgradeError{Items: refused}
 		}
 		if deleted, err = dropState(o, old, plan); err != nil {
+			return nil, err
+		}
+		// Each partition records the new app with its next first commit
+		// (checkRestored finds none and writes it).
+		if err := o.Store.Scan(append(appPrefix(a.Name), 'p', '/'), func(k, _ []byte) error {
+			stale = append(stale, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
 			return nil, err
 		}
 		for _, it := range plan {
@@ -338,6 +360,9 @@ func upgrade(o Options) ([][]byte, error) {
 			b.Set(k, make([]byte, 8))
 			continue
 		}
+		b.Delete(k)
+	}
+	for _, k := range stale {
 		b.Delete(k)
 	}
 	b.Set(specKey(a.Name), Canonical(a))
@@ -408,7 +433,7 @@ func keyPartition(app string, key []byte) (int32, bool) {
 		return 0, false
 	}
 	switch rest[0] {
-	case 'x', 'k':
+	case 'x', 'k', 'p':
 		rest = rest[2:]
 	case 'o', 'b', 't':
 		i := strings.IndexByte(string(rest), 0)
@@ -425,9 +450,10 @@ func keyPartition(app string, key []byte) (int32, bool) {
 	return int32(uint32(rest[0])<<24 | uint32(rest[1])<<16 | uint32(rest[2])<<8 | uint32(rest[3])), true
 }
 
-// logResets writes tombstones of the deleted keys to each partition's
-// changelog, closed by a marker, so a node that restores from the
-// changelog drops the same state.
+// logResets writes the reset state to each partition's changelog (a
+// tombstone, or a source offset's 0) with the partition's app record,
+// closed by a marker, so a node that restores from the changelog drops the
+// same state.
 func logResets(o Options, deleted [][]byte) error {
 	if o.ChangelogTopic == "" || len(deleted) == 0 {
 		return nil
@@ -435,8 +461,8 @@ func logResets(o Options, deleted [][]byte) error {
 	byPart := map[int32][][]byte{}
 	for _, k := range deleted {
 		p, ok := keyPartition(o.App.Name, k)
-		if rest := k[len(appPrefix(o.App.Name)):]; !ok || rest[0] == 'k' || rest[0] == 'x' {
-			continue // local only, or the marker itself
+		if rest := k[len(appPrefix(o.App.Name)):]; !ok || rest[0] == 'k' || rest[0] == 'x' || rest[0] == 'p' {
+			continue // local only, or a record written below
 		}
 		byPart[p] = append(byPart[p], k)
 	}
@@ -450,13 +476,17 @@ func logResets(o Options, deleted [][]byte) error {
 		if v, err := o.Store.Get(markerKey(o.App.Name, p)); err == nil && len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
 		}
-		for _, k := range append(keys, nil) {
+		keys = append(keys, partAppKey(o.App.Name, p), nil)
+		for _, k := range keys {
 			r := &OutRecord{Topic: o.ChangelogTopic, Key: k, Partition: p, ToPartition: true}
-			if k != nil && isOffsetKey(o.App.Name, k) {
-				r.Value = append([]byte{changelogSet}, make([]byte, 8)...)
-			}
-			if k == nil {
+			switch v, err := o.Store.Get(k); {
+			case k == nil:
 				r.Key, r.Value = markerKey(o.App.Name, p), markerValue(seq)
+			case err == nil:
+				r.Value = append([]byte{changelogSet}, v...)
+			case !errors.Is(err, state.ErrNotFound):
+				w.Close()
+				return err
 			}
 			a.wg.Add(1)
 			w.Produce(r, a.doneFn)
@@ -471,4 +501,75 @@ func logResets(o Options, deleted [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// partAppKey holds the canonical app that last wrote partition part's
+// state; it goes to the changelog with that state.
+func partAppKey(app string, part int32) []byte {
+	return binary.BigEndian.AppendUint32(append(appPrefix(app), 'p', '/'), uint32(part))
+}
+
+// checkRestored compares the app that wrote partition part's state (its
+// record came back with the state from the changelog, or is local) with
+// the running one, as a restart compares the recorded app: what the state
+// cannot follow is refused; what o.Reset names is dropped for this
+// partition. It returns the keys the task's first commit writes to the
+// changelog: those dropped and the partition's new app record.
+func (n *Node) checkRestored(part int32) ([][]byte, error) {
+	o := n.o
+	name := o.App.Name
+	key := partAppKey(name, part)
+	cur := Canonical(o.App)
+	v, err := o.Store.Get(key)
+	switch {
+	case err == nil && string(v) == string(cur):
+		return nil, nil
+	case err != nil && !errors.Is(err, state.ErrNotFound):
+		return nil, err
+	}
+	var keys [][]byte
+	if err == nil {
+		var old app.App
+		if err := json.Unmarshal(v, &old); err != nil {
+			return nil, fmt.Errorf("engine: partition %d's recorded app: %w", part, err)
+		}
+		if string(Canonical(&old)) != string(cur) {
+			plan := Plan(&old, o.App, o.Reset, o.ResetAll)
+			var refused []PlanItem
+			for _, it := range plan {
+				if it.Action == Refused {
+					refused = append(refused, it)
+				}
+			}
+			if len(refused) > 0 {
+				return nil, &UpgradeError{Items: refused, Partition: &part}
+			}
+			all, err := dropState(o, &old, plan)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range all {
+				rest := k[len(appPrefix(name)):]
+				if p, ok := keyPartition(name, k); ok && p == part && rest[0] != 'k' && rest[0] != 'x' && rest[0] != 'p' {
+					keys = append(keys, k)
+				}
+			}
+			for _, it := range plan {
+				if it.Action == Reset {
+					n.log.Info("state restored from the changelog reset", "partition", part, "item", it.Item, "change", it.Change, "why", it.Why)
+				}
+			}
+		}
+	}
+	b := o.Store.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		if isOffsetKey(name, k) {
+			b.Set(k, make([]byte, 8))
+		} else {
+			b.Delete(k)
+		}
+	}
+	b.Set(key, cur)
+	return append(keys, key), b.Commit(!o.NoSync)
 }

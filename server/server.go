@@ -60,8 +60,12 @@ type config struct {
 	embeddedRegistry string
 	registryURL      string
 	probeInterval    time.Duration
-	reset            []string
-	resetAll         bool
+	// joinedMeanwhile (tests) skips the group check at start, as when
+	// another member joins while this node starts: only the check at the
+	// first assignment sees it.
+	joinedMeanwhile bool
+	reset           []string
+	resetAll        bool
 }
 
 // DataDir is the directory of the node's state (and of the embedded
@@ -404,8 +408,10 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 		httpAddr = ln.Addr().String()
 	}
 	rt := &router{group: describer, self: memberID(cfg.advertise, httpAddr, engine.AppHash(a)), client: &http.Client{Timeout: 30 * time.Second}}
-	if err := checkGroupApps(ctx, rt, a); err != nil {
-		return err
+	if !cfg.joinedMeanwhile {
+		if err := checkGroupApps(ctx, rt, a); err != nil {
+			return err
+		}
 	}
 	if a.Kafka.StandbyReplicas > 0 {
 		wg.Add(1)
@@ -438,7 +444,10 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	srcDone := make(chan error, 1)
 	if topics := sourceTopics(a); len(topics) > 0 {
 		src := &kafka.Source{Conn: w.conn, Group: a.Kafka.Group, Topics: topics, Node: node, Logger: cfg.logger,
-			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self, ProbeInterval: cfg.probeInterval}
+			ReadCommitted: a.Kafka.ExactlyOnce(), SessionTimeout: a.Kafka.SessionTimeoutDuration(), ClientID: rt.self, ProbeInterval: cfg.probeInterval,
+			// Checked again once the group is formed: a member that joined
+			// while this node started is known only now.
+			BeforeFirstAssign: func(ctx context.Context) error { return checkGroupApps(ctx, rt, a) }}
 		go func() { srcDone <- src.Run(ctx) }()
 	} else {
 		go func() { <-ctx.Done(); srcDone <- nil }()

@@ -124,6 +124,17 @@ func TestMixedVersionsInAGroup(t *testing.T) {
 		}
 	}
 	t.Logf("refused: %v", err)
+
+	// A newcomer that looked at the group before n1 had joined it (here: did
+	// not look) sees n1 when the group gives it partitions, and takes none.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = Run(ctx, bad, DataDir(t.TempDir()), Brokers(brokers...), HTTPAddr("127.0.0.1:0"), func(c *config) { c.joinedMeanwhile = true })
+	if err == nil || !strings.Contains(err.Error(), "runs another version of app upg") || !strings.Contains(err.Error(), "count: 3 → 2") {
+		t.Fatalf("an incompatible newcomer, checked at its first assignment: %v", err)
+	}
+	produce(t, brokers, "in", 0, `{"id":1}`, `{"id":2}`, `{"id":3}`)
+	equalLines(t, "n1 kept the partition", values(consume(t, brokers, "out", 1, 200*time.Millisecond)), []string{`{"n":3,"lo":1}`})
 	n2 := startNode(t, strings.Replace(upgradeV1, `"id >= 0"`, `"id >= 1"`, 1), brokers, engine.SystemClock{}, t.TempDir())
 	defer n2.stop()
 }
@@ -160,4 +171,79 @@ func TestResetAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	equalLines(t, "outputs after reset-all", out, []string{`{"n":3,"lo":1}`, `{"n":2,"lo":1}`, `{"n":2,"lo":3}`})
+}
+
+// TestRestoredStateIsChecked: a node with an empty data dir restores a
+// partition's state from the changelog; the app that wrote it comes back
+// with it. A compatible change keeps it; a changed batch size is refused
+// naming the partition and the trigger; with --reset the trigger's held
+// objects are dropped from the restored state and from the changelog, so
+// the next fresh node restores the reset state under the new app.
+func TestRestoredStateIsChecked(t *testing.T) {
+	brokers := cluster(t)
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	committed := func(n *runningNode, want int64) {
+		t.Helper()
+		waitFor(t, 20*time.Second, fmt.Sprintf("%d records committed", want), func() bool {
+			return n.info.Node.Committed()[engine.TopicPartition{Topic: "in"}] == want
+		})
+	}
+	n := startNode(t, upgradeV1, brokers, clock, t.TempDir())
+	produce(t, brokers, "in", 0, `{"id":1}`, `{"id":2}`)
+	committed(n, 2)
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	v2 := strings.Replace(upgradeV1, `expr: "id >= 0"`, `expr: "id >= 1"`, 1)
+	v3 := strings.Replace(v2, "count: 3,", "count: 2,", 1)
+	refused := func(label string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := Run(ctx, mustApp(t, v3), DataDir(t.TempDir()), Brokers(brokers...), Clock(clock))
+		var ue *engine.UpgradeError
+		if !errors.As(err, &ue) || ue.Partition == nil || *ue.Partition != 0 ||
+			!strings.Contains(err.Error(), "partition 0's state, restored from the changelog") || !strings.Contains(err.Error(), "trigger threes: count: 3 → 2") {
+			t.Fatalf("%s: %v", label, err)
+		}
+		t.Logf("%s: %v", label, err)
+	}
+	refused("v1's state restored under a changed batch size")
+
+	// A compatible change on an empty data dir: the restored batch goes on.
+	n = startNode(t, v2, brokers, clock, t.TempDir())
+	produce(t, brokers, "in", 0, `{"id":3}`)
+	equalLines(t, "the restored batch", values(consume(t, brokers, "out", 1, 200*time.Millisecond)), []string{`{"n":3,"lo":1}`})
+	produce(t, brokers, "in", 0, `{"id":4}`)
+	committed(n, 4)
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	refused("v2's state restored under a changed batch size")
+
+	// With the reset: {"id":4}, held for a batch of three, is dropped.
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, mustApp(t, v3), DataDir(t.TempDir()), Brokers(brokers...), Clock(clock), Reset("threes"), OnStarted(func(i Info) { started <- i }))
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("with --reset threes: %v", err)
+	}
+	produce(t, brokers, "in", 0, `{"id":5}`, `{"id":6}`)
+	equalLines(t, "after the reset", values(consume(t, brokers, "out", 2, 300*time.Millisecond)), []string{`{"n":3,"lo":1}`, `{"n":2,"lo":5}`})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// The changelog now says v3: a fresh node needs no reset, holds nothing.
+	n = startNode(t, v3, brokers, clock, t.TempDir())
+	defer n.stop()
+	produce(t, brokers, "in", 0, `{"id":7}`, `{"id":8}`)
+	equalLines(t, "a fresh node after the reset", values(consume(t, brokers, "out", 3, 300*time.Millisecond)), []string{`{"n":3,"lo":1}`, `{"n":2,"lo":5}`, `{"n":2,"lo":7}`})
 }

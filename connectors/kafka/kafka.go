@@ -157,6 +157,10 @@ type Source struct {
 	// ProbeInterval overrides the package's ProbeInterval (tests that step
 	// a virtual clock look often).
 	ProbeInterval time.Duration
+	// BeforeFirstAssign, if set, runs once, when the group first gives the
+	// node partitions and before it takes them (the members are all known
+	// by then); an error stops the source with it, the partitions untaken.
+	BeforeFirstAssign func(ctx context.Context) error
 }
 
 // Run consumes until ctx ends. On return the group is left and every
@@ -198,6 +202,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	var cl *kgo.Client
 	assignErr := make(chan error, 1)
+	first := s.BeforeFirstAssign
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	commit := func(ctx context.Context, only map[string][]int32) {
@@ -235,9 +240,16 @@ func (s *Source) Run(ctx context.Context) error {
 		// does not come back.
 		kgo.SessionTimeout(s.SessionTimeout),
 		kgo.HeartbeatInterval(min(time.Second, s.SessionTimeout/3)),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			s.Logger.Info("partitions assigned", "partitions", fmt.Sprint(m))
-			if err := node.Assign(toTPs(m)); err != nil {
+			var err error
+			if first != nil {
+				err, first = first(ctx), nil // the callbacks run one at a time
+			}
+			if err == nil {
+				err = node.Assign(toTPs(m))
+			}
+			if err != nil {
 				// A partition that cannot load or restore its state must not
 				// be consumed without it: stop, and let the node be restarted.
 				s.Logger.Error("assigning partitions failed; stopping", "error", err)
