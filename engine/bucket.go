@@ -49,6 +49,8 @@ type trigger struct {
 	// in bucket.mergers and in the watermark header's list.
 	merger triggers.Merger
 	mIdx   int
+	// fold keeps the partial aggregates of a folding trigger (fold.go).
+	fold *fold
 }
 
 type chunk struct {
@@ -98,6 +100,13 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		}
 		bt := &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket,
 			dropped: tr.Dropped(), eventTime: spec.EventTime}
+		if f, ok := tr.(triggers.Folding); ok && tp.inc != nil {
+			bt.fold = newFold(tp.inc)
+			if err := bt.fold.load(st, b.prefix, spec.Name); err != nil {
+				return nil, err
+			}
+			f.SetFolder(bt.fold)
+		}
 		if m, ok := tr.(triggers.Merger); ok && spec.Inputs > 0 {
 			bt.merger, bt.mIdx = m, len(b.mergers)
 			b.mergers = append(b.mergers, bt)
@@ -105,6 +114,57 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		b.triggers = append(b.triggers, bt)
 	}
 	return b, nil
+}
+
+// put stores rec in b (taking over the reference) and queues the firings.
+// Objects of a bucket without a session column inherit session (the
+// session of the firing whose function emitted them).
+func (t *task) put(b *bucket, rec arrow.Record, session string) {
+	t.putFrom(b, rec, session, nil)
+}
+
+// putFrom is put with the senders' watermarks of objects that came through
+// a repartition topic (nil: this partition sends them itself).
+func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) {
+	size := recordSize(rec)
+	if !b.fits(rec.NumRows(), size) {
+		t.deadRows(rec, deadLetter{reason: ReasonBucket, bucket: b.name, err: fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
+			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes)})
+		rec.Release()
+		return
+	}
+	now := t.n.o.Clock.Now()
+	if len(b.mergers) > 0 && from == nil {
+		from = t.send(b, rec, now)
+	}
+	rec.Retain() // append may release it; the triggers read it below
+	defer rec.Release()
+	objs := b.append(rec, size)
+	if objs.Sessions == nil && session != "" {
+		objs.Sessions = make([]string, objs.Len)
+		for i := range objs.Sessions {
+			objs.Sessions[i] = session
+		}
+	}
+	var out []triggers.Firing
+	for _, tr := range b.triggers {
+		o := objs
+		o.Groups = stringColumn(rec, tr.groupCol)
+		o.Counts = int64Column(rec, tr.countCol)
+		if tr.merger != nil && from != nil {
+			o.Upstream, o.Watermarks = from.upstream, from.wms[tr.mIdx]
+		}
+		if tr.fold != nil {
+			tr.fold.begin(rec, objs.First)
+		}
+		out = tr.t.Put(o, now, out[:0])
+		if tr.fold != nil {
+			if err := tr.fold.end(); err != nil {
+				t.deadRows(rec, deadLetter{reason: ReasonFunction, trigger: tr.t.Name(), bucket: b.name, err: err})
+			}
+		}
+		t.queueFirings(b, tr, out)
+	}
 }
 
 // pending is the number of objects some trigger still needs (what the
@@ -299,6 +359,9 @@ func (b *bucket) gc(batch state.Batch, cycle uint64) error {
 	}
 	for _, t := range b.triggers {
 		batch.Set(triggerKey(b.prefix, t.t.Name()), t.t.MarshalState())
+		if t.fold != nil {
+			t.fold.save(batch, b.prefix, t.t.Name())
+		}
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ type job struct {
 	bucket string
 	firing triggers.Firing
 	input  []arrow.Record
+	// partial is the window's partial aggregate of a folded firing.
+	partial fn.Partial
 }
 
 func (j *job) release() {
@@ -86,6 +88,9 @@ func (r *result) release() {
 
 func (t *task) newJob(q queued) (*job, error) {
 	j := &job{id: t.cyc.nextID, task: t, fn: q.tr.fn, bucket: q.b.name, firing: q.f, early: q.early}
+	if q.f.Folded > 0 && q.tr.fold != nil {
+		j.partial = q.tr.fold.take(q.f.Pane)
+	}
 	var err error
 	for _, sp := range q.f.Objects {
 		j.input, err = q.b.slices(t.n.o.Store, sp, j.input)
@@ -158,7 +163,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		err, abandoned = invokeWithTimeout(ctx, j.fn.impl, in, out, cfg.TimeoutDuration())
+		impl := j.fn.impl
+		if j.partial != nil {
+			impl = emitter{j.partial}
+		}
+		err, abandoned = invokeWithTimeout(ctx, impl, in, out, cfg.TimeoutDuration())
 		if abandoned {
 			// The hung attempt may still write to its collector: leave it
 			// to that goroutine and use a fresh one.

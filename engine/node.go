@@ -270,6 +270,8 @@ type trigPlan struct {
 	groupCol   string // dynamic_group: column of an object's group
 	countCol   string // dynamic_join: column of the announced count
 	lateBucket string // by_time on event time: where late objects go
+	// inc is set for a trigger that keeps partial aggregates (fold.go).
+	inc fn.Incremental
 }
 
 type fnPlan struct {
@@ -337,13 +339,15 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 			return nil, fmt.Errorf("engine: trigger %q: app not validated", t.Name)
 		}
 		p.eventTime = p.eventTime || t.Time == "event"
-		bp.triggers = append(bp.triggers, trigPlan{
+		tp := trigPlan{
 			spec:       a.TriggerSpec(&t),
 			fn:         p.functions[t.Function],
 			groupCol:   t.GroupColumn,
 			countCol:   t.CountColumn,
 			lateBucket: t.LateBucket,
-		})
+		}
+		tp.inc, tp.spec.Fold = foldable(&t, tp.fn.impl)
+		bp.triggers = append(bp.triggers, tp)
 	}
 	for _, t := range a.Triggers {
 		if bp := p.buckets[t.Bucket]; t.Primitive == "dynamic_group" && bp.cfg.PartitionBy != "" {

@@ -564,47 +564,6 @@ func (t *task) produceTo(r *OutRecord, onOffset func(int64)) {
 	})
 }
 
-// put stores rec in b (taking over the reference) and queues the firings.
-// Objects of a bucket without a session column inherit session (the
-// session of the firing whose function emitted them).
-func (t *task) put(b *bucket, rec arrow.Record, session string) {
-	t.putFrom(b, rec, session, nil)
-}
-
-// putFrom is put with the senders' watermarks of objects that came through
-// a repartition topic (nil: this partition sends them itself).
-func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) {
-	size := recordSize(rec)
-	if !b.fits(rec.NumRows(), size) {
-		t.deadRows(rec, deadLetter{reason: ReasonBucket, bucket: b.name, err: fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
-			b.name, t.part, b.objects, b.bytes, b.cfg.MaxObjects, b.cfg.MaxBytes)})
-		rec.Release()
-		return
-	}
-	now := t.n.o.Clock.Now()
-	if len(b.mergers) > 0 && from == nil {
-		from = t.send(b, rec, now)
-	}
-	objs := b.append(rec, size)
-	if objs.Sessions == nil && session != "" {
-		objs.Sessions = make([]string, objs.Len)
-		for i := range objs.Sessions {
-			objs.Sessions[i] = session
-		}
-	}
-	var out []triggers.Firing
-	for _, tr := range b.triggers {
-		o := objs
-		o.Groups = stringColumn(rec, tr.groupCol)
-		o.Counts = int64Column(rec, tr.countCol)
-		if tr.merger != nil && from != nil {
-			o.Upstream, o.Watermarks = from.upstream, from.wms[tr.mIdx]
-		}
-		out = tr.t.Put(o, now, out[:0])
-		t.queueFirings(b, tr, out)
-	}
-}
-
 // deadRows sends every row of rec to the dead-letter topic as JSON.
 func (t *task) deadRows(rec arrow.Record, d deadLetter) {
 	d.partition = t.part

@@ -406,7 +406,7 @@ func dropState(o Options, old *app.App, plan []PlanItem) ([][]byte, error) {
 		if t := findTrigger(old, it.Name); t != nil {
 			suffix := "/t/" + t.Name
 			if err := collect(append(appPrefix(name), "b/"+t.Bucket+"\x00"...), func(k []byte) bool {
-				return strings.HasSuffix(string(k), suffix)
+				return strings.HasSuffix(string(k), suffix) || strings.Contains(string(k), "/w/"+t.Name+"\x00")
 			}); err != nil {
 				return nil, err
 			}

@@ -52,11 +52,15 @@ type Firing struct {
 	// Overflow marks objects refused because their session already held
 	// MaxPerSession objects: the engine dead-letters them.
 	Overflow bool
+	// Folded, for a trigger with a Folder, is how many objects were folded
+	// into the window Pane; Objects is then empty.
+	Folded int
+	Pane   uint64
 }
 
-// Count is the number of objects the firing passes.
+// Count is the number of objects the firing passes (or folded).
 func (f Firing) Count() int {
-	n := 0
+	n := f.Folded
 	for _, s := range f.Objects {
 		n += s.Len()
 	}
@@ -186,6 +190,10 @@ type Spec struct {
 	// MaxPerSession bounds the objects one session may hold in a
 	// per-session trigger (0: no bound); more are refused as Overflow.
 	MaxPerSession int
+	// Fold makes by_time keep no objects: each is handed to the Folder
+	// (SetFolder) with the window it goes into, and a firing names the
+	// window (Firing.Pane) instead of objects.
+	Fold bool
 	// Inputs > 0 makes an event-time by_time trigger merge the watermarks
 	// of Inputs upstream partitions (its bucket has partition_by): objects
 	// do not move the watermark; each upstream's published watermark does
@@ -269,6 +277,21 @@ func New(s Spec, next uint64) (Trigger, error) {
 	default:
 		return newSessioned(s, next), nil
 	}
+}
+
+// Folder receives the objects of a trigger with Spec.Fold: each object, in
+// sequence order, with every window it goes into, and the windows that
+// merge (sessions bridged by an object). Windows are numbered by the
+// trigger; a window's number is never reused.
+type Folder interface {
+	Fold(seq uint64, pane uint64)
+	// Merge moves everything folded into pane from into pane into.
+	Merge(into, from uint64)
+}
+
+// Folding is implemented by triggers that support Spec.Fold.
+type Folding interface {
+	SetFolder(f Folder)
 }
 
 // Idler is implemented by triggers whose watermark may follow the clock

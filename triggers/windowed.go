@@ -62,6 +62,28 @@ type windowed struct {
 	// Merged watermarks (Spec.Inputs > 0).
 	chans []int64   // watermark published by each upstream partition
 	send  sendState // this partition as an upstream of the bucket
+
+	// Spec.Fold: objects go to folder, panes count them; nextID numbers
+	// the panes.
+	folder Folder
+	nextID uint64
+}
+
+// SetFolder implements Folding.
+func (t *windowed) SetFolder(f Folder) { t.folder = f }
+
+func (t *windowed) folding() bool { return t.spec.Fold }
+
+// hold adds object seq to p.
+func (t *windowed) hold(p *pane, seq uint64) {
+	if t.folding() {
+		p.n++
+		if t.folder != nil {
+			t.folder.Fold(seq, p.num)
+		}
+		return
+	}
+	p.seqs = append(p.seqs, seq)
 }
 
 // sendState is the stream of objects one partition sends into a bucket with
@@ -78,6 +100,8 @@ type pane struct {
 	start, end int64 // unix ns, [start, end)
 	key        string
 	seqs       []uint64
+	num        uint64 // Spec.Fold: the pane's number, and
+	n          int    // how many objects were folded into it
 }
 
 type paneID struct {
@@ -189,6 +213,9 @@ func (t *windowed) pane(start, end int64, key string) *pane {
 	p, ok := t.panes[paneID{start, end, key}]
 	if !ok {
 		p = &pane{start: start, end: end, key: key}
+		if t.folding() {
+			p.num = t.newID()
+		}
 		t.add(p)
 	}
 	t.last = p
@@ -283,8 +310,27 @@ func (t *windowed) assign(seq uint64, ts int64, key string, thr int64) bool {
 			p := hit[0]
 			t.remove(p)
 			p.start, p.end = min(p.start, ts), max(p.end, ts+gap)
-			p.seqs = append(p.seqs, seq)
+			t.hold(p, seq)
 			t.add(p)
+			return true
+		}
+		if t.folding() {
+			np := &pane{start: ts, end: ts + gap, key: key}
+			if len(hit) == 0 {
+				np.num = t.newID()
+			}
+			for i, p := range hit { // bridges two or more windows: merge them
+				np.start, np.end = min(np.start, p.start), max(np.end, p.end)
+				if i == 0 {
+					np.num = p.num
+				} else if t.folder != nil {
+					t.folder.Merge(np.num, p.num)
+				}
+				np.n += p.n
+				t.remove(p)
+			}
+			t.hold(np, seq)
+			t.add(np)
 			return true
 		}
 		start, end := ts, ts+gap
@@ -309,7 +355,7 @@ func (t *windowed) assign(seq uint64, ts int64, key string, thr int64) bool {
 			continue
 		}
 		p := t.pane(start, start+size, "")
-		p.seqs = append(p.seqs, seq)
+		t.hold(p, seq)
 		ok = true
 	}
 	return ok
@@ -346,6 +392,16 @@ func (t *windowed) fire(wm int64, out []Firing) []Firing {
 	}
 	sortPanes(due)
 	for _, p := range due {
+		if t.folding() {
+			out = append(out, Firing{
+				Trigger: t.spec.Name,
+				Group:   p.key,
+				Window:  Window{Start: time.Unix(0, p.start).UTC(), End: time.Unix(0, p.end).UTC()},
+				Folded:  p.n,
+				Pane:    p.num,
+			})
+			continue
+		}
 		seqs := slices.Clone(p.seqs)
 		slices.Sort(seqs)
 		out = append(out, Firing{
@@ -540,6 +596,13 @@ func (t *windowed) Low() uint64 {
 }
 
 func (t *windowed) Pending() int {
+	if t.folding() {
+		n := 0
+		for _, p := range t.panes {
+			n += p.n
+		}
+		return n
+	}
 	seen := map[uint64]bool{}
 	for _, p := range t.panes {
 		for _, s := range p.seqs {
@@ -565,10 +628,18 @@ func (t *windowed) MarshalState() []byte {
 		b = binary.AppendVarint(b, p.start)
 		b = binary.AppendVarint(b, p.end)
 		b = appendString(b, p.key)
+		if t.folding() {
+			b = binary.AppendUvarint(b, p.num)
+			b = binary.AppendUvarint(b, uint64(p.n))
+			continue
+		}
 		b = binary.AppendUvarint(b, uint64(len(p.seqs)))
 		for _, s := range p.seqs {
 			b = binary.AppendUvarint(b, s)
 		}
+	}
+	if t.folding() {
+		b = binary.AppendUvarint(b, t.nextID)
 	}
 	if t.merged() {
 		// Appended section: state written before merged watermarks existed
@@ -593,7 +664,7 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 	t.caughtUp, t.isCaughtUp, t.lastPut = 0, false, 0
 	t.resetMerged()
 	if b == nil {
-		t.next, t.late, t.wm, t.maxTs, t.seen = next, 0, 0, 0, false
+		t.next, t.late, t.wm, t.maxTs, t.seen, t.nextID = next, 0, 0, 0, false, 0
 		return nil
 	}
 	r := &reader{b: b}
@@ -605,10 +676,18 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 	t.seen = r.byte() == 1
 	for n := r.count(); n > 0 && r.err == nil; n-- {
 		p := &pane{start: r.varint(), end: r.varint(), key: strings.Clone(r.string())}
+		if t.folding() {
+			p.num, p.n = r.uvarint(), int(r.uvarint())
+			t.add(p)
+			continue
+		}
 		for k := r.count(); k > 0 && r.err == nil; k-- {
 			p.seqs = append(p.seqs, r.uvarint())
 		}
 		t.add(p)
+	}
+	if t.folding() {
+		t.nextID = r.uvarint()
 	}
 	if t.merged() && len(r.b) > 0 && r.err == nil {
 		t.send.maxTs = r.varint()
@@ -625,4 +704,10 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 		return fmt.Errorf("triggers: %s: corrupt state", t.spec.Name)
 	}
 	return nil
+}
+
+// newID numbers a new pane (Spec.Fold).
+func (t *windowed) newID() uint64 {
+	t.nextID++
+	return t.nextID
 }

@@ -232,10 +232,17 @@ type Trigger struct {
 	// LateBucket receives late objects (with the same schema); default:
 	// they are dropped and counted in pheromone_trigger_dropped_total.
 	LateBucket string `yaml:"late_bucket"`
+	// Incremental (by_time, default true) lets a window firing a built-in
+	// aggregate keep each window's partial aggregate instead of its
+	// objects (docs/triggers.md); false keeps the objects.
+	Incremental *bool `yaml:"incremental"`
 
 	window, sessionTimeout                                time.Duration
 	slide, gap, outOfOrderness, lateness, idle, maxFuture time.Duration
 }
+
+// IncrementalAllowed reports whether Incremental is not turned off.
+func (t *Trigger) IncrementalAllowed() bool { return t.Incremental == nil || *t.Incremental }
 
 // WindowDuration is the parsed Window (valid after Validate).
 func (t *Trigger) WindowDuration() time.Duration { return t.window }

@@ -154,7 +154,7 @@ func TestUnknownFieldRefused(t *testing.T) {
 		"buckets[1].max_objectz: unknown key (have: name, key,",
 		"partition_by) (line 18, column 5)",
 		"triggers[1].funtion: unknown key",
-		"late_bucket) (line 21, column 63)",
+		"late_bucket, incremental) (line 21, column 63)",
 		"functions[1].aggregates[0].colum: unknown key (have: name, op, column, k) (line 27, column 39)",
 		"4 problem(s)",
 	} {

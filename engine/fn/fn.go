@@ -105,3 +105,35 @@ func (r *Registry) Functions() map[string]Function {
 	}
 	return out
 }
+
+// Incremental is implemented by functions whose result over a window can
+// be kept as a running partial instead of the window's objects (the
+// built-in aggregate). A window trigger firing such a function folds each
+// object into its window's partial as it arrives; the firing emits the
+// partial's result, which must equal Invoke over the same objects.
+type Incremental interface {
+	// Foldable reports whether this function's results can be folded;
+	// orderFree also asks for results that do not depend on the order the
+	// objects are folded in (windows that merge: sessions).
+	Foldable(orderFree bool) bool
+	// NewPartial returns an empty partial.
+	NewPartial() Partial
+	// UnmarshalPartial restores a partial written by Partial.AppendBinary.
+	UnmarshalPartial(b []byte) (Partial, error)
+}
+
+// Partial is the running result of an Incremental function over the
+// objects folded into it so far. It is used by one goroutine at a time.
+type Partial interface {
+	// Fold adds the given rows of rec, in order; row r is the object of
+	// sequence number first+r.
+	Fold(rec arrow.Record, first uint64, rows []int) error
+	// Merge adds other's objects (which it no longer owns).
+	Merge(other Partial)
+	// Emit emits the result for in.Window (in.Records is empty).
+	Emit(in Input, out Output) error
+	// AppendBinary appends the partial's durable form to b.
+	AppendBinary(b []byte) []byte
+	// Groups is how many result rows the partial holds.
+	Groups() int
+}
