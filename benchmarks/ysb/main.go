@@ -48,6 +48,7 @@ type row struct {
 	Correct      string  `json:"correct"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib,omitempty"`
 	StateDiskMiB float64 `json:"state_disk_mib,omitempty"`
+	ChangelogMiB float64 `json:"changelog_mib,omitempty"`
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&loads, "loads", "0.25,0.5,0.75", "offered loads for the latency runs, as fractions of the measured saturation (empty: skip)")
 	flag.DurationVar(&loadDuration, "load-duration", 25*time.Second, "how long each latency run offers load")
 	flag.BoolVar(&micro, "micro", true, "also run the invocation microbenchmarks (chain, fan-out, data exchange)")
+	flag.BoolVar(&withObjects, "objects", true, "also run examples/ysb with incremental: false (windows keep their objects: the path before incremental aggregates)")
 	flag.Parse()
 	if err := run(*n, *seed, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "ysb:", err)
@@ -121,9 +123,18 @@ func run(n int, seed int64, outPath string) error {
 		return err
 	}
 	step("pheromone examples/ysb")
-	ph, rss, disk, phOK, err := pheromone(ctx, brokers, n, want)
+	ph, rss, disk, clog, phOK, err := pheromone(ctx, brokers, n, want, true)
 	if err != nil {
 		return err
+	}
+	var obj time.Duration
+	var objDisk, objLog int64
+	var objOK string
+	if withObjects {
+		step("pheromone examples/ysb, incremental: false")
+		if obj, _, objDisk, objLog, objOK, err = pheromone(ctx, brokers, n, want, false); err != nil {
+			return err
+		}
 	}
 	step("hand-written franz-go YSB")
 	hw, hwOK, err := handWritten(ctx, brokers, n, want)
@@ -136,18 +147,26 @@ func run(n int, seed int64, outPath string) error {
 			RatioRaw: raw.Seconds() / d.Seconds(), RatioFranzGo: hw.Seconds() / d.Seconds(), Correct: ok}
 	}
 	rows := []row{mk("raw franz-go consume→produce (ceiling)", raw, "n/a"), mk("hand-written franz-go YSB", hw, hwOK), mk("pheromone examples/ysb", ph, phOK)}
-	rows[2].PeakRSSMiB, rows[2].StateDiskMiB = float64(rss)/(1<<20), float64(disk)/(1<<20)
+	rows[2].PeakRSSMiB, rows[2].StateDiskMiB, rows[2].ChangelogMiB = float64(rss)/(1<<20), float64(disk)/(1<<20), float64(clog)/(1<<20)
+	if withObjects {
+		r := mk("pheromone examples/ysb, incremental: false (windows keep objects)", obj, objOK)
+		r.StateDiskMiB, r.ChangelogMiB = float64(objDisk)/(1<<20), float64(objLog)/(1<<20)
+		rows = append(rows, r)
+	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "%d YSB events (%d campaign windows), %d partitions, GOMAXPROCS=%d, %s, kfake in a child process\n\n",
 		n, len(want), 4, runtime.GOMAXPROCS(0), runtime.Version())
-	md.WriteString("| run | seconds | events/s | events/s per core | ratio to raw | ratio to hand-written | output exact | peak RSS | state on disk |\n|---|---|---|---|---|---|---|---|---|\n")
+	md.WriteString("| run | seconds | events/s | events/s per core | ratio to raw | ratio to hand-written | output exact | peak RSS | state on disk | changelog written |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		rssS, diskS := "", ""
+		rssS, diskS, logS := "", "", ""
 		if r.PeakRSSMiB > 0 {
-			rssS, diskS = fmt.Sprintf("%.0f MiB", r.PeakRSSMiB), fmt.Sprintf("%.1f MiB", r.StateDiskMiB)
+			rssS = fmt.Sprintf("%.0f MiB", r.PeakRSSMiB)
 		}
-		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.0f | %.2fx | %.2fx | %s | %s | %s |\n",
-			r.Name, r.Seconds, r.EventsPerSec, r.PerCore, r.RatioRaw, r.RatioFranzGo, r.Correct, rssS, diskS)
+		if r.StateDiskMiB > 0 {
+			diskS, logS = fmt.Sprintf("%.1f MiB", r.StateDiskMiB), fmt.Sprintf("%.2f MiB", r.ChangelogMiB)
+		}
+		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.0f | %.2fx | %.2fx | %s | %s | %s | %s |\n",
+			r.Name, r.Seconds, r.EventsPerSec, r.PerCore, r.RatioRaw, r.RatioFranzGo, r.Correct, rssS, diskS, logS)
 	}
 	var points []latencyPoint
 	if loads != "" {
@@ -199,44 +218,68 @@ func run(n int, seed int64, outPath string) error {
 	return nil
 }
 
-var ysbRuns int
+var (
+	ysbRuns     int
+	withObjects bool
+)
 
 // pheromone runs examples/ysb until its committed offsets cover n events,
-// then waits for the last windows and checks the output.
-func pheromone(ctx context.Context, brokers []string, n int, want []string) (time.Duration, int64, int64, string, error) {
+// then waits for the last windows and checks the output. It returns the
+// time, the peak RSS, the state on disk and the bytes written to the
+// changelog; incremental false turns the windows' partial aggregates off.
+func pheromone(ctx context.Context, brokers []string, n int, want []string, incremental bool) (time.Duration, int64, int64, int64, string, error) {
 	raw, err := os.ReadFile("examples/ysb/app.yaml")
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("run from the repository root: %w", err)
+		return 0, 0, 0, 0, "", fmt.Errorf("run from the repository root: %w", err)
 	}
 	a, err := app.Parse(raw)
 	if err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
+	}
+	ysbRuns++
+	out := "campaign-counts"
+	if ysbRuns > 1 {
+		// Another app name: another group, repartition topic and
+		// changelog; another output topic.
+		a.Name = fmt.Sprintf("%s%d", a.Name, ysbRuns)
+		out = fmt.Sprintf("%s-%d", out, ysbRuns)
+		a.Sinks[0].Topic = out
 	}
 	if err := a.Validate(); err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
+	}
+	for i := range a.Triggers {
+		a.Triggers[i].Incremental = &incremental
 	}
 	// A fresh changelog per run: a node with an empty data dir would
 	// otherwise restore the previous run's state from it.
-	ysbRuns++
 	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, ysbRuns)
 	t0 := time.Now()
 	node, err := bench.StartNode(ctx, a, brokers)
 	if err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
 	}
 	node.WaitCommitted("ad-events", int64(n))
 	d := time.Since(t0)
 	rss := bench.PeakRSS()
+	disk := bench.DirBytes(node.Dir) // the open windows' state, at the end of the input
 	// The input stopped: the idle timeout lets the last windows close.
-	got, err := bench.Collect(ctx, brokers, "campaign-counts", len(want), 60*time.Second)
+	got, err := bench.Collect(ctx, brokers, out, len(want), 60*time.Second)
 	if err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
 	}
-	disk := bench.DirBytes(node.Dir)
 	if err := node.Stop(); err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, 0, 0, "", err
 	}
-	return d, rss, disk, verdict(got, want), nil
+	recs, _, err := kafka.ReadFrom(ctx, kafka.Plain(brokers...), a.Kafka.ChangelogTopic, func(int32, int64, int64) int64 { return 0 })
+	if err != nil {
+		return 0, 0, 0, 0, "", err
+	}
+	var logged int64
+	for _, r := range recs {
+		logged += int64(len(r.Key) + len(r.Value))
+	}
+	return d, rss, disk, logged, verdict(got, want), nil
 }
 
 func verdict(got, want []string) string {
