@@ -108,6 +108,14 @@ func (f *fold) end() error {
 	return err
 }
 
+// peek returns a window's partial (nil without one, or for a nil fold).
+func (f *fold) peek(pane uint64) fn.Partial {
+	if f == nil {
+		return nil
+	}
+	return f.partials[pane]
+}
+
 // take removes a window's partial for its firing.
 func (f *fold) take(pane uint64) fn.Partial {
 	p := f.partials[pane]

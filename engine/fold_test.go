@@ -190,3 +190,43 @@ func runFold(t *testing.T, input [][]byte, batch int, restart string, incrementa
 	}
 	return out, bytes
 }
+
+// TestQueryShowsPartialAggregates: the bucket query shows an incremental
+// window's partial aggregate — the rows it would emit now — and no objects.
+func TestQueryShowsPartialAggregates(t *testing.T) {
+	a := parseApp(t, planApp)
+	brokers := startBroker(t, a)
+	f := start(t, a, t.TempDir(), brokers, engine.Options{Clock: engine.NewManualClock(time.Unix(100, 0))})
+	if err := f.node.Assign([]engine.TopicPartition{p0}); err != nil {
+		t.Fatal(err)
+	}
+	var recs []engine.Record
+	for i, v := range []string{`{"k":"a","v":1}`, `{"k":"b","v":20}`, `{"k":"a","v":30}`} {
+		recs = append(recs, engine.Record{Offset: int64(i), Value: []byte(v)})
+	}
+	if err := f.node.Deliver(context.Background(), "in", 0, recs, -1); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted(t, f.node, 3)
+	view, err := f.node.QueryBucket("in", engine.BucketQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var win *engine.TriggerView
+	for i, tv := range view.Partitions[0].Triggers {
+		if tv.Name == "win" {
+			win = &view.Partitions[0].Triggers[i]
+		}
+	}
+	if win == nil || len(win.Windows) != 1 {
+		t.Fatalf("trigger win: %+v", view.Partitions[0].Triggers)
+	}
+	w := win.Windows[0]
+	got := fmt.Sprintf("%s–%s %d objects: %s", w.Start.Format("15:04:05"), w.End.Format("15:04:05"), w.Objects, w.Partial)
+	if want := `00:01:40–00:01:50 3 objects: [{"k":"a","window_start":"1970-01-01T00:01:40.000Z","window_end":"1970-01-01T00:01:50.000Z","n":2} {"k":"b","window_start":"1970-01-01T00:01:40.000Z","window_end":"1970-01-01T00:01:50.000Z","n":1}]`; got != want {
+		t.Errorf("window:\n got %s\nwant %s", got, want)
+	}
+	if n := len(view.Partitions[0].Objects); n != 0 {
+		t.Errorf("%d objects shown; the incremental window keeps none and no other trigger holds them", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 
 	"github.com/pheromone-go/pheromone/engine/codec"
+	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/internal/arrowx"
 	"github.com/pheromone-go/pheromone/state"
 	"github.com/pheromone-go/pheromone/triggers"
@@ -64,6 +65,18 @@ type TriggerView struct {
 	Watermark    *time.Time `json:"watermark,omitempty"`
 	Idle         *bool      `json:"idle,omitempty"`
 	OldestWindow *time.Time `json:"oldest_window,omitempty"`
+	// Windows are a by_time trigger's open windows; an incremental one's
+	// come with the rows their partial aggregate would emit now.
+	Windows []WindowView `json:"windows,omitempty"`
+}
+
+// WindowView is an open window.
+type WindowView struct {
+	Start   time.Time         `json:"start"`
+	End     time.Time         `json:"end"`
+	Key     string            `json:"key,omitempty"`
+	Objects int               `json:"objects"`
+	Partial []json.RawMessage `json:"partial,omitempty"`
 }
 
 // QueryBucket returns the bucket's state on the partitions this node owns.
@@ -146,6 +159,11 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 					tv.Primitive = tp.spec.Primitive
 				}
 			}
+			if w, ok := tr.t.(triggers.Windower); ok {
+				if tv.Windows, err = windowViews(w, tr.fold, q.Key); err != nil {
+					return BucketView{}, err
+				}
+			}
 			if p, ok := tr.t.(triggers.Progressor); ok {
 				tv.Progress = p.Progress()
 				if q.Session != "" {
@@ -170,6 +188,33 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 		view.Partitions = append(view.Partitions, pv)
 	}
 	return view, nil
+}
+
+// windowViews lists a by_time trigger's open windows (of key, if set),
+// with their partial aggregates' rows for an incremental one.
+func windowViews(w triggers.Windower, f *fold, key string) ([]WindowView, error) {
+	var out []WindowView
+	var enc codec.JSONEncoder
+	for _, ow := range w.OpenWindows() {
+		if key != "" && ow.Key != "" && ow.Key != key {
+			continue
+		}
+		v := WindowView{Start: ow.Start, End: ow.End, Key: ow.Key, Objects: ow.Objects}
+		if p := f.peek(ow.Pane); p != nil {
+			c := &collector{}
+			if err := p.Emit(fn.Input{Window: ow.Window, Session: ow.Key}, c); err != nil {
+				return nil, err
+			}
+			for _, rec := range c.recs {
+				for i := 0; i < int(rec.NumRows()); i++ {
+					v.Partial = append(v.Partial, json.RawMessage(enc.AppendRow(nil, rec, i)))
+				}
+			}
+			c.reset()
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // TableRow is one row of a table sink.

@@ -142,8 +142,11 @@ func Plan(old, cur *app.App, resets []string, resetAll bool) []PlanItem {
 			keep("trigger "+t.Name, "added", "it holds the objects put from now on")
 			continue
 		}
-		for _, d := range diffFields(*ot, t, future...) {
+		for _, d := range diffFields(*ot, t, append(future, "Incremental")...) {
 			refuse("trigger "+t.Name, t.Name, d, "the objects and windows it holds were gathered for the old setting")
+		}
+		if d := foldChange(old, ot, cur, &t); d != "" {
+			refuse("trigger "+t.Name, t.Name, d, "its open windows keep partial aggregates of the old function, not objects (docs/triggers.md)")
 		}
 		var all []string
 		for i := 0; i < reflect.TypeOf(t).NumField(); i++ {
@@ -183,6 +186,38 @@ func Plan(old, cur *app.App, resets []string, resetAll bool) []PlanItem {
 	}
 	sort.SliceStable(items, func(i, j int) bool { return rank(items[i].Action) < rank(items[j].Action) })
 	return items
+}
+
+// foldChange says what changed in what a window trigger keeps as partial
+// aggregates (it folds when it may and fires a built-in aggregate; a
+// session window that folds no float sums is counted as folding too): its
+// incremental setting, its function, or that function's groups and
+// aggregates. "" when nothing did.
+func foldChange(old *app.App, ot *app.Trigger, cur *app.App, t *app.Trigger) string {
+	sig := func(a *app.App, t *app.Trigger) (bool, string) {
+		f := findFunction(a, t.Function)
+		if t.Primitive != "by_time" || f == nil || f.Kind != "aggregate" {
+			return false, ""
+		}
+		var ops []string
+		for _, ag := range f.Aggregates {
+			op := ag.Name + "=" + ag.Op + "(" + ag.Column + ")"
+			if ag.K > 0 {
+				op += fmt.Sprintf("[%d]", ag.K)
+			}
+			ops = append(ops, op)
+		}
+		return t.IncrementalAllowed(), fmt.Sprintf("%s by (%s): %s", t.Function, strings.Join(f.GroupBy, ", "), strings.Join(ops, ", "))
+	}
+	of, os := sig(old, ot)
+	nf, ns := sig(cur, t)
+	switch {
+	case of != nf:
+		return fmt.Sprintf("incremental: %v → %v", of, nf)
+	case of && os != ns:
+		return fmt.Sprintf("partial aggregates: %s → %s", os, ns)
+	}
+	return ""
 }
 
 func rank(action string) int {

@@ -289,6 +289,11 @@ type Folder interface {
 	Merge(into, from uint64)
 }
 
+// Windower is implemented by by_time triggers, for queries.
+type Windower interface {
+	OpenWindows() []OpenWindow
+}
+
 // Folding is implemented by triggers that support Spec.Fold.
 type Folding interface {
 	SetFolder(f Folder)

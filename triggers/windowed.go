@@ -69,33 +69,6 @@ type windowed struct {
 	nextID uint64
 }
 
-// SetFolder implements Folding.
-func (t *windowed) SetFolder(f Folder) { t.folder = f }
-
-func (t *windowed) folding() bool { return t.spec.Fold }
-
-// hold adds object seq to p.
-func (t *windowed) hold(p *pane, seq uint64) {
-	if t.folding() {
-		p.n++
-		if t.folder != nil {
-			t.folder.Fold(seq, p.num)
-		}
-		return
-	}
-	p.seqs = append(p.seqs, seq)
-}
-
-// sendState is the stream of objects one partition sends into a bucket with
-// partition_by: its watermark is what the partition publishes downstream.
-type sendState struct {
-	maxTs     int64
-	seen      bool
-	wm        int64 // NoWatermark until the first object or idle advance
-	published int64 // memory only: the last value Publish returned
-	lastIdle  int64 // memory only: when Tick last advanced wm by idleness
-}
-
 type pane struct {
 	start, end int64 // unix ns, [start, end)
 	key        string
@@ -704,10 +677,4 @@ func (t *windowed) UnmarshalState(b []byte, next uint64) error {
 		return fmt.Errorf("triggers: %s: corrupt state", t.spec.Name)
 	}
 	return nil
-}
-
-// newID numbers a new pane (Spec.Fold).
-func (t *windowed) newID() uint64 {
-	t.nextID++
-	return t.nextID
 }
