@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pheromone-go/pheromone/state"
@@ -163,7 +164,7 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 	}()
 
 	ap := n.newApplier(part)
-	ap.quit = ctx.Done()
+	ap.quit, ap.group = ctx.Done(), true
 	defer ap.close()
 	var reported int64
 	lastReport := time.Now()
@@ -241,6 +242,51 @@ type applier struct {
 	frags  map[string][]byte // fragments read, by fragment key, until their value is assembled
 	bytes  int64
 	quit   <-chan struct{} // abandons a write waiting for disk space
+
+	// group (restores) gathers closed cycles — the last value of each key
+	// — and writes them together once pending bytes reach
+	// restoreBatchBytes (and at sync): ingested as a file by a store that
+	// can, else in one batch. The open cycle is staged apart until its
+	// marker, so what is written only ever holds whole cycles.
+	group   bool
+	staged  []stagedOp
+	arena   []byte
+	closed  map[string][]byte // nil value: a delete
+	pending int64
+}
+
+// stagedOp is a change of the open cycle; key and value point into arena
+// (value nil: a delete).
+type stagedOp struct{ key, value []byte }
+
+// restoreBatchBytes is how many bytes of closed cycles a restore gathers
+// before it writes them: one sorted file ingested (or one batch) instead of
+// a batch per cycle, and each key written once however often the cycles
+// rewrote it.
+var restoreBatchBytes int64 = 32 << 20
+
+// set stages or writes one change.
+func (ap *applier) set(key, value []byte, del bool) {
+	if !ap.group {
+		if del {
+			ap.batch.Delete(key)
+		} else {
+			ap.batch.Set(key, value)
+		}
+		return
+	}
+	start := len(ap.arena)
+	ap.arena = append(ap.arena, key...)
+	op := stagedOp{key: ap.arena[start:len(ap.arena):len(ap.arena)]}
+	if !del {
+		vs := len(ap.arena)
+		ap.arena = append(ap.arena, value...)
+		op.value = ap.arena[vs:len(ap.arena):len(ap.arena)]
+		if op.value == nil {
+			op.value = []byte{}
+		}
+	}
+	ap.staged = append(ap.staged, op)
 }
 
 func (n *Node) newApplier(part int32) *applier {
@@ -266,14 +312,14 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 			return false, fmt.Errorf("engine: changelog partition %d offset %d: %w", ap.part, off, err)
 		}
 		// Version 1 is the only one yet: nothing of the cycle to convert.
-		ap.batch.Set(key, binary.BigEndian.AppendUint64(nil, seq))
+		ap.set(key, binary.BigEndian.AppendUint64(nil, seq), false)
 		return ap.closeCycle(off)
 	}
 	switch {
 	case value == nil:
-		ap.batch.Delete(key)
+		ap.set(key, nil, true)
 	case value[0] == changelogSet:
-		ap.batch.Set(key, value[1:])
+		ap.set(key, value[1:], false)
 	case value[0] == changelogPart:
 		if ap.frags == nil {
 			ap.frags = map[string][]byte{}
@@ -292,7 +338,7 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 			full = append(full, part...)
 			delete(ap.frags, fk)
 		}
-		ap.batch.Set(key, full)
+		ap.set(key, full, false)
 	default:
 		return false, fmt.Errorf("engine: changelog partition %d offset %d: unknown record format %q", ap.part, off, value[0])
 	}
@@ -302,30 +348,85 @@ func (ap *applier) apply(off int64, key, value []byte) (closed bool, err error) 
 
 // closeCycle commits the cycle its marker at offset off closed.
 func (ap *applier) closeCycle(off int64) (closed bool, err error) {
-	ap.batch.Set(ap.ck, binary.BigEndian.AppendUint64(nil, uint64(off+1)))
+	ck := binary.BigEndian.AppendUint64(nil, uint64(off+1))
+	ap.last, ap.cur = max(ap.cur, ap.last/2), 0
+	clear(ap.tail)
+	if !ap.group {
+		ap.batch.Set(ap.ck, ck)
+		return true, ap.commit()
+	}
+	if ap.closed == nil {
+		ap.closed = map[string][]byte{}
+	}
+	for i, op := range ap.staged {
+		// The arena is reused: keep copies (a delete stays nil).
+		ap.closed[string(op.key)] = bytes.Clone(op.value)
+		ap.pending += int64(len(op.key) + len(op.value))
+		ap.staged[i] = stagedOp{}
+	}
+	ap.staged, ap.arena = ap.staged[:0], ap.arena[:0]
+	ap.closed[string(ap.ck)] = ck
+	if ap.pending < restoreBatchBytes {
+		return true, nil
+	}
+	return true, ap.commit()
+}
+
+// commit writes the closed cycles (not synced): the batch, or what group
+// gathered.
+func (ap *applier) commit() error {
 	if !ap.n.space.wait(ap.quit) {
-		return false, context.Canceled
+		return context.Canceled
+	}
+	if ap.group {
+		if ing, ok := ap.n.o.Store.(state.Ingester); ok && ap.pending >= restoreBatchBytes/4 {
+			kvs := make([]state.KV, 0, len(ap.closed))
+			for k, v := range ap.closed {
+				kvs = append(kvs, state.KV{Key: []byte(k), Value: v})
+			}
+			slices.SortFunc(kvs, func(a, b state.KV) int { return bytes.Compare(a.Key, b.Key) })
+			if err := ing.Ingest(kvs); err != nil {
+				return err
+			}
+			clear(ap.closed)
+			ap.pending = 0
+			return nil
+		}
+		for k, v := range ap.closed {
+			if v == nil {
+				ap.batch.Delete([]byte(k))
+			} else {
+				ap.batch.Set([]byte(k), v)
+			}
+		}
+		clear(ap.closed)
 	}
 	if err := ap.batch.Commit(false); err != nil {
-		return false, err
+		return err
 	}
-	ap.last, ap.cur = max(ap.cur, ap.last/2), 0
+	ap.pending = 0
 	ap.batch = ap.newBatch()
-	clear(ap.tail)
-	return true, nil
+	return nil
 }
 
 // newBatch starts a batch for the next cycle, preallocated for about as
 // many bytes as recent cycles had (growing a batch copies it).
 func (ap *applier) newBatch() state.Batch {
-	if sb, ok := ap.n.o.Store.(state.SizedBatcher); ok && ap.last > 64<<10 {
-		return sb.NewBatchSized(int(ap.last + ap.last/4))
+	size := ap.last + ap.last/4
+	if sb, ok := ap.n.o.Store.(state.SizedBatcher); ok && size > 64<<10 {
+		return sb.NewBatchSized(int(size))
 	}
 	return ap.n.o.Store.NewBatch()
 }
 
-// sync makes every committed cycle durable; the open one is dropped.
+// sync makes every closed cycle durable; the open one is dropped.
 func (ap *applier) sync() error {
+	if len(ap.closed) > 0 {
+		if err := ap.commit(); err != nil {
+			return err
+		}
+	}
+	ap.staged, ap.arena = ap.staged[:0], ap.arena[:0]
 	ap.batch.Close()
 	ap.batch = ap.n.o.Store.NewBatch()
 	if v, err := ap.n.o.Store.Get(ap.ck); err == nil {

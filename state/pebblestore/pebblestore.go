@@ -8,12 +8,15 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
 	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/pheromone-go/pheromone/state"
@@ -32,14 +35,17 @@ type Options struct {
 
 // Store is a state.Store backed by one Pebble database.
 type Store struct {
-	db    *pebble.DB
-	cache *pebble.Cache
-	dir   string // "" in memory
+	db      *pebble.DB
+	cache   *pebble.Cache
+	dir     string // "" in memory
+	opts    *pebble.Options
+	ingests atomic.Uint64
 }
 
 var (
 	_ state.Store         = (*Store)(nil)
 	_ state.SpaceReporter = (*Store)(nil)
+	_ state.Ingester      = (*Store)(nil)
 )
 
 // Open opens or creates the database in dir.
@@ -80,7 +86,7 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	st := &Store{db: db, cache: cache}
+	st := &Store{db: db, cache: cache, opts: opts}
 	if !o.InMemory {
 		st.dir = dir
 	}
@@ -278,3 +284,43 @@ func (quietLogger) Fatalf(format string, args ...any) {
 
 // opening counts Opens under way (their Pebble panics become errors).
 var opening atomic.Int32
+
+// Ingest implements state.Ingester: kvs are written to an sstable, which
+// Pebble links into the database as newer than everything in it.
+func (s *Store) Ingest(kvs []state.KV) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	fs := s.opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	path := fmt.Sprintf("ingest-%d-%d.sst", os.Getpid(), s.ingests.Add(1))
+	if s.dir != "" {
+		path = filepath.Join(s.dir, path)
+	}
+	f, err := fs.Create(path)
+	if err != nil {
+		return fmt.Errorf("state: ingest: %w", err)
+	}
+	defer func() { _ = fs.Remove(path) }() // Pebble keeps its own link
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat()))
+	for _, kv := range kvs {
+		if kv.Value == nil {
+			err = w.Delete(kv.Key)
+		} else {
+			err = w.Set(kv.Key, kv.Value)
+		}
+		if err != nil {
+			_ = w.Close()
+			return fmt.Errorf("state: ingest: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("state: ingest: %w", err)
+	}
+	if err := s.db.Ingest([]string{path}); err != nil {
+		return fmt.Errorf("state: ingest: %w", err)
+	}
+	return nil
+}
