@@ -250,13 +250,11 @@ type applier struct {
 	// marker, so what is written only ever holds whole cycles.
 	group   bool
 	staged  []stagedOp
-	arena   []byte
 	closed  map[string][]byte // nil value: a delete
 	pending int64
 }
 
-// stagedOp is a change of the open cycle; key and value point into arena
-// (value nil: a delete).
+// stagedOp is a change of the open cycle (value nil: a delete).
 type stagedOp struct{ key, value []byte }
 
 // restoreBatchBytes is how many bytes of closed cycles a restore gathers
@@ -265,28 +263,22 @@ type stagedOp struct{ key, value []byte }
 // rewrote it.
 var restoreBatchBytes int64 = 32 << 20
 
-// set stages or writes one change.
+// set stages or writes one change. A staged key and value are kept as
+// they are (ChangelogReader.Read's stay valid).
 func (ap *applier) set(key, value []byte, del bool) {
-	if !ap.group {
-		if del {
-			ap.batch.Delete(key)
-		} else {
-			ap.batch.Set(key, value)
+	switch {
+	case !ap.group && del:
+		ap.batch.Delete(key)
+	case !ap.group:
+		ap.batch.Set(key, value)
+	case del:
+		ap.staged = append(ap.staged, stagedOp{key: key})
+	default:
+		if value == nil {
+			value = []byte{}
 		}
-		return
+		ap.staged = append(ap.staged, stagedOp{key: key, value: value})
 	}
-	start := len(ap.arena)
-	ap.arena = append(ap.arena, key...)
-	op := stagedOp{key: ap.arena[start:len(ap.arena):len(ap.arena)]}
-	if !del {
-		vs := len(ap.arena)
-		ap.arena = append(ap.arena, value...)
-		op.value = ap.arena[vs:len(ap.arena):len(ap.arena)]
-		if op.value == nil {
-			op.value = []byte{}
-		}
-	}
-	ap.staged = append(ap.staged, op)
 }
 
 func (n *Node) newApplier(part int32) *applier {
@@ -359,12 +351,11 @@ func (ap *applier) closeCycle(off int64) (closed bool, err error) {
 		ap.closed = map[string][]byte{}
 	}
 	for i, op := range ap.staged {
-		// The arena is reused: keep copies (a delete stays nil).
-		ap.closed[string(op.key)] = bytes.Clone(op.value)
+		ap.closed[string(op.key)] = op.value // a delete stays nil
 		ap.pending += int64(len(op.key) + len(op.value))
 		ap.staged[i] = stagedOp{}
 	}
-	ap.staged, ap.arena = ap.staged[:0], ap.arena[:0]
+	ap.staged = ap.staged[:0]
 	ap.closed[string(ap.ck)] = ck
 	if ap.pending < restoreBatchBytes {
 		return true, nil
@@ -426,7 +417,7 @@ func (ap *applier) sync() error {
 			return err
 		}
 	}
-	ap.staged, ap.arena = ap.staged[:0], ap.arena[:0]
+	ap.staged = ap.staged[:0]
 	ap.batch.Close()
 	ap.batch = ap.n.o.Store.NewBatch()
 	if v, err := ap.n.o.Store.Get(ap.ck); err == nil {

@@ -110,11 +110,13 @@ type ChangelogReader interface {
 	// from offset from up to the end the partition had when Read started
 	// (the last stable offset when reading committed data only); value is
 	// nil for tombstones. end is called once with that end offset first.
-	// Key and value are valid only during the call. When fn returns
+	// Key and value stay valid after the call and are not changed (a
+	// restore keeps them until it writes them). When fn returns
 	// ErrRestoreDone, Read stops and returns nil.
 	Read(ctx context.Context, part int32, from int64, end func(int64), fn func(offset int64, key, value []byte) error) error
 	// Follow is Read without an end: it calls fn for every record from
-	// offset from on, as they arrive, until ctx ends or fn fails.
+	// offset from on, as they arrive, until ctx ends or fn fails. Key and
+	// value are valid only during the call.
 	Follow(ctx context.Context, part int32, from int64, fn func(offset int64, key, value []byte) error) error
 }
 

@@ -37,8 +37,9 @@ func BenchmarkRestoreApply(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < perCycle; j++ {
 			seq := uint64(i*perCycle + j)
-			binary.BigEndian.PutUint64(value[1:], seq)
-			if _, err := ap.apply(off, chunkKey(prefix, seq, seq+1), value); err != nil {
+			v := bytes.Clone(value) // a reader's records are not reused
+			binary.BigEndian.PutUint64(v[1:], seq)
+			if _, err := ap.apply(off, chunkKey(prefix, seq, seq+1), v); err != nil {
 				b.Fatal(err)
 			}
 			off++

@@ -415,8 +415,9 @@ func failover(w io.Writer, stateMB int) error {
 	fmt.Fprintf(w, "## Failover and restore\n\nOne partition whose bucket holds %d MB of objects (1 KB each, kept by a trigger that never fires; "+
 		"an immediate trigger copies each object's id to a sink). Two nodes; the one owning the partition is killed with SIGKILL while probe "+
 		"records keep arriving. Failover = SIGKILL → the first probe's copy written by the other node (session timeout 2 s + rebalance + restore + processing). "+
-		"Restore rate = changelog bytes applied to Pebble per second of restore; raw = franz-go reading the same changelog partition without applying it.\n\n", stateMB)
-	fmt.Fprintln(w, "| standby replicas | failover (SIGKILL → processing on the other node) | restored | restore time | restore MB/s | raw changelog read MB/s | ratio |")
+		"Restore rate = changelog bytes applied to Pebble per second of restore; raw = franz-go reading the same changelog partition without applying it, "+
+		"first before the kill (the log's first read, as the restore's is) and again after the restore (a second read is faster).\n\n", stateMB)
+	fmt.Fprintln(w, "| standby replicas | failover (SIGKILL → processing on the other node) | restored | restore time | restore MB/s | raw changelog read MB/s (first / second read) | ratio to each |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for i, standby := range []int{0, 1} {
 		if err := failoverRun(w, fmt.Sprintf("hold%d", i), standby, stateMB); err != nil {
@@ -489,6 +490,12 @@ func failoverRun(w io.Writer, name string, standby, stateMB int) error {
 		// not exported, so give it a moment to take the last cycles.
 		time.Sleep(time.Second)
 	}
+	// The raw read of the changelog before the kill: the first read of it,
+	// as the restore's is (a second read of the same log is faster).
+	coldMB, err := rawChangelogRead(ctx, name+".changelog")
+	if err != nil {
+		return err
+	}
 	before := outputCount(ctx, adm, name+"-copies", false)
 	owner.kill()
 	killed := time.Now()
@@ -528,10 +535,10 @@ func failoverRun(w io.Writer, name string, standby, stateMB int) error {
 	if restoreTime > 0 && restored > 1e6 {
 		r := float64(restored) / 1e6 / restoreTime.Seconds()
 		rate = fmt.Sprintf("%.0f", r)
-		ratio = fmt.Sprintf("%.2fx", r/rawMB)
+		ratio = fmt.Sprintf("%.2fx / %.2fx", r/coldMB, r/rawMB)
 	}
-	fmt.Fprintf(w, "| %d | %s | %.1f MB | %s | %s | %.0f | %s |\n", standby, took.Round(10*time.Millisecond),
-		float64(restored)/1e6, restoreTime, rate, rawMB, ratio)
+	fmt.Fprintf(w, "| %d | %s | %.1f MB | %s | %s | %.0f / %.0f | %s |\n", standby, took.Round(10*time.Millisecond),
+		float64(restored)/1e6, restoreTime, rate, coldMB, rawMB, ratio)
 	other.stop()
 	return nil
 }
