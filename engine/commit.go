@@ -47,6 +47,7 @@ type committer struct {
 	quit <-chan struct{} // the task's: abandons a commit waiting for disk space
 
 	in     chan *pendingCommit
+	room   chan struct{} // signalled as the committer takes a cycle from in
 	done   chan struct{}
 	failed chan error // the first failure; the committer commits nothing after it
 
@@ -61,7 +62,7 @@ type committer struct {
 
 func newCommitter(n *Node, part int32, w PartitionWriter, quit <-chan struct{}) *committer {
 	return &committer{n: n, part: part, w: w, quit: quit,
-		in: make(chan *pendingCommit, maxPendingCommits), done: make(chan struct{}), failed: make(chan error, 1)}
+		in: make(chan *pendingCommit, maxPendingCommits), room: make(chan struct{}, 1), done: make(chan struct{}), failed: make(chan error, 1)}
 }
 
 // queue hands a built cycle to the committer (task goroutine); it blocks
@@ -91,7 +92,47 @@ func (c *committer) queue(pc *pendingCommit, blocked *time.Duration) error {
 func (c *committer) run() {
 	defer close(c.done)
 	var failed bool
-	for pc := range c.in {
+	var lastSync time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		var due <-chan time.Time
+		if len(c.unsynced) > 0 && !failed {
+			wait := time.Until(lastSync.Add(c.n.o.SyncInterval))
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			due = timer.C
+		}
+		var pc *pendingCommit
+		select {
+		case p, ok := <-c.in:
+			if !ok {
+				// The task stopped: what it committed is made durable.
+				if len(c.unsynced) > 0 && !failed {
+					c.sync()
+				}
+				return
+			}
+			pc = p
+		case <-due:
+			if err := c.sync(); err != nil {
+				failed = true
+				c.failed <- err
+			}
+			lastSync = time.Now()
+			continue
+		}
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
 		pc.acks.wg.Wait()
 		if failed {
 			pc.batch.Close()
@@ -107,10 +148,11 @@ func (c *committer) run() {
 			err = &restartError{fmt.Errorf("produce: %w", err)}
 			pc.batch.Close()
 		} else {
-			// Group commit: when more cycles are already queued, only the
-			// last of the run syncs; a synced commit makes every earlier
-			// one durable too. Offsets are published only after a sync.
-			sync := !c.n.o.NoSync && len(c.in) == 0
+			// Group commit: when more cycles are already queued, or the
+			// last sync is more recent than SyncInterval, the commit is not
+			// synced; a sync makes every earlier commit durable too.
+			// Offsets are published only after a sync.
+			sync := !c.n.o.NoSync && len(c.in) == 0 && time.Since(lastSync) >= c.n.o.SyncInterval
 			if pc.marker >= 0 {
 				pc.batch.Set(checkpointKey(c.n.plan.app.Name, c.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
 			}
@@ -126,6 +168,9 @@ func (c *committer) run() {
 			start := time.Now()
 			err = pc.batch.Commit(sync)
 			c.n.o.Metrics.Commit(time.Since(start), sync)
+			if sync {
+				lastSync = time.Now()
+			}
 			if err == nil && !sync && !c.n.o.NoSync {
 				c.unsynced = append(c.unsynced, pc)
 				continue
@@ -136,17 +181,37 @@ func (c *committer) run() {
 			c.failed <- err
 			continue
 		}
-		for _, u := range c.unsynced {
-			if u.offsets != nil {
-				c.n.setCommitted(c.part, u.offsets)
-			}
+		c.published(pc)
+	}
+}
+
+// sync makes the unsynced commits durable and publishes them.
+func (c *committer) sync() error {
+	start := time.Now()
+	err := c.n.o.Store.Sync()
+	c.n.o.Metrics.Commit(time.Since(start), true)
+	if err != nil {
+		return err
+	}
+	last := c.unsynced[len(c.unsynced)-1]
+	c.unsynced = c.unsynced[:len(c.unsynced)-1]
+	c.published(last)
+	return nil
+}
+
+// published records that pc, and every unsynced commit before it, is
+// durable: their offsets are published.
+func (c *committer) published(pc *pendingCommit) {
+	for _, u := range c.unsynced {
+		if u.offsets != nil {
+			c.n.setCommitted(c.part, u.offsets)
 		}
-		c.unsynced = c.unsynced[:0]
-		c.durable.Store(pc.seq)
-		c.restarts.Store(0)
-		if pc.offsets != nil {
-			c.n.setCommitted(c.part, pc.offsets)
-		}
+	}
+	c.unsynced = c.unsynced[:0]
+	c.durable.Store(pc.seq)
+	c.restarts.Store(0)
+	if pc.offsets != nil {
+		c.n.setCommitted(c.part, pc.offsets)
 	}
 }
 
@@ -184,7 +249,7 @@ func (e *restartError) Unwrap() error { return e.err }
 // commit ends a cycle: it builds the batch of bucket contents, trigger state
 // and source offsets as they are now, and queues it for the committer. It
 // blocks only while maxPendingCommits earlier cycles still wait
-// (backpressure).
+// (backpressure); finish merges cycles instead while it may (mergeOrCommit).
 func (t *task) commit() error {
 	t.cycleSeq++
 	inner := t.n.o.Store.NewBatch()
@@ -289,4 +354,34 @@ func (t *task) endTxn() error {
 		}
 	}
 	return nil
+}
+
+// maxMergedCycles bounds the cycles merged into the next commit while the
+// committer's queue is full: beyond it, the task waits (backpressure).
+const maxMergedCycles = 64
+
+// mergeOrCommit ends a cycle's state: at-least-once, while the committer's
+// queue is full (its fsyncs fall behind the cycles), the cycle is not
+// committed on its own but with the next one, so the task goes on instead
+// of waiting for an fsync (a firing's latency stays the processing's). Its
+// outputs' acks, offsets and state changes all join that commit. The run
+// loop commits merged cycles as soon as the committer has room, or when
+// the task stops.
+func (t *task) mergeOrCommit() error {
+	if !t.txn && t.merged < maxMergedCycles && len(t.cm.in) == cap(t.cm.in) {
+		t.merged++
+		t.cyc.nextID, t.cyc.applyID = 0, 0
+		return nil
+	}
+	t.merged = 0
+	return t.commit()
+}
+
+// flushMerged commits the cycles merged so far, if any.
+func (t *task) flushMerged() error {
+	if t.merged == 0 {
+		return nil
+	}
+	t.merged = 0
+	return t.commit()
 }

@@ -36,9 +36,16 @@ type Options struct {
 	// before Deliver blocks (backpressure); default 4.
 	QueueDepth int
 	// NoSync commits state without waiting for it to be durable (no fsync)
-	// before offsets advance; default false: every commit is synced.
+	// before offsets advance; default false: commits are synced.
 	// Benchmarks of the in-memory store set it.
 	NoSync bool
+	// SyncInterval is how often, at most, a partition's committer syncs
+	// the store (real time; default 50ms): commits in between wait for the
+	// next sync before their offsets are published, so no acknowledged
+	// input is lost, and a task's cycles do not each wait for an fsync
+	// (docs/DESIGN.md, *Crash, restart and rebalance*). Negative: every
+	// commit that finds no other queued is synced.
+	SyncInterval time.Duration
 	// Functions replace the implementation of functions by name (tests, and
 	// user functions in a later version); the app file still declares them.
 	Functions map[string]fn.Function
@@ -178,6 +185,9 @@ func New(o Options) (*Node, error) {
 	}
 	if o.Executors <= 0 {
 		o.Executors = runtime.GOMAXPROCS(0)
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 50 * time.Millisecond
 	}
 	if o.QueueDepth <= 0 {
 		o.QueueDepth = 4

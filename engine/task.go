@@ -83,6 +83,9 @@ type task struct {
 	// repair lists keys of an unfinished changelog cycle found by restore;
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
+	// merged counts the cycles whose commit waits for the next one
+	// (mergeOrCommit).
+	merged int
 
 	// sinkWriters write the rows of the app's sinks of connectors' kinds,
 	// by sink name.
@@ -311,7 +314,13 @@ func (t *task) run() (err error) {
 			until = t.txnStart.Add(t.n.o.CommitInterval).UnixNano()
 		}
 		t.waitUntil.Store(until)
-		t.queued.Store(t.cycleSeq)
+		queued := t.cycleSeq
+		var roomC <-chan struct{}
+		if t.merged > 0 {
+			queued++ // not durable until the merged cycles are committed
+			roomC = t.cm.room
+		}
+		t.queued.Store(queued)
 		t.waiting.Store(true)
 		select {
 		case <-t.quit:
@@ -321,7 +330,12 @@ func (t *task) run() (err error) {
 			if txnTimer != nil {
 				txnTimer.Stop()
 			}
+			if err := t.flushMerged(); err != nil {
+				return err
+			}
 			return t.endTxn()
+		case <-roomC:
+			err = t.flushMerged()
 		case in := <-t.inbox:
 			err = t.process(in)
 			t.inflight.Add(-1)
@@ -404,7 +418,7 @@ func (t *task) finish() error {
 		t.n.sessions.complete(session, joinReplies(reps, MaxResultBytes))
 	}
 	clear(t.replies)
-	err := t.commit()
+	err := t.mergeOrCommit()
 	t.stats.InboxFill = float64(len(t.inbox)) / float64(max(cap(t.inbox), 1))
 	t.n.o.Metrics.Cycle(t.part, t.stats)
 	t.stats = CycleStats{}

@@ -44,6 +44,8 @@ type Store interface {
 	// Snapshot returns a consistent read view; Close it when done.
 	Snapshot() Snapshot
 	Close() error
+	// Sync makes every batch committed so far durable.
+	Sync() error
 }
 
 // SizedBatcher is implemented by stores that can preallocate a batch for

@@ -191,6 +191,9 @@ func prefixEnd(p []byte) []byte {
 // NewBatch implements state.Store.
 func (s *Store) NewBatch() state.Batch { return &batch{b: s.db.NewBatch()} }
 
+// Sync implements state.Store: an empty synced write to the log.
+func (s *Store) Sync() error { return s.db.LogData(nil, pebble.Sync) }
+
 // NewBatchSized implements state.SizedBatcher.
 func (s *Store) NewBatchSized(size int) state.Batch { return &batch{b: s.db.NewBatchWithSize(size)} }
 
