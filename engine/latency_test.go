@@ -42,14 +42,17 @@ func BenchmarkFiringLatency(b *testing.B) {
 	for _, tc := range []struct {
 		name, trigger string
 		keys          []string
+		sync          time.Duration
 	}{
-		{"immediate", "{name: t, bucket: in, primitive: immediate, function: f}", []string{"x"}},
-		{"by_set", "{name: t, bucket: in, primitive: by_set, keys: [a, b, c], function: f}", []string{"a", "b", "c"}},
+		{"immediate", "{name: t, bucket: in, primitive: immediate, function: f}", []string{"x"}, 0},
+		{"by_set", "{name: t, bucket: in, primitive: by_set, keys: [a, b, c], function: f}", []string{"a", "b", "c"}, 0},
+		// The baseline: every commit synced, as before SyncInterval.
+		{"immediate/sync_every_commit", "{name: t, bucket: in, primitive: immediate, function: f}", []string{"x"}, -1},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			a := parseApp(b, strings.ReplaceAll(latencyApp, "TRIGGER", tc.trigger))
 			sig := make(signal, 1)
-			f := start(b, a, b.TempDir(), startBroker(b, a), engine.Options{Functions: map[string]fn.Function{"f": sig}})
+			f := start(b, a, b.TempDir(), startBroker(b, a), engine.Options{Functions: map[string]fn.Function{"f": sig}, SyncInterval: tc.sync})
 			n, ctx := f.node, context.Background()
 			if err := n.Assign([]engine.TopicPartition{{Topic: "in", Partition: 0}}); err != nil {
 				b.Fatal(err)
