@@ -146,7 +146,8 @@ func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) 
 			objs.Sessions[i] = session
 		}
 	}
-	var out []triggers.Firing
+	out := t.firingBuf[:0] // queueFirings copies what it keeps
+	defer func() { t.firingBuf = out[:0] }()
 	for _, tr := range b.triggers {
 		o := objs
 		o.Groups = stringColumn(rec, tr.groupCol)
@@ -318,6 +319,11 @@ func (b *bucket) slices(st state.Reader, sp triggers.Span, out []arrow.Record) (
 			c.rec = rec
 		}
 		lo, hi := max(sp.From, c.first)-c.first, min(sp.To, c.end)-c.first
+		if lo == 0 && hi == c.end-c.first {
+			c.rec.Retain() // the whole chunk: no slice to build
+			out = append(out, c.rec)
+			continue
+		}
 		out = append(out, c.rec.NewSlice(int64(lo), int64(hi)))
 	}
 	return out, nil

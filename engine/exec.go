@@ -102,6 +102,18 @@ func (t *task) newJob(q queued) (*job, error) {
 	return j, nil
 }
 
+// inlineRows is the largest input a built-in function runs with on the
+// task's goroutine rather than on the executor pool: for small inputs (an
+// invocation passing from function to function) the two goroutine
+// hand-offs cost more than the function; large batches still run beside
+// the task.
+const inlineRows = 256
+
+// inline reports whether j runs on the task's goroutine.
+func (j *job) inline() bool {
+	return j.fn.builtin && inputRows(j.input) <= inlineRows
+}
+
 // executor runs jobs until ctx ends.
 func (n *Node) executor(ctx context.Context) {
 	for {
@@ -167,7 +179,11 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		if j.partial != nil {
 			impl = emitter{j.partial}
 		}
-		err, abandoned = invokeWithTimeout(ctx, impl, in, out, cfg.TimeoutDuration())
+		if j.fn.builtin {
+			err = safeInvoke(ctx, impl, in, out)
+		} else {
+			err, abandoned = invokeWithTimeout(ctx, impl, in, out, cfg.TimeoutDuration())
+		}
 		if abandoned {
 			// The hung attempt may still write to its collector: leave it
 			// to that goroutine and use a fresh one.

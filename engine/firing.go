@@ -63,6 +63,21 @@ func (t *task) drain() error {
 				return t.abort(err)
 			}
 		}
+		if next.inline() {
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+			c.inFlight++
+			c.nextID++
+			t.n.firings.Add(1)
+			t.n.o.Metrics.Firings(next.firing.Trigger, 1)
+			r := t.n.invoke(t.n.runCtx, next)
+			next.release()
+			next = nil
+			if err := t.receive(r); err != nil {
+				return t.abort(err)
+			}
+			continue
+		}
 		select {
 		case t.n.jobs <- next:
 		default:

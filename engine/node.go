@@ -285,8 +285,12 @@ type trigPlan struct {
 }
 
 type fnPlan struct {
-	cfg     *app.Function
-	impl    fn.Function
+	cfg  *app.Function
+	impl fn.Function
+	// builtin: a built-in kind (not a Go function, not replaced through
+	// Options.Functions): it cannot hang, so it runs without a timeout
+	// goroutine, and small inputs run on the task's goroutine (exec.go).
+	builtin bool
 	buckets []string    // outputs that are buckets
 	sinks   []*app.Sink // outputs that are Kafka sinks
 	result  string      // the output that answers invocations, if any
@@ -323,7 +327,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 				return nil, err
 			}
 		}
-		fp := &fnPlan{cfg: f, impl: impl, encoders: encoders}
+		fp := &fnPlan{cfg: f, impl: impl, encoders: encoders, builtin: !ok && f.Kind != "go"}
 		for _, o := range f.Outputs {
 			switch s := a.Sink(o); {
 			case s != nil && s.Kind == "result":

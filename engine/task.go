@@ -86,6 +86,8 @@ type task struct {
 	// merged counts the cycles whose commit waits for the next one
 	// (mergeOrCommit).
 	merged int
+	// firingBuf is reused by puts for their triggers' firings.
+	firingBuf []triggers.Firing
 
 	// sinkWriters write the rows of the app's sinks of connectors' kinds,
 	// by sink name.

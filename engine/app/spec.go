@@ -131,7 +131,7 @@ var Spec = []Section{
 		{Key: "kind", Type: "kind", Req: true, Doc: "filter, project, aggregate, split, route, lookup, emit, go"},
 		{Key: "outputs", Type: "list of buckets and sinks", Req: true, Doc: "each gets the whole result (route: by its routes)"},
 		{Key: "retries", Type: "int", Default: fmt.Sprint(DefaultRetries), Doc: "attempts after a failure before the input goes to the dead-letter topic"},
-		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "an attempt longer than this fails"},
+		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "kind: go: an attempt longer than this fails (built-in kinds cannot hang and run without it)"},
 		{Key: "order", Type: "firing | completion", Default: "firing", Doc: "completion: results apply as they finish, not in firing order"},
 		{Key: "expr", Type: "expression", Kinds: []string{"filter"}, Doc: "keep the rows where it is true"},
 		{Key: "columns", Type: "list of {name, from | expr}", Kinds: []string{"project"}, Doc: "the output columns: kept, renamed or computed"},
