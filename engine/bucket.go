@@ -59,6 +59,9 @@ type chunk struct {
 	bytes      int64
 	persisted  bool
 	cycle      uint64 // the cycle whose batch persists the chunk
+	// raw holds the source records of its rows, until the cycle commits
+	// (pass-through; nil otherwise).
+	raw []rawRec
 }
 
 func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*bucket, error) {
@@ -120,12 +123,12 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 // Objects of a bucket without a session column inherit session (the
 // session of the firing whose function emitted them).
 func (t *task) put(b *bucket, rec arrow.Record, session string) {
-	t.putFrom(b, rec, session, nil)
+	t.putFrom(b, rec, session, nil, nil)
 }
 
 // putFrom is put with the senders' watermarks of objects that came through
 // a repartition topic (nil: this partition sends them itself).
-func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) {
+func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent, raw []rawRec) {
 	size := recordSize(rec)
 	if !b.fits(rec.NumRows(), size) {
 		t.deadRows(rec, deadLetter{reason: ReasonBucket, bucket: b.name, err: fmt.Errorf("bucket %q partition %d is full (%d objects, %d bytes; max_objects %d, max_bytes %d)",
@@ -139,7 +142,7 @@ func (t *task) putFrom(b *bucket, rec arrow.Record, session string, from *sent) 
 	}
 	rec.Retain() // append may release it; the triggers read it below
 	defer rec.Release()
-	objs := b.append(rec, size)
+	objs := b.append(rec, size, raw)
 	if objs.Sessions == nil && session != "" {
 		objs.Sessions = make([]string, objs.Len)
 		for i := range objs.Sessions {
@@ -189,7 +192,10 @@ func (b *bucket) fits(n, size int64) bool {
 
 // append stores rec as a new chunk (taking over the caller's reference) and
 // returns the objects' descriptor with their keys and sessions.
-func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
+func (b *bucket) append(rec arrow.Record, size int64, raw []rawRec) triggers.Objects {
+	if raw != nil && len(raw) != int(rec.NumRows()) {
+		raw = nil
+	}
 	n := uint64(rec.NumRows())
 	first := b.next
 	if parts := uint64((size + maxChunkBytes - 1) / maxChunkBytes); parts > 1 && n > 1 {
@@ -198,12 +204,16 @@ func (b *bucket) append(rec arrow.Record, size int64) triggers.Objects {
 		parts = min(parts, n)
 		for i := uint64(0); i < parts; i++ {
 			from, to := n*i/parts, n*(i+1)/parts
-			b.chunks = append(b.chunks, &chunk{first: first + from, end: first + to,
-				rec: rec.NewSlice(int64(from), int64(to)), bytes: size * int64(to-from) / int64(n)})
+			c := &chunk{first: first + from, end: first + to,
+				rec: rec.NewSlice(int64(from), int64(to)), bytes: size * int64(to-from) / int64(n)}
+			if raw != nil {
+				c.raw = raw[from:to]
+			}
+			b.chunks = append(b.chunks, c)
 		}
 		defer rec.Release() // the slices keep the buffers
 	} else {
-		b.chunks = append(b.chunks, &chunk{first: first, end: first + n, rec: rec, bytes: size})
+		b.chunks = append(b.chunks, &chunk{first: first, end: first + n, rec: rec, bytes: size, raw: raw})
 	}
 	b.next += n
 	b.objects += int64(n)
@@ -335,6 +345,7 @@ func (b *bucket) gc(batch state.Batch, cycle uint64) error {
 	low := b.low()
 	kept := b.chunks[:0]
 	for _, c := range b.chunks {
+		c.raw = nil // the cycle's firings are done with it
 		if c.end <= low {
 			if c.persisted {
 				batch.Delete(chunkKey(b.prefix, c.first, c.end))

@@ -314,7 +314,9 @@ type SinkWriter interface {
 }
 
 // SinkRow is one row for a connector's sink: a JSON object, and its key
-// (the sink's key column, nil without one).
+// (the sink's key column, nil without one). Headers are set only for a
+// record passed through as it came (passthrough.go).
 type SinkRow struct {
 	Key, Value []byte
+	Headers    []Header
 }

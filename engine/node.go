@@ -263,6 +263,9 @@ type plan struct {
 	buckets   map[string]*bucketPlan
 	functions map[string]*fnPlan
 	eventTime bool // some trigger runs on event time
+	// rawTopics are the source topics whose records' bytes are kept for
+	// pass-through (passthrough.go).
+	rawTopics map[string]bool
 }
 
 type bucketPlan struct {
@@ -291,10 +294,13 @@ type fnPlan struct {
 	// Options.Functions): it cannot hang, so it runs without a timeout
 	// goroutine, and small inputs run on the task's goroutine (exec.go).
 	builtin bool
-	buckets []string    // outputs that are buckets
-	sinks   []*app.Sink // outputs that are Kafka sinks
-	result  string      // the output that answers invocations, if any
-	tables  []*app.Sink // outputs that are tables
+	// passthrough: its kept rows go to its sinks as the records came
+	// (passthrough.go).
+	passthrough bool
+	buckets     []string    // outputs that are buckets
+	sinks       []*app.Sink // outputs that are Kafka sinks
+	result      string      // the output that answers invocations, if any
+	tables      []*app.Sink // outputs that are tables
 	// connected are outputs that are sinks of a connector's kind.
 	connected []*app.Sink
 	// encoders encode the sinks of a connector's format, by sink name.
@@ -328,6 +334,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 			}
 		}
 		fp := &fnPlan{cfg: f, impl: impl, encoders: encoders, builtin: !ok && f.Kind != "go"}
+		fp.passthrough = passesThrough(a, f, impl, fp.builtin)
 		for _, o := range f.Outputs {
 			switch s := a.Sink(o); {
 			case s != nil && s.Kind == "result":
@@ -363,6 +370,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 		tp.inc, tp.spec.Fold = foldable(&t, tp.fn.impl)
 		bp.triggers = append(bp.triggers, tp)
 	}
+	p.rawTopics = rawTopics(a, p)
 	for _, t := range a.Triggers {
 		if bp := p.buckets[t.Bucket]; t.Primitive == "dynamic_group" && bp.cfg.PartitionBy != "" {
 			if bp.broadcast == nil {

@@ -156,7 +156,7 @@ func (t *task) repartition(b *bucket, rec arrow.Record, session string) {
 		if from != nil {
 			f = from.slice(i, j)
 		}
-		t.putFrom(b, rec.NewSlice(int64(i), int64(j)), session, f)
+		t.putFrom(b, rec.NewSlice(int64(i), int64(j)), session, f, nil)
 	}
 	local := -1 // start of the current run of local rows
 	rows := int(rec.NumRows())
@@ -258,7 +258,7 @@ func (t *task) decodeRepartitioned(src *app.Source, topic string, recs []Record)
 		if rec.NumRows() == 0 {
 			rec.Release()
 		} else {
-			t.putFrom(b, rec, string(session), from)
+			t.putFrom(b, rec, string(session), from, nil)
 		}
 		i = j
 	}

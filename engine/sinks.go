@@ -20,7 +20,7 @@ type topicWriter struct {
 // Write implements SinkWriter.
 func (w *topicWriter) Write(rows []SinkRow, done func(error)) {
 	for _, r := range rows {
-		w.rec = OutRecord{Topic: w.topic, Key: r.Key, Value: r.Value}
+		w.rec = OutRecord{Topic: w.topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		w.t.produce(&w.rec) // among the cycle's acks
 	}
 	done(nil)

@@ -479,6 +479,7 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 	n.in.Add(int64(len(recs)))
 	n.o.Metrics.RecordsIn(src.Name, len(recs))
 	var rec arrow.Record
+	var raws []rawRec
 	if d := t.wired[topic]; d != nil {
 		var err error
 		if rec, err = t.decodeWired(src, topic, d, recs); err != nil {
@@ -489,6 +490,9 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 	} else {
 		d := t.decoders[topic]
 		d.Reserve(len(recs))
+		if t.n.plan.rawTopics[topic] {
+			raws = make([]rawRec, 0, len(recs))
+		}
 		for i := range recs {
 			r := &recs[i]
 			if len(r.Value) > src.MaxRecordBytes {
@@ -501,6 +505,8 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 			}
 			if err := d.AppendWith(r.Value, ext); err != nil {
 				t.deadRecord(src, topic, r, ReasonDecode, err)
+			} else if raws != nil {
+				raws = append(raws, rawRec{key: r.Key, value: r.Value, headers: r.Headers})
 			}
 		}
 		rec = d.NewRecord()
@@ -509,7 +515,7 @@ func (t *task) decode(src *app.Source, topic string, recs []Record) error {
 		rec.Release()
 		return nil
 	}
-	t.put(t.buckets[src.Bucket], rec, "")
+	t.putFrom(t.buckets[src.Bucket], rec, "", nil, raws)
 	return nil
 }
 

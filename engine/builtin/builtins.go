@@ -28,22 +28,14 @@ func newFilter(f *app.Function) (fn.Function, error) {
 	return &filter{e: e}, nil
 }
 
-func (f *filter) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
-	var idx []int
-	for _, r := range in.Records {
-		v, err := f.e.Eval(r)
-		if err != nil {
-			return err
-		}
-		idx = idx[:0]
-		for i, b := range v.B {
-			if b && v.IsValid(i) {
-				idx = append(idx, i)
-			}
-		}
-		switch len(idx) {
+func (f *filter) Invoke(ctx context.Context, in fn.Input, out fn.Output) error {
+	sel, err := f.Select(ctx, in)
+	if err != nil {
+		return err
+	}
+	for i, r := range in.Records {
+		switch idx := sel[i]; len(idx) {
 		case 0:
-			continue
 		case int(r.NumRows()):
 			r.Retain()
 			if err := out.Emit(r); err != nil {
@@ -56,6 +48,27 @@ func (f *filter) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 		}
 	}
 	return nil
+}
+
+var _ fn.Selector = (*filter)(nil)
+
+// Select implements fn.Selector: the rows whose expression is true.
+func (f *filter) Select(_ context.Context, in fn.Input) ([][]int, error) {
+	sel := make([][]int, len(in.Records))
+	for ri, r := range in.Records {
+		v, err := f.e.Eval(r)
+		if err != nil {
+			return nil, err
+		}
+		var idx []int
+		for i, b := range v.B {
+			if b && v.IsValid(i) {
+				idx = append(idx, i)
+			}
+		}
+		sel[ri] = idx
+	}
+	return sel, nil
 }
 
 // project selects, renames and computes columns.
@@ -195,6 +208,7 @@ func (a *aggregate) Invoke(_ context.Context, in fn.Input, out fn.Output) error 
 		groups []*group
 		index  = map[string]*group{}
 		key    []byte
+		vbuf   []byte
 	)
 	for ri, r := range in.Records {
 		gcols := make([]arrow.Array, len(a.groupBy))
@@ -228,7 +242,7 @@ func (a *aggregate) Invoke(_ context.Context, in fn.Input, out fn.Output) error 
 				groups = append(groups, g)
 			}
 			for j, ag := range a.aggs {
-				accumulate(&g.accs[j], ag.Op, acols[j], row)
+				vbuf = accumulate(&g.accs[j], ag.Op, acols[j], row, vbuf)
 			}
 		}
 	}
@@ -308,21 +322,29 @@ func appendUvarint(b []byte, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-func accumulate(ac *acc, op string, col arrow.Array, i int) {
+// accumulate adds col[i] to ac; buf is scratch space it returns for the
+// next call (a value counted by count_distinct and top_k is copied only
+// the first time it is seen).
+func accumulate(ac *acc, op string, col arrow.Array, i int, buf []byte) []byte {
 	if col == nil { // count of rows
 		ac.n++
-		return
+		return buf
 	}
 	if col.IsNull(i) {
-		return
+		return buf
 	}
 	ac.n++
 	if op == "count_distinct" || op == "top_k" {
 		if ac.seen == nil {
 			ac.seen = map[string]int64{}
 		}
-		ac.seen[string(codec.AppendKey(nil, col, i))]++
-		return
+		buf = codec.AppendKey(buf[:0], col, i)
+		if n, ok := ac.seen[string(buf)]; ok {
+			ac.seen[string(buf)] = n + 1
+		} else {
+			ac.seen[string(buf)] = 1
+		}
+		return buf
 	}
 	switch a := col.(type) {
 	case *array.Int64:
@@ -383,6 +405,7 @@ func accumulate(ac *acc, op string, col arrow.Array, i int) {
 		}
 	}
 	ac.isSet = true
+	return buf
 }
 
 func appendResult(b array.Builder, op string, k int, ac *acc) {

@@ -54,6 +54,7 @@ type partial struct {
 	index  map[string]*pgroup
 	merged bool // groups may be out of first-seen order
 	key    []byte
+	vbuf   []byte
 	gcols  []arrow.Array
 	acols  []arrow.Array
 }
@@ -100,7 +101,7 @@ func (p *partial) Fold(r arrow.Record, first uint64, rows []int) error {
 			p.groups = append(p.groups, g)
 		}
 		for j, ag := range a.aggs {
-			accumulate(&g.accs[j], ag.Op, p.acols[j], row)
+			p.vbuf = accumulate(&g.accs[j], ag.Op, p.acols[j], row, p.vbuf)
 		}
 	}
 	return nil

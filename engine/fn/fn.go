@@ -137,3 +137,12 @@ type Partial interface {
 	// Groups is how many result rows the partial holds.
 	Groups() int
 }
+
+// Selector is implemented by functions whose output is some of their input
+// rows, unchanged (the built-in filter). Select returns, for each input
+// record, the rows kept, in order. A node whose sink takes the rows in the
+// source's format passes the original records through instead of
+// encoding the rows again.
+type Selector interface {
+	Select(ctx context.Context, in Input) ([][]int, error)
+}
