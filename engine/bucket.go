@@ -51,6 +51,9 @@ type trigger struct {
 	mIdx   int
 	// fold keeps the partial aggregates of a folding trigger (fold.go).
 	fold *fold
+	// saved is the state as last written: a commit writes it again only
+	// when it changed.
+	saved []byte
 }
 
 type chunk struct {
@@ -102,7 +105,7 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 			return nil, err
 		}
 		bt := &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket,
-			dropped: tr.Dropped(), eventTime: spec.EventTime}
+			dropped: tr.Dropped(), eventTime: spec.EventTime, saved: raw}
 		if f, ok := tr.(triggers.Folding); ok && tp.inc != nil {
 			bt.fold = newFold(tp.inc)
 			if err := bt.fold.load(st, b.prefix, spec.Name); err != nil {
@@ -375,7 +378,10 @@ func (b *bucket) gc(batch state.Batch, cycle uint64) error {
 		batch.Set(metaKey(b.prefix), binary.BigEndian.AppendUint64(nil, b.next))
 	}
 	for _, t := range b.triggers {
-		batch.Set(triggerKey(b.prefix, t.t.Name()), t.t.MarshalState())
+		if st := t.t.MarshalState(); t.saved == nil || !bytes.Equal(st, t.saved) {
+			batch.Set(triggerKey(b.prefix, t.t.Name()), st)
+			t.saved = st
+		}
 		if t.fold != nil {
 			t.fold.save(batch, b.prefix, t.t.Name())
 		}
