@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&loads, "loads", "0.25,0.5,0.75", "offered loads for the latency runs, as fractions of the measured saturation (empty: skip)")
 	flag.DurationVar(&loadDuration, "load-duration", 25*time.Second, "how long each latency run offers load")
 	flag.BoolVar(&micro, "micro", true, "also run the invocation microbenchmarks (chain, fan-out, data exchange)")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the (first) pheromone run to this file")
 	flag.BoolVar(&withObjects, "objects", true, "also run examples/ysb with incremental: false (windows keep their objects: the path before incremental aggregates)")
 	flag.Parse()
 	if err := run(*n, *seed, *out); err != nil {
@@ -221,6 +223,7 @@ func run(n int, seed int64, outPath string) error {
 var (
 	ysbRuns     int
 	withObjects bool
+	cpuProfile  string
 )
 
 // pheromone runs examples/ysb until its committed offsets cover n events,
@@ -254,6 +257,16 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string, incr
 	// A fresh changelog per run: a node with an empty data dir would
 	// otherwise restore the previous run's state from it.
 	a.Kafka.ChangelogTopic = fmt.Sprintf("%s-%d", a.Kafka.ChangelogTopic, ysbRuns)
+	if cpuProfile != "" && ysbRuns == 1 {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return 0, 0, 0, 0, "", err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, 0, 0, "", err
+		}
+		defer f.Close()
+	}
 	t0 := time.Now()
 	node, err := bench.StartNode(ctx, a, brokers)
 	if err != nil {
@@ -261,6 +274,9 @@ func pheromone(ctx context.Context, brokers []string, n int, want []string, incr
 	}
 	node.WaitCommitted("ad-events", int64(n))
 	d := time.Since(t0)
+	if cpuProfile != "" && ysbRuns == 1 {
+		pprof.StopCPUProfile()
+	}
 	rss := bench.PeakRSS()
 	disk := bench.DirBytes(node.Dir) // the open windows' state, at the end of the input
 	// The input stopped: the idle timeout lets the last windows close.

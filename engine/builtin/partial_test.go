@@ -118,5 +118,5 @@ func BenchmarkFold(b *testing.B) {
 
 type discard struct{}
 
-func (discard) Emit(rec arrow.Record) error          { rec.Release(); return nil }
+func (discard) Emit(rec arrow.Record) error           { rec.Release(); return nil }
 func (discard) EmitTo(_ string, r arrow.Record) error { r.Release(); return nil }

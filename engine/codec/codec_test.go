@@ -57,6 +57,7 @@ func TestBadRecordsAppendNothing(t *testing.T) {
 		`{"id":99999999999999999999}`, `{"name":"x"}`, `{"id":1,"name":5}`, `{"id":1,"ok":"yes"}`,
 		`{"id":1,"ts":"yesterday"}`, `{"id":1,"name":"\x"}`, `{"id":1,"name":"a` + "\n" + `"}`,
 		`{"id":1,"score":-}`, `{"id":{"a":1}}`, strings.Repeat("[", 100),
+		"{\"id\":1,\"name\":\"caf\xc3\"}", "{\"id\":1,\"name\":\"\xff\"}",
 	} {
 		if err := d.Append([]byte(s)); err == nil {
 			t.Errorf("%q: decoded, want an error", s)

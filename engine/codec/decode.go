@@ -55,6 +55,7 @@ type slot struct {
 	start   int // raw value bounds in the input (string: without quotes)
 	end     int
 	escaped bool
+	high    bool // a byte >= 0x80: not ASCII, so UTF-8 is checked
 }
 
 // JSONDecoder decodes flat JSON objects into rows of a fixed schema. It is
@@ -266,7 +267,7 @@ func (d *JSONDecoder) check(i int, b []byte, s slot) error {
 			}
 			v = d.scratch
 		}
-		if d.types[i] == arrow.STRING && !utf8.Valid(v) {
+		if d.types[i] == arrow.STRING && (s.escaped || s.high) && !utf8.Valid(v) {
 			return &DecodeError{Column: name, Msg: "string is not valid UTF-8"}
 		}
 		if d.types[i] == arrow.BINARY {
@@ -376,7 +377,7 @@ func (d *JSONDecoder) scan(b []byte) error {
 		if i >= len(b) || b[i] != '"' {
 			return syntaxErr(b, i, "a field name")
 		}
-		ks, ke, esc, ok := scanString(b, i+1)
+		ks, ke, esc, _, ok := scanString(b, i+1)
 		if !ok {
 			return syntaxErr(b, len(b), "end of field name")
 		}
@@ -431,11 +432,11 @@ func scanValue(b []byte, i, depth int) (slot, int, error) {
 	}
 	switch c := b[i]; {
 	case c == '"':
-		s, e, esc, ok := scanString(b, i+1)
+		s, e, esc, high, ok := scanString(b, i+1)
 		if !ok {
 			return slot{}, i, syntaxErr(b, len(b), "end of string")
 		}
-		return slot{kind: vString, start: s, end: e, escaped: esc}, e + 1, nil
+		return slot{kind: vString, start: s, end: e, escaped: esc, high: high}, e + 1, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		j := i + 1
 		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
@@ -483,7 +484,7 @@ func skipNested(b []byte, i, depth int) (int, error) {
 			if i >= len(b) || b[i] != '"' {
 				return i, syntaxErr(b, i, "a field name")
 			}
-			_, e, _, ok := scanString(b, i+1)
+			_, e, _, _, ok := scanString(b, i+1)
 			if !ok {
 				return i, syntaxErr(b, len(b), "end of field name")
 			}
@@ -518,22 +519,24 @@ func skipWS(b []byte, i int) int {
 }
 
 // scanString finds the closing quote of the string starting at b[i].
-func scanString(b []byte, i int) (start, end int, escaped, ok bool) {
+func scanString(b []byte, i int) (start, end int, escaped, high, ok bool) {
 	start = i
 	for i < len(b) {
 		switch c := b[i]; {
 		case c == '"':
-			return start, i, escaped, true
+			return start, i, escaped, high, true
 		case c == '\\':
 			escaped = true
 			i += 2
 			continue
 		case c < 0x20:
-			return start, i, escaped, false
+			return start, i, escaped, high, false
+		case c >= 0x80:
+			high = true
 		}
 		i++
 	}
-	return start, i, escaped, false
+	return start, i, escaped, high, false
 }
 
 func validNumber(b []byte) bool {
