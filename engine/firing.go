@@ -64,12 +64,7 @@ func (t *task) drain() error {
 			}
 		}
 		if next.inline() {
-			c.queue[0] = queued{}
-			c.queue = c.queue[1:]
-			c.inFlight++
-			c.nextID++
-			t.n.firings.Add(1)
-			t.n.o.Metrics.Firings(next.firing.Trigger, 1)
+			t.dispatched(next)
 			r := t.n.invoke(t.n.runCtx, next)
 			next.release()
 			next = nil
@@ -96,16 +91,22 @@ func (t *task) drain() error {
 				continue
 			}
 		}
-		c.queue[0] = queued{}
-		c.queue = c.queue[1:]
-		c.inFlight++
-		c.nextID++
-		t.n.firings.Add(1)
-		t.n.o.Metrics.Firings(next.firing.Trigger, 1)
+		t.dispatched(next)
 		next = nil
 	}
 	c.queue = c.queue[:0]
 	return nil
+}
+
+// dispatched takes the queue's first firing, whose job j runs now.
+func (t *task) dispatched(j *job) {
+	c := &t.cyc
+	c.queue[0] = queued{}
+	c.queue = c.queue[1:]
+	c.inFlight++
+	c.nextID++
+	t.n.firings.Add(1)
+	t.n.o.Metrics.Firings(j.firing.Trigger, 1)
 }
 
 // routeLate puts late objects into the trigger's late bucket.

@@ -15,6 +15,7 @@ import (
 	"github.com/pheromone-go/pheromone/engine/expr"
 	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/internal/arrowx"
+	"github.com/pheromone-go/pheromone/triggers"
 )
 
 // filter keeps the rows for which its expression is true (NULL drops).
@@ -262,19 +263,7 @@ func (a *aggregate) Invoke(_ context.Context, in fn.Input, out fn.Output) error 
 		_ = j
 		col++
 	}
-	if a.windowed {
-		ws, we := b.Field(col).(*array.TimestampBuilder), b.Field(col+1).(*array.TimestampBuilder)
-		for range groups {
-			if in.Window.IsZero() {
-				ws.AppendNull()
-				we.AppendNull()
-				continue
-			}
-			ws.Append(arrow.Timestamp(in.Window.Start.UnixMilli()))
-			we.Append(arrow.Timestamp(in.Window.End.UnixMilli()))
-		}
-		col += 2
-	}
+	col = a.appendWindows(b, col, len(groups), in.Window)
 	for j, ag := range a.aggs {
 		fb := b.Field(col + j)
 		for _, gr := range groups {
@@ -282,6 +271,25 @@ func (a *aggregate) Invoke(_ context.Context, in fn.Input, out fn.Output) error 
 		}
 	}
 	return out.Emit(b.NewRecord())
+}
+
+// appendWindows fills the window columns (at col) of n result rows, if
+// the output has them, and returns the column after them.
+func (a *aggregate) appendWindows(b *array.RecordBuilder, col, n int, w triggers.Window) int {
+	if !a.windowed {
+		return col
+	}
+	ws, we := b.Field(col).(*array.TimestampBuilder), b.Field(col+1).(*array.TimestampBuilder)
+	for range n {
+		if w.IsZero() {
+			ws.AppendNull()
+			we.AppendNull()
+			continue
+		}
+		ws.Append(arrow.Timestamp(w.Start.UnixMilli()))
+		we.Append(arrow.Timestamp(w.End.UnixMilli()))
+	}
+	return col + 2
 }
 
 // appendGroupKey appends an unambiguous encoding of col[i] to key.

@@ -194,20 +194,7 @@ func (p *partial) Emit(in fn.Input, out fn.Output) error {
 			}
 		}
 	}
-	col := len(a.groupBy)
-	if a.windowed {
-		ws, we := b.Field(col).(*array.TimestampBuilder), b.Field(col+1).(*array.TimestampBuilder)
-		for range p.groups {
-			if in.Window.IsZero() {
-				ws.AppendNull()
-				we.AppendNull()
-				continue
-			}
-			ws.Append(arrow.Timestamp(in.Window.Start.UnixMilli()))
-			we.Append(arrow.Timestamp(in.Window.End.UnixMilli()))
-		}
-		col += 2
-	}
+	col := a.appendWindows(b, len(a.groupBy), len(p.groups), in.Window)
 	for j, ag := range a.aggs {
 		fb := b.Field(col + j)
 		for _, g := range p.groups {
