@@ -93,12 +93,19 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 	for _, tp := range bp.triggers {
 		spec := tp.spec
 		spec.Self = int(part)
-		tr, err := triggers.New(spec, b.next)
-		if err != nil {
-			return nil, err
-		}
 		raw, err := st.Get(triggerKey(b.prefix, tp.spec.Name))
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return nil, err
+		}
+		if spec.Fold && raw != nil {
+			// State written keeping objects (before incremental windows, or
+			// restored from such a changelog) stays so until it is reset.
+			if spec.Fold, err = folded(st, b.prefix, spec.Name); err != nil {
+				return nil, err
+			}
+		}
+		tr, err := triggers.New(spec, b.next)
+		if err != nil {
 			return nil, err
 		}
 		if err := tr.UnmarshalState(raw, b.next); err != nil {
@@ -106,7 +113,7 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		}
 		bt := &trigger{t: tr, fn: tp.fn, groupCol: tp.groupCol, countCol: tp.countCol, lateBucket: tp.lateBucket,
 			dropped: tr.Dropped(), eventTime: spec.EventTime, saved: raw}
-		if f, ok := tr.(triggers.Folding); ok && tp.inc != nil {
+		if f, ok := tr.(triggers.Folding); ok && spec.Fold {
 			bt.fold = newFold(tp.inc)
 			if err := bt.fold.load(st, b.prefix, spec.Name); err != nil {
 				return nil, err
@@ -379,6 +386,9 @@ func (b *bucket) gc(batch state.Batch, cycle uint64) error {
 	}
 	for _, t := range b.triggers {
 		if st := t.t.MarshalState(); t.saved == nil || !bytes.Equal(st, t.saved) {
+			if t.saved == nil && t.fold != nil {
+				batch.Set(foldKey(b.prefix, t.t.Name()), nil) // its state folds
+			}
 			batch.Set(triggerKey(b.prefix, t.t.Name()), st)
 			t.saved = st
 		}

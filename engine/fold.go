@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -22,10 +23,13 @@ import (
 // and the changelog — holds one partial per open window, written when it
 // changed in the cycle, instead of every object and its sequence number.
 
-// foldable reports whether trigger t of a keeps partial aggregates, and
-// returns its function's Incremental.
+// foldable reports whether trigger t keeps partial aggregates, and returns
+// its function's Incremental.
 func foldable(t *app.Trigger, impl fn.Function) (fn.Incremental, bool) {
-	if t.Primitive != "by_time" || !t.IncrementalAllowed() {
+	// A by_batch_size batch that times out goes to the dead-letter topic
+	// with its objects: with a session_timeout, the objects are kept.
+	batch := t.Primitive == "by_batch_size" && t.SessionTimeout == ""
+	if (t.Primitive != "by_time" && !batch) || !t.IncrementalAllowed() {
 		return nil, false
 	}
 	inc, ok := impl.(fn.Incremental)
@@ -122,6 +126,25 @@ func (f *fold) take(pane uint64) fn.Partial {
 	delete(f.partials, pane)
 	f.dirty[pane] = true
 	return p
+}
+
+// foldKey marks a trigger whose state (in this bucket partition) was
+// written folding: state without it was written keeping objects.
+func foldKey(prefix []byte, trigger string) []byte {
+	k := append(append([]byte{}, prefix...), 'f', '/')
+	return append(k, trigger...)
+}
+
+// folded reports whether the trigger's stored state was written folding.
+func folded(st state.Reader, prefix []byte, trigger string) (bool, error) {
+	_, err := st.Get(foldKey(prefix, trigger))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, state.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 func partialPrefix(prefix []byte, trigger string) []byte {

@@ -11,8 +11,9 @@ import (
 	"github.com/pheromone-go/pheromone/engine"
 )
 
-// foldApp has a window of every kind firing built-in aggregates of every
-// op; %s is put into each by_time trigger (incremental: false, or nothing).
+// foldApp has a window of every kind, and batches, firing built-in
+// aggregates of every op; %s is put into each of those triggers
+// (incremental: false, or nothing).
 const foldApp = `
 app: fold
 sources:
@@ -32,6 +33,7 @@ triggers:
   - {name: sess, bucket: in, primitive: by_time, time: event, gap: 1500ms, out_of_orderness: 1s, function: per_session%[1]s}
   - {name: sess_avg, bucket: in, primitive: by_time, time: event, gap: 1500ms, out_of_orderness: 1s, function: session_avg%[1]s}
   - {name: proc, bucket: in, primitive: by_time, window: 1h, function: per_ok%[1]s}
+  - {name: batches, bucket: in, primitive: by_batch_size, count: 7, function: per_batch%[1]s}
   - {name: each_late, bucket: late, primitive: immediate, function: pass_late}
 functions:
   - name: all_ops
@@ -54,6 +56,7 @@ functions:
   - {name: per_session, kind: aggregate, group_by: [g], aggregates: [{name: n, op: count}, {name: s, op: sum, column: v}, {name: lo, op: min, column: f}, {name: hi, op: max, column: g}, {name: d, op: count_distinct, column: v}, {name: top, op: top_k, column: g, k: 3}], outputs: [sess_out]}
   - {name: session_avg, kind: aggregate, aggregates: [{name: m, op: avg, column: f}, {name: s, op: sum, column: f}], outputs: [sess_avg_out]}
   - {name: per_ok, kind: aggregate, group_by: [ok], aggregates: [{name: n, op: count}, {name: s, op: sum, column: f}], outputs: [proc_out]}
+  - {name: per_batch, kind: aggregate, group_by: [g], aggregates: [{name: n, op: count}, {name: s, op: sum, column: f}, {name: m, op: avg, column: v}, {name: top, op: top_k, column: key, k: 2}], outputs: [batch_out]}
   - {name: pass_late, kind: emit, outputs: [late_out]}
 sinks:
   - {name: tumble_out, topic: tumble-out, partitions: 1}
@@ -61,10 +64,11 @@ sinks:
   - {name: sess_out, topic: sess-out, partitions: 1}
   - {name: sess_avg_out, topic: sess-avg-out, partitions: 1}
   - {name: proc_out, topic: proc-out, partitions: 1}
+  - {name: batch_out, topic: batch-out, partitions: 1}
   - {name: late_out, topic: late-out, partitions: 1}
 `
 
-var foldTopics = []string{"tumble-out", "hop-out", "sess-out", "sess-avg-out", "proc-out", "late-out"}
+var foldTopics = []string{"tumble-out", "hop-out", "sess-out", "sess-avg-out", "proc-out", "batch-out", "late-out"}
 
 // TestIncrementalWindowsMatchObjects is the metamorphic test of incremental
 // windows: the same seeded input — disorder, late events, nulls, sessions

@@ -9,6 +9,7 @@ import "encoding/binary"
 //	b/<bucket>\x00<partition:4>/c/<first:8><end:8>  chunk of objects [first,end), Arrow IPC
 //	b/<bucket>\x00<partition:4>/t/<trigger>     trigger state
 //	b/<bucket>\x00<partition:4>/w/<trigger>\x00<pane:8>  a window's partial aggregate (fold.go)
+//	b/<bucket>\x00<partition:4>/f/<trigger>     present: the trigger's state was written folding
 //
 //	t/<table>\x00<partition:4><key>          latest JSON row of a table sink
 //	x/<partition:4>                            the last cycle's marker (also in the changelog)

@@ -196,7 +196,7 @@ func Plan(old, cur *app.App, resets []string, resetAll bool) []PlanItem {
 func foldChange(old *app.App, ot *app.Trigger, cur *app.App, t *app.Trigger) string {
 	sig := func(a *app.App, t *app.Trigger) (bool, string) {
 		f := findFunction(a, t.Function)
-		if t.Primitive != "by_time" || f == nil || f.Kind != "aggregate" {
+		if (t.Primitive != "by_time" && t.Primitive != "by_batch_size") || f == nil || f.Kind != "aggregate" {
 			return false, ""
 		}
 		var ops []string
@@ -207,7 +207,8 @@ func foldChange(old *app.App, ot *app.Trigger, cur *app.App, t *app.Trigger) str
 			}
 			ops = append(ops, op)
 		}
-		return t.IncrementalAllowed(), fmt.Sprintf("%s by (%s): %s", t.Function, strings.Join(f.GroupBy, ", "), strings.Join(ops, ", "))
+		folds := t.IncrementalAllowed() && (t.Primitive == "by_time" || t.SessionTimeout == "")
+		return folds, fmt.Sprintf("%s by (%s): %s", t.Function, strings.Join(f.GroupBy, ", "), strings.Join(ops, ", "))
 	}
 	of, os := sig(old, ot)
 	nf, ns := sig(cur, t)
@@ -441,7 +442,7 @@ func dropState(o Options, old *app.App, plan []PlanItem) ([][]byte, error) {
 		if t := findTrigger(old, it.Name); t != nil {
 			suffix := "/t/" + t.Name
 			if err := collect(append(appPrefix(name), "b/"+t.Bucket+"\x00"...), func(k []byte) bool {
-				return strings.HasSuffix(string(k), suffix) || strings.Contains(string(k), "/w/"+t.Name+"\x00")
+				return strings.HasSuffix(string(k), suffix) || strings.HasSuffix(string(k), "/f/"+t.Name) || strings.Contains(string(k), "/w/"+t.Name+"\x00")
 			}); err != nil {
 				return nil, err
 			}

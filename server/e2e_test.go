@@ -26,7 +26,7 @@ buckets:
   - name: big
 triggers:
   - {name: each, bucket: orders, primitive: immediate, function: keep_big}
-  - {name: every3, bucket: big, primitive: by_batch_size, count: 3, function: batch_total}
+  - {name: every3, bucket: big, primitive: by_batch_size, count: 3, function: batch_total, incremental: false}
   - {name: every10s, bucket: big, primitive: by_time, window: 10s, function: per_user}
 functions:
   - name: keep_big

@@ -19,7 +19,7 @@ sources:
 buckets:
   - {name: held, max_objects: 5}
 triggers:
-  - {name: five, bucket: held, primitive: by_batch_size, count: 5, function: total}
+  - {name: five, bucket: held, primitive: by_batch_size, count: 5, function: total, incremental: false}
 functions:
   - name: total
     kind: aggregate

@@ -57,3 +57,24 @@ func (t *windowed) OpenWindows() []OpenWindow {
 	}
 	return out
 }
+
+// SetFolder implements Folding (by_batch_size).
+func (t *sessioned) SetFolder(f Folder) { t.folder = f }
+
+// foldBatch adds object seq to session s's batch with Spec.Fold: the batch
+// counts its objects (seen) and is numbered by its first object (expect
+// holds seq+1, so numbers never repeat); a full batch fires by its number.
+func (t *sessioned) foldBatch(name string, s *session, seq uint64, out []Firing) []Firing {
+	if s.seen == 0 {
+		s.expect = int64(seq) + 1
+	}
+	s.seen++
+	if t.folder != nil {
+		t.folder.Fold(seq, uint64(s.expect))
+	}
+	if s.seen == t.spec.Count {
+		out = append(out, Firing{Trigger: t.spec.Name, Session: name, Folded: s.seen, Pane: uint64(s.expect)})
+		delete(t.sessions, name)
+	}
+	return out
+}

@@ -42,6 +42,9 @@ func (t *sessioned) Progress() []Progress {
 		switch t.spec.Primitive {
 		case ByBatchSize:
 			p.Have, p.Need = len(s.held), t.spec.Count
+			if t.spec.Fold {
+				p.Have = s.seen
+			}
 		case BySet:
 			p.Need = len(t.spec.Keys)
 			for i, v := range s.held {

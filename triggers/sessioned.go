@@ -72,6 +72,7 @@ type sessioned struct {
 	sessions map[string]*session
 	next     uint64
 	dropped  uint64
+	folder   Folder // by_batch_size with Spec.Fold (fold.go)
 }
 
 func newSessioned(s Spec, next uint64) *sessioned {
@@ -112,6 +113,9 @@ func (t *sessioned) full(name string) bool {
 			n++
 		}
 	}
+	if t.spec.Fold {
+		n = s.seen
+	}
 	return n >= t.spec.MaxPerSession
 }
 
@@ -136,6 +140,10 @@ func (t *sessioned) Put(o Objects, now time.Time, out []Firing) []Firing {
 			// Batches never mix sessions (the reference implementation kept
 			// one buffer for all of them).
 			s := t.get(name, now)
+			if t.spec.Fold {
+				out = t.foldBatch(name, s, seq, out)
+				continue
+			}
 			s.held = append(s.held, seq)
 			if len(s.held) == t.spec.Count {
 				out = append(out, Firing{Trigger: t.spec.Name, Session: name, Objects: spans(s.held)})
@@ -300,6 +308,10 @@ func (t *sessioned) Low() uint64 {
 func (t *sessioned) Pending() int {
 	n := 0
 	for _, s := range t.sessions {
+		if t.spec.Fold {
+			n += s.seen
+			continue
+		}
 		for _, v := range s.held {
 			if v != missing {
 				n++

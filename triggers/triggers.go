@@ -190,9 +190,10 @@ type Spec struct {
 	// MaxPerSession bounds the objects one session may hold in a
 	// per-session trigger (0: no bound); more are refused as Overflow.
 	MaxPerSession int
-	// Fold makes by_time keep no objects: each is handed to the Folder
-	// (SetFolder) with the window it goes into, and a firing names the
-	// window (Firing.Pane) instead of objects.
+	// Fold makes by_time (and by_batch_size without SessionTimeout) keep
+	// no objects: each is handed to the Folder (SetFolder) with the window
+	// (or batch) it goes into, and a firing names the window (Firing.Pane)
+	// instead of objects.
 	Fold bool
 	// Inputs > 0 makes an event-time by_time trigger merge the watermarks
 	// of Inputs upstream partitions (its bucket has partition_by): objects
@@ -203,6 +204,9 @@ type Spec struct {
 
 // Validate reports the first problem with the spec.
 func (s Spec) Validate() error {
+	if s.Fold && s.Primitive != ByTime && (s.Primitive != ByBatchSize || s.SessionTimeout > 0) {
+		return fmt.Errorf("triggers: %s: only by_time and by_batch_size without a session timeout fold", s.Primitive)
+	}
 	switch s.Primitive {
 	case Immediate:
 	case ByBatchSize:

@@ -103,7 +103,7 @@ buckets:
   - name: events
 triggers:
   - {name: each, bucket: events, primitive: immediate, function: pass}
-  - {name: seven, bucket: events, primitive: by_batch_size, count: 7, function: batch}
+  - {name: seven, bucket: events, primitive: by_batch_size, count: 7, function: batch, incremental: false}
 functions:
   - {name: pass, kind: emit, outputs: [copy]}
   - name: batch

@@ -22,7 +22,7 @@ sources: [{name: in, topic: in, partitions: 1, schema: [{name: id, type: int64}]
 buckets: [{name: in}, {name: kept}]
 triggers:
   - {name: each, bucket: in, primitive: immediate, function: keep}
-  - {name: threes, bucket: kept, primitive: by_batch_size, count: 3, function: count}
+  - {name: threes, bucket: kept, primitive: by_batch_size, count: 3, function: count, incremental: false}
 functions:
   - {name: keep, kind: filter, expr: "id >= 0", outputs: [kept]}
   - {name: count, kind: aggregate, aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}], outputs: [out]}

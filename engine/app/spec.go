@@ -114,7 +114,7 @@ var Spec = []Section{
 		{Key: "idle_timeout", Type: durs, Kinds: []string{"by_time"}, Doc: "event time: a caught-up partition quiet this long follows the clock"},
 		{Key: "max_future", Type: durs, Default: "1h (event time)", Kinds: []string{"by_time"}, Doc: "event time: events further ahead of the clock are late"},
 		{Key: "late_bucket", Type: "bucket", Kinds: []string{"by_time"}, Doc: "event time: where objects too late for their window go (default: dropped and counted)"},
-		{Key: "incremental", Type: "bool", Default: "true", Kinds: []string{"by_time"}, Doc: "firing a built-in aggregate: keep each window's partial aggregate, not its objects"},
+		{Key: "incremental", Type: "bool", Default: "true", Kinds: []string{"by_time", "by_batch_size"}, Doc: "firing a built-in aggregate: keep each window's (or batch's) partial aggregate, not its objects"},
 		{Key: "match", Type: "key", Kinds: []string{"by_name"}, Doc: "fire on each object with this key"},
 		{Key: "keys", Type: "list of keys", Kinds: []string{"by_set"}, Doc: "fire a session once it holds all of these keys"},
 		{Key: "k", Type: "int", Kinds: []string{"redundant"}, Doc: "fire with the first k of n replicas"},
