@@ -104,15 +104,21 @@ buckets:
 triggers:
   - {name: each, bucket: events, primitive: immediate, function: pass}
   - {name: seven, bucket: events, primitive: by_batch_size, count: 7, function: batch, incremental: false}
+  - {name: seven_folded, bucket: events, primitive: by_batch_size, count: 7, function: batch_folded}
 functions:
   - {name: pass, kind: emit, outputs: [copy]}
   - name: batch
     kind: aggregate
     aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
     outputs: [batches]
+  - name: batch_folded
+    kind: aggregate
+    aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
+    outputs: [batches_folded]
 sinks:
   - {name: copy, topic: copy}
   - {name: batches, topic: batches}
+  - {name: batches_folded, topic: batches-folded}
 `
 
 // TestHardRestart kills the node with SIGKILL mid-stream, restarts it on the
@@ -184,15 +190,19 @@ func TestHardRestart(t *testing.T) {
 			want[fmt.Sprintf(`{"n":7,"lo":%d,"hi":%d}`, lo, hi)] = true
 		}
 	}
-	batches := newReader(t, brokerAddr, "batches")
-	waitFor(t, 30*time.Second, "every batch", func() bool { batches.poll(); return batches.distinct() >= len(want) })
-	for v := range batches.seen {
-		if !want[v] {
-			t.Errorf("unexpected batch %s (a batch mixed objects across the restart)", v)
+	// The same batches from the trigger that keeps only each batch's
+	// running aggregate (committed with the offsets like the objects).
+	for _, topic := range []string{"batches", "batches-folded"} {
+		batches := newReader(t, brokerAddr, topic)
+		waitFor(t, 30*time.Second, "every batch of "+topic, func() bool { batches.poll(); return batches.distinct() >= len(want) })
+		for v := range batches.seen {
+			if !want[v] {
+				t.Errorf("%s: unexpected batch %s (a batch mixed objects across the restart)", topic, v)
+			}
 		}
-	}
-	if batches.distinct() != len(want) {
-		t.Errorf("batches: %d distinct, want %d", batches.distinct(), len(want))
+		if batches.distinct() != len(want) {
+			t.Errorf("%s: %d distinct, want %d", topic, batches.distinct(), len(want))
+		}
 	}
 
 	// Stop softly and check the committed state against the input.
@@ -225,6 +235,16 @@ func TestHardRestart(t *testing.T) {
 		}
 		if got, want := tr.Pending(), perPartition%7; got != want {
 			t.Errorf("partition %d: %d objects pending in by_batch_size, want %d", p, got, want)
+		}
+		folded, _ := triggers.New(triggers.Spec{Name: "seven_folded", Primitive: triggers.ByBatchSize, Count: 7, Fold: true}, 0)
+		if raw, err = st.Get(engine.TriggerKey("restart", "events", p, "seven_folded")); err != nil {
+			t.Fatal(err)
+		}
+		if err := folded.UnmarshalState(raw, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := folded.Pending(), perPartition%7; got != want {
+			t.Errorf("partition %d: %d objects folded into the open batch, want %d", p, got, want)
 		}
 		var held uint64
 		_ = st.Scan(engine.BucketChunkPrefix("restart", "events", p), func(k, _ []byte) error {
