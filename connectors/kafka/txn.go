@@ -109,7 +109,9 @@ type ChangelogReader struct {
 
 var _ engine.ChangelogReader = (*ChangelogReader)(nil)
 
-// Read implements engine.ChangelogReader.
+// Read implements engine.ChangelogReader. The key and value slices it
+// passes stay valid: the client has no record or decompression pools
+// (kgo.WithPools), so franz-go never reuses a fetched record's bytes.
 func (c *ChangelogReader) Read(ctx context.Context, part int32, from int64, endFn func(int64), fn func(off int64, key, value []byte) error) error {
 	acl, err := c.Conn.client()
 	if err != nil {
