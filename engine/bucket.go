@@ -67,7 +67,9 @@ type chunk struct {
 	raw []rawRec
 }
 
-func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*bucket, error) {
+// loadBucket loads a bucket partition; known, if not nil, lists its chunks
+// (as a restore wrote them) instead of a scan that reads every chunk.
+func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32, known map[string][]chunkRef) (*bucket, error) {
 	b := &bucket{name: bp.cfg.Name, cfg: bp.cfg, prefix: bucketPrefix(appName, bp.cfg.Name, part)}
 	v, err := st.Get(metaKey(b.prefix))
 	switch {
@@ -80,14 +82,19 @@ func loadBucket(st state.Reader, appName string, bp *bucketPlan, part int32) (*b
 		b.next = binary.BigEndian.Uint64(v)
 	}
 	b.saved = b.next
-	err = st.Scan(chunkPrefix(b.prefix), func(k, v []byte) error {
+	if known != nil {
+		for _, c := range known[string(chunkPrefix(b.prefix))] {
+			b.chunks = append(b.chunks, &chunk{first: c.first, end: c.end, bytes: c.bytes, persisted: true})
+			b.objects += int64(c.end - c.first)
+			b.bytes += c.bytes
+		}
+	} else if err = st.Scan(chunkPrefix(b.prefix), func(k, v []byte) error {
 		first, end := ChunkRange(k)
 		b.chunks = append(b.chunks, &chunk{first: first, end: end, bytes: int64(len(v)), persisted: true})
 		b.objects += int64(end - first)
 		b.bytes += int64(len(v))
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	for _, tp := range bp.triggers {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -138,19 +139,20 @@ func (n *Node) Restoring() []RestoreStatus {
 
 // restore brings partition part's local state up to the changelog's end.
 // It returns the keys of an unfinished cycle found at the end of the log,
-// which the task's first commit writes again with their restored values.
+// which the task's first commit writes again with their restored values,
+// and, for a restore from offset 0, the chunks it wrote (for newTask).
 //
 // With a transactional writer (txn) the log holds committed transactions
 // only, each ending on this partition with a marker and then the commit
 // control record: a marker just before the end is the end.
-func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished [][]byte, err error) {
+func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished [][]byte, chunks map[string][]chunkRef, err error) {
 	if n.o.ChangelogReader == nil || n.o.ChangelogTopic == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	n.stopStandby(part)
 	from, err := n.checkpoint(part)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pr := &restoreProgress{from: from, end: -1, next: from, started: time.Now()}
 	n.mu.Lock()
@@ -165,6 +167,9 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 
 	ap := n.newApplier(part)
 	ap.quit, ap.group = ctx.Done(), true
+	if from == 0 {
+		ap.index = map[string]int64{} // the whole state comes from the log
+	}
 	defer ap.close()
 	var reported int64
 	lastReport := time.Now()
@@ -193,25 +198,28 @@ func (n *Node) restore(ctx context.Context, part int32, txn bool) (unfinished []
 			return nil
 		})
 	if err != nil {
-		return nil, fmt.Errorf("engine: restore partition %d: %w", part, err)
+		return nil, nil, fmt.Errorf("engine: restore partition %d: %w", part, err)
 	}
 	n.o.Metrics.Restore(part, int(ap.bytes-reported), 0)
 	if err := ap.sync(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for k := range ap.tail {
 		unfinished = append(unfinished, []byte(k))
 	}
 	more, err := n.checkRestored(part)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	unfinished = append(unfinished, more...)
+	if ap.index != nil && len(more) <= 1 { // nothing reset: the index holds
+		chunks = ap.chunkIndex()
+	}
 	if ap.bytes > 0 {
 		n.log.Info("partition state restored from the changelog", "partition", part, "from_offset", from,
 			"bytes", ap.bytes, "unfinished_cycle_keys", len(unfinished), "elapsed", time.Since(pr.started).Round(time.Millisecond))
 	}
-	return unfinished, nil
+	return unfinished, chunks, nil
 }
 
 // checkpoint returns the changelog offset partition part's local state
@@ -252,6 +260,11 @@ type applier struct {
 	staged  []stagedOp
 	closed  map[string][]byte // nil value: a delete
 	pending int64
+	// index (a restore from offset 0) follows the chunk keys written and
+	// their sizes, so the task that takes the partition need not read
+	// every chunk back to list them (loadBucket).
+	index    map[string]int64
+	chunkPfx [][]byte // the chunk prefixes of the partition's buckets
 }
 
 // stagedOp is a change of the open cycle (value nil: a delete).
@@ -352,6 +365,13 @@ func (ap *applier) closeCycle(off int64) (closed bool, err error) {
 	}
 	for i, op := range ap.staged {
 		ap.closed[string(op.key)] = op.value // a delete stays nil
+		if ap.index != nil && ap.isChunkKey(op.key) {
+			if op.value == nil {
+				delete(ap.index, string(op.key))
+			} else {
+				ap.index[string(op.key)] = int64(len(op.value))
+			}
+		}
 		ap.pending += int64(len(op.key) + len(op.value))
 		ap.staged[i] = stagedOp{}
 	}
@@ -473,3 +493,40 @@ func (w producerWriter) Produce(r *OutRecord, done func(int64, error)) {
 }
 func (producerWriter) Commit(context.Context) error { return nil }
 func (producerWriter) Close()                       {}
+
+// chunkRef is a chunk a restore wrote: its range and size.
+type chunkRef struct {
+	first, end uint64
+	bytes      int64
+}
+
+// isChunkKey reports whether key is a chunk key of one of the app's
+// buckets in the applier's partition.
+func (ap *applier) isChunkKey(key []byte) bool {
+	if ap.chunkPfx == nil {
+		for name := range ap.n.plan.buckets {
+			ap.chunkPfx = append(ap.chunkPfx, chunkPrefix(bucketPrefix(ap.n.plan.app.Name, name, ap.part)))
+		}
+	}
+	for _, cp := range ap.chunkPfx {
+		if len(key) == len(cp)+16 && bytes.HasPrefix(key, cp) {
+			return true
+		}
+	}
+	return false
+}
+
+// chunkIndex lists the chunks the restore wrote, by bucket chunk prefix,
+// in key (sequence) order.
+func (ap *applier) chunkIndex() map[string][]chunkRef {
+	out := map[string][]chunkRef{}
+	for k, size := range ap.index {
+		first, end := ChunkRange([]byte(k))
+		p := k[:len(k)-16]
+		out[p] = append(out[p], chunkRef{first: first, end: end, bytes: size})
+	}
+	for _, refs := range out {
+		slices.SortFunc(refs, func(a, b chunkRef) int { return cmp.Compare(a.first, b.first) })
+	}
+	return out
+}

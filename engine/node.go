@@ -517,12 +517,12 @@ func (n *Node) reopen(old *task, cause error) error {
 		return err
 	}
 	tx, _ := w.(Transactional)
-	repair, err := n.restore(n.runCtx, part, tx != nil && tx.Transactional())
+	repair, chunks, err := n.restore(n.runCtx, part, tx != nil && tx.Transactional())
 	if err != nil {
 		w.Close()
 		return err
 	}
-	t, err := newTask(n, part, w, repair)
+	t, err := newTask(n, part, w, repair, chunks)
 	if err != nil {
 		return err
 	}

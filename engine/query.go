@@ -92,7 +92,7 @@ func (n *Node) QueryBucket(bucket string, q BucketQuery) (BucketView, error) {
 	defer snap.Close()
 	view := BucketView{Bucket: bucket, Partitions: []PartitionView{}}
 	for _, part := range n.Partitions() {
-		b, err := loadBucket(snap, n.plan.app.Name, bp, part)
+		b, err := loadBucket(snap, n.plan.app.Name, bp, part, nil)
 		if err != nil {
 			return BucketView{}, err
 		}

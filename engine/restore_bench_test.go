@@ -83,9 +83,13 @@ func TestGroupedRestoreMatchesPerCycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		n := &Node{o: Options{Store: st}, plan: &plan{app: &app.App{Name: "r"}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		n := &Node{o: Options{Store: st}, plan: &plan{app: &app.App{Name: "r"}, buckets: map[string]*bucketPlan{"b": {}}},
+			log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		ap := n.newApplier(0)
 		ap.group = group
+		if group {
+			ap.index = map[string]int64{}
+		}
 		defer ap.close()
 		for off, r := range log {
 			if _, err := ap.apply(int64(off), r.key, r.value); err != nil {
@@ -96,11 +100,20 @@ func TestGroupedRestoreMatchesPerCycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		var b strings.Builder
+		var scanned []chunkRef
 		if err := st.Scan([]byte("a/r/"), func(k, v []byte) error {
 			fmt.Fprintf(&b, "%x=%x\n", k, v)
+			if bytes.HasPrefix(k, chunkPrefix(prefix)) {
+				first, end := ChunkRange(k)
+				scanned = append(scanned, chunkRef{first: first, end: end, bytes: int64(len(v))})
+			}
 			return nil
 		}); err != nil {
 			t.Fatal(err)
+		}
+		// The chunk list the restore hands the task is what a scan finds.
+		if idx := ap.chunkIndex()[string(chunkPrefix(prefix))]; group && fmt.Sprint(idx) != fmt.Sprint(scanned) {
+			t.Errorf("chunk index %v, scan %v", idx, scanned)
 		}
 		return b.String()
 	}

@@ -68,6 +68,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 	type prepared struct {
 		w      PartitionWriter
 		repair [][]byte
+		chunks map[string][]chunkRef
 		err    error
 	}
 	prep := make([]prepared, len(fresh))
@@ -81,7 +82,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 				return
 			}
 			tx, _ := p.w.(Transactional)
-			if p.repair, p.err = n.restore(n.runCtx, part, tx != nil && tx.Transactional()); p.err != nil {
+			if p.repair, p.chunks, p.err = n.restore(n.runCtx, part, tx != nil && tx.Transactional()); p.err != nil {
 				p.w.Close()
 				p.w = nil
 			}
@@ -101,7 +102,7 @@ func (n *Node) Assign(tps []TopicPartition) error {
 		}
 		if p.err == nil {
 			var t *task
-			if t, p.err = newTask(n, part, p.w, p.repair); p.err == nil {
+			if t, p.err = newTask(n, part, p.w, p.repair, p.chunks); p.err == nil {
 				n.startTask(t)
 				continue
 			} // newTask closed the writer

@@ -163,7 +163,8 @@ type queued struct {
 }
 
 // newTask loads partition part's state and takes over w.
-func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, error) {
+// known lists the chunks a restore from offset 0 wrote (nil: scan them).
+func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte, known map[string][]chunkRef) (*task, error) {
 	tx, _ := w.(Transactional)
 	t := &task{
 		n: n, part: part, w: w, repair: repair, txn: tx != nil && tx.Transactional(),
@@ -187,7 +188,7 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte) (*task, er
 	}
 	a := n.plan.app
 	for i := range a.Buckets {
-		b, err := loadBucket(n.o.Store, a.Name, n.plan.buckets[a.Buckets[i].Name], part)
+		b, err := loadBucket(n.o.Store, a.Name, n.plan.buckets[a.Buckets[i].Name], part, known)
 		if err != nil {
 			t.releaseAll()
 			return nil, fmt.Errorf("engine: partition %d: %w", part, err)
