@@ -262,21 +262,37 @@ func (n *Node) invoke(ctx context.Context, j *job) *result {
 		out.reset()
 		n.logBadInput("function failed; inputs sent to the dead-letter topic",
 			"function", cfg.Name, "trigger", j.firing.Trigger, "attempts", cfg.Retries+1, "error", err)
-		for _, rec := range j.input {
-			n.deadRows(j, r, rec, err)
-		}
+		n.deadInputs(j, r, err)
 		return r
 	}
 	if err := routeOutputs(j, out, r); err != nil {
 		// An encoder that prepared the batch's schema failed on a row:
 		// the inputs go to the dead-letter topic with why.
 		n.logBadInput("encoding a sink record failed; inputs sent to the dead-letter topic", "function", cfg.Name, "error", err)
-		for _, rec := range j.input {
-			n.deadRows(j, r, rec, err)
-		}
+		n.deadInputs(j, r, err)
 	}
 	out.reset()
 	return r
+}
+
+// deadInputs sends a failed job's inputs to the dead-letter topic; a
+// folded window has none, so the rows its partial aggregate emits go
+// there instead (the window's objects were not kept).
+func (n *Node) deadInputs(j *job, r *result, err error) {
+	for _, rec := range j.input {
+		n.deadRows(j, r, rec, err)
+	}
+	if j.partial == nil {
+		return
+	}
+	c := &collector{outputs: j.fn.cfg.Outputs}
+	if perr := j.partial.Emit(fn.Input{Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session}, c); perr != nil {
+		n.log.Error("a window's partial aggregate could not be emitted for the dead-letter topic", "trigger", j.firing.Trigger, "error", perr)
+	}
+	for _, rec := range c.recs {
+		n.deadRows(j, r, rec, err)
+	}
+	c.reset()
 }
 
 // prepareSinks readies the encoders of the function's sinks of a

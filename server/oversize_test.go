@@ -77,3 +77,40 @@ func TestOversizeSinkOutputIsDeadLettered(t *testing.T) {
 		t.Errorf("the node stopped serving: %q", values(out))
 	}
 }
+
+// TestOversizeWindowResultIsDeadLettered: a batch that keeps only its
+// running aggregate (no objects) whose result is too large for its sink
+// dead-letters the result row itself — there are no inputs to send — and
+// the next batch flows on.
+func TestOversizeWindowResultIsDeadLettered(t *testing.T) {
+	const app = `
+app: bigagg
+sources:
+  - {name: in, topic: in, partitions: 1, max_record_bytes: 1000000, schema: [{name: id, type: int64}, {name: pad, type: string}], bucket: in}
+buckets: [{name: in}]
+triggers: [{name: pairs, bucket: in, primitive: by_batch_size, count: 2, function: agg}]
+functions:
+  - name: agg
+    kind: aggregate
+    retries: 1
+    aggregates: [{name: n, op: count}, {name: hi, op: max, column: pad}, {name: hi2, op: max, column: pad}]
+    outputs: [out]
+sinks: [{name: out, topic: out}]
+`
+	brokers := cluster(t)
+	clock := engine.NewManualClock(time.Unix(0, 0))
+	n := startNode(t, app, brokers, clock, t.TempDir())
+	big := strings.Repeat("x", 600_000)
+	produce(t, brokers, "in", 0, `{"id":1,"pad":"`+big+`"}`, `{"id":2,"pad":"b"}`)
+	advanceUntil(t, clock, 10*time.Millisecond, "the retry", func() bool {
+		return scrape(t, n.info.HTTPAddr, `pheromone_dead_letters_total{app="bigagg",reason="too_large"}`) == "1"
+	})
+	dead := consume(t, brokers, "bigagg.dlq", 1, 300*time.Millisecond)
+	// The row, cut to the dead-letter topic's limit as any dead letter is.
+	if want := `{"n":2,"hi":"` + big + `","hi2":"` + big + `"}`; len(dead) != 1 || len(dead[0].Value) < 1000 || !strings.HasPrefix(want, string(dead[0].Value)) ||
+		header(dead[0], engine.HeaderReason) != engine.ReasonTooLarge {
+		t.Fatalf("dead letters: %d; want one, reason too_large, a prefix of the result row", len(dead))
+	}
+	produce(t, brokers, "in", 0, `{"id":3,"pad":"c"}`, `{"id":4,"pad":"d"}`)
+	equalLines(t, "the next batch", values(consume(t, brokers, "out", 1, 300*time.Millisecond)), []string{`{"n":2,"hi":"d","hi2":"d"}`})
+}
