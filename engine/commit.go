@@ -47,7 +47,6 @@ type committer struct {
 	quit <-chan struct{} // the task's: abandons a commit waiting for disk space
 
 	in     chan *pendingCommit
-	room   chan struct{} // signalled as the committer takes a cycle from in
 	done   chan struct{}
 	failed chan error // the first failure; the committer commits nothing after it
 
@@ -62,7 +61,7 @@ type committer struct {
 
 func newCommitter(n *Node, part int32, w PartitionWriter, quit <-chan struct{}) *committer {
 	return &committer{n: n, part: part, w: w, quit: quit,
-		in: make(chan *pendingCommit, maxPendingCommits), room: make(chan struct{}, 1), done: make(chan struct{}), failed: make(chan error, 1)}
+		in: make(chan *pendingCommit, maxPendingCommits), done: make(chan struct{}), failed: make(chan error, 1)}
 }
 
 // queue hands a built cycle to the committer (task goroutine); it blocks
@@ -116,7 +115,10 @@ func (c *committer) run() {
 			if !ok {
 				// The task stopped: what it committed is made durable.
 				if len(c.unsynced) > 0 && !failed {
-					c.sync()
+					if err := c.sync(); err != nil {
+						// Their offsets stay unpublished: consumed again.
+						c.n.log.Warn("syncing the last commits at stop failed", "partition", c.part, "error", err)
+					}
 				}
 				return
 			}
@@ -128,10 +130,6 @@ func (c *committer) run() {
 			}
 			lastSync = time.Now()
 			continue
-		}
-		select {
-		case c.room <- struct{}{}:
-		default:
 		}
 		pc.acks.wg.Wait()
 		if failed {
@@ -249,7 +247,7 @@ func (e *restartError) Unwrap() error { return e.err }
 // commit ends a cycle: it builds the batch of bucket contents, trigger state
 // and source offsets as they are now, and queues it for the committer. It
 // blocks only while maxPendingCommits earlier cycles still wait
-// (backpressure); finish merges cycles instead while it may (mergeOrCommit).
+// (backpressure).
 func (t *task) commit() error {
 	t.cycleSeq++
 	inner := t.n.o.Store.NewBatch()
@@ -354,34 +352,4 @@ func (t *task) endTxn() error {
 		}
 	}
 	return nil
-}
-
-// maxMergedCycles bounds the cycles merged into the next commit while the
-// committer's queue is full: beyond it, the task waits (backpressure).
-const maxMergedCycles = 64
-
-// mergeOrCommit ends a cycle's state: at-least-once, while the committer's
-// queue is full (its fsyncs fall behind the cycles), the cycle is not
-// committed on its own but with the next one, so the task goes on instead
-// of waiting for an fsync (a firing's latency stays the processing's). Its
-// outputs' acks, offsets and state changes all join that commit. The run
-// loop commits merged cycles as soon as the committer has room, or when
-// the task stops.
-func (t *task) mergeOrCommit() error {
-	if !t.txn && t.merged < maxMergedCycles && len(t.cm.in) == cap(t.cm.in) {
-		t.merged++
-		t.cyc.nextID, t.cyc.applyID = 0, 0
-		return nil
-	}
-	t.merged = 0
-	return t.commit()
-}
-
-// flushMerged commits the cycles merged so far, if any.
-func (t *task) flushMerged() error {
-	if t.merged == 0 {
-		return nil
-	}
-	t.merged = 0
-	return t.commit()
 }

@@ -83,9 +83,6 @@ type task struct {
 	// repair lists keys of an unfinished changelog cycle found by restore;
 	// the first commit writes their restored values to the changelog.
 	repair [][]byte
-	// merged counts the cycles whose commit waits for the next one
-	// (mergeOrCommit).
-	merged int
 	// firingBuf is reused by puts for their triggers' firings.
 	firingBuf []triggers.Firing
 
@@ -317,13 +314,7 @@ func (t *task) run() (err error) {
 			until = t.txnStart.Add(t.n.o.CommitInterval).UnixNano()
 		}
 		t.waitUntil.Store(until)
-		queued := t.cycleSeq
-		var roomC <-chan struct{}
-		if t.merged > 0 {
-			queued++ // not durable until the merged cycles are committed
-			roomC = t.cm.room
-		}
-		t.queued.Store(queued)
+		t.queued.Store(t.cycleSeq)
 		t.waiting.Store(true)
 		select {
 		case <-t.quit:
@@ -333,12 +324,7 @@ func (t *task) run() (err error) {
 			if txnTimer != nil {
 				txnTimer.Stop()
 			}
-			if err := t.flushMerged(); err != nil {
-				return err
-			}
 			return t.endTxn()
-		case <-roomC:
-			err = t.flushMerged()
 		case in := <-t.inbox:
 			err = t.process(in)
 			t.inflight.Add(-1)
@@ -421,7 +407,7 @@ func (t *task) finish() error {
 		t.n.sessions.complete(session, joinReplies(reps, MaxResultBytes))
 	}
 	clear(t.replies)
-	err := t.mergeOrCommit()
+	err := t.commit()
 	t.stats.InboxFill = float64(len(t.inbox)) / float64(max(cap(t.inbox), 1))
 	t.n.o.Metrics.Cycle(t.part, t.stats)
 	t.stats = CycleStats{}
