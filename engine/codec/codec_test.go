@@ -159,3 +159,42 @@ func TestBytesAreBase64BothWays(t *testing.T) {
 		t.Errorf("encoded %s", got)
 	}
 }
+
+// The decoder remembers the order of the last object's fields; objects
+// whose fields come in other orders, with unknown or escaped names, or
+// fewer or more fields, decode the same as each on its own.
+func TestFieldOrderChanges(t *testing.T) {
+	in := []string{
+		`{"id":1,"name":"a","score":1.5,"ok":true,"ts":1}`,
+		`{"id":2,"name":"b","score":2.5,"ok":false,"ts":2}`,
+		`{"ts":3,"ok":true,"score":3.5,"name":"c","id":3}`,
+		`{"id":4,"x":0,"name":"d","y":[1],"score":4.5}`,
+		`{"id":5,"name":"e","score":5.5,"ok":true,"ts":5}`,
+		`{"i\u0064":6,"\u006eame":"f","x":1,"score":6.5,"ok":false,"ts":6,"z":null,"w":"",` + `"name":"g"}`,
+		`{"id":7}`,
+		`{"id":8,"name":"h","score":8.5,"ok":true,"ts":8}`,
+	}
+	var enc JSONEncoder
+	together, _ := NewJSONDecoder(testSchema)
+	defer together.Release()
+	for _, s := range in {
+		if err := together.Append([]byte(s)); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	rec := together.NewRecord()
+	defer rec.Release()
+	for i, s := range in {
+		alone, _ := NewJSONDecoder(testSchema)
+		if err := alone.Append([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		one := alone.NewRecord()
+		want := string(enc.AppendRow(nil, one, 0))
+		if got := string(enc.AppendRow(nil, rec, i)); got != want {
+			t.Errorf("%s: got %s, want %s", s, got, want)
+		}
+		one.Release()
+		alone.Release()
+	}
+}

@@ -61,8 +61,13 @@ type slot struct {
 // JSONDecoder decodes flat JSON objects into rows of a fixed schema. It is
 // not safe for concurrent use; each partition task owns one.
 type JSONDecoder struct {
-	schema   *arrow.Schema
-	names    map[string]int
+	schema *arrow.Schema
+	names  map[string]int
+	// order is the column (or -1: not in the schema) of each field position
+	// of the last object, with its name: producers write fields in one
+	// order, so a name equal to the one at its position last time needs no
+	// map lookup.
+	order    []orderedField
 	types    []arrow.Type
 	required []bool
 	bld      *array.RecordBuilder
@@ -181,6 +186,7 @@ func (d *JSONDecoder) SetExternal(name string) error {
 	}
 	d.external = i
 	delete(d.names, name)
+	d.order = d.order[:0]
 	return nil
 }
 
@@ -361,6 +367,30 @@ func syntaxErr(b []byte, i int, what string) error {
 }
 
 // scan walks one JSON object and records where each known column's value is.
+type orderedField struct {
+	name string
+	col  int
+}
+
+// column returns the schema column of field key at position pos of the
+// object (ok false: the field is not in the schema).
+func (d *JSONDecoder) column(key []byte, pos int) (int, bool) {
+	if pos < len(d.order) && d.order[pos].name == string(key) {
+		c := d.order[pos].col
+		return c, c >= 0
+	}
+	col, known := d.names[string(key)]
+	if !known {
+		col = -1
+	}
+	if pos < len(d.order) {
+		d.order[pos] = orderedField{name: string(key), col: col}
+	} else if pos == len(d.order) && pos < 4*len(d.slots)+8 {
+		d.order = append(d.order, orderedField{name: string(key), col: col})
+	}
+	return col, known
+}
+
 func (d *JSONDecoder) scan(b []byte) error {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -373,7 +403,7 @@ func (d *JSONDecoder) scan(b []byte) error {
 	if i < len(b) && b[i] == '}' {
 		return d.trailing(b, i+1)
 	}
-	for {
+	for pos := 0; ; pos++ {
 		if i >= len(b) || b[i] != '"' {
 			return syntaxErr(b, i, "a field name")
 		}
@@ -389,7 +419,7 @@ func (d *JSONDecoder) scan(b []byte) error {
 			}
 			key = d.keyBuf
 		}
-		col, known := d.names[string(key)]
+		col, known := d.column(key, pos)
 		i = skipWS(b, ke+1)
 		if i >= len(b) || b[i] != ':' {
 			return syntaxErr(b, i, "':'")
