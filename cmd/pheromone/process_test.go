@@ -96,8 +96,9 @@ sources:
   - name: events
     topic: events
     partitions: 2
-    schema: [{name: id, type: int64}, {name: user, type: string}]
+    schema: [{name: id, type: int64}, {name: user, type: string}, {name: ts, type: int64}]
     key: user
+    event_time: ts
     bucket: events
 buckets:
   - name: events
@@ -105,6 +106,7 @@ triggers:
   - {name: each, bucket: events, primitive: immediate, function: pass}
   - {name: seven, bucket: events, primitive: by_batch_size, count: 7, function: batch, incremental: false}
   - {name: seven_folded, bucket: events, primitive: by_batch_size, count: 7, function: batch_folded}
+  - {name: second, bucket: events, primitive: by_time, window: 1s, time: event, function: per_second}
 functions:
   - {name: pass, kind: emit, outputs: [copy]}
   - name: batch
@@ -115,16 +117,22 @@ functions:
     kind: aggregate
     aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
     outputs: [batches_folded]
+  - name: per_second
+    kind: aggregate
+    aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
+    outputs: [seconds]
 sinks:
   - {name: copy, topic: copy}
   - {name: batches, topic: batches}
   - {name: batches_folded, topic: batches-folded}
+  - {name: seconds, topic: seconds}
 `
 
 // TestHardRestart kills the node with SIGKILL mid-stream, restarts it on the
 // same data dir, and checks that every input is reflected in the output
 // (at-least-once to sinks), that count batches are exactly the ones an
 // uninterrupted run makes (trigger state and offsets committed together),
+// and so are event-time windows that keep only their running aggregate,
 // and that the state's offsets and pending objects match the input.
 func TestHardRestart(t *testing.T) {
 	const perPartition = 6000
@@ -153,7 +161,7 @@ func TestHardRestart(t *testing.T) {
 			var recs []*kgo.Record
 			for id := start; id < start+200; id++ {
 				recs = append(recs, &kgo.Record{Topic: "events", Partition: int32(id % 2),
-					Value: fmt.Appendf(nil, `{"id":%d,"user":"u%d"}`, id, id%13)})
+					Value: fmt.Appendf(nil, `{"id":%d,"user":"u%d","ts":%d}`, id, id%13, 10*id)})
 			}
 			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 				produced <- err
@@ -202,6 +210,35 @@ func TestHardRestart(t *testing.T) {
 		}
 		if batches.distinct() != len(want) {
 			t.Errorf("%s: %d distinct, want %d", topic, batches.distinct(), len(want))
+		}
+	}
+
+	// Event-time seconds: ids 100k..100k+99 (ts = 10*id), 50 per partition;
+	// the last second of each partition may still be open.
+	seconds := newReader(t, brokerAddr, "seconds")
+	last := 2 * perPartition / 100
+	secondOf := func(p, k int) string {
+		start, end := time.UnixMilli(int64(1000*k)).UTC(), time.UnixMilli(int64(1000*(k+1))).UTC()
+		return fmt.Sprintf(`{"window_start":"%s","window_end":"%s","n":50,"lo":%d,"hi":%d}`,
+			start.Format("2006-01-02T15:04:05.000Z"), end.Format("2006-01-02T15:04:05.000Z"), 100*k+p, 100*k+98+p)
+	}
+	waitFor(t, 30*time.Second, "every closed second", func() bool { seconds.poll(); return seconds.distinct() >= 2*(last-1) })
+	for p := 0; p < 2; p++ {
+		for k := 0; k < last-1; k++ {
+			if seconds.seen[secondOf(p, k)] == 0 {
+				t.Errorf("second %d of partition %d: missing", k, p)
+			}
+		}
+	}
+	for v := range seconds.seen {
+		var k, p int
+		if i := strings.Index(v, `"lo":`); i >= 0 {
+			if _, err := fmt.Sscanf(v[i:], `"lo":%d`, &k); err == nil {
+				p = k % 100
+			}
+		}
+		if k/100 >= last || v != secondOf(p, k/100) {
+			t.Errorf("seconds: unexpected window %s (a window's aggregate mixed objects across the restart)", v)
 		}
 	}
 
