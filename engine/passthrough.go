@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sort"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -14,7 +15,7 @@ import (
 
 // Pass-through (docs/app-format.md, *Pass-through*): a function that only
 // keeps some of its input rows unchanged (fn.Selector: the built-in
-// filter), fired by an immediate trigger on a bucket a JSON source feeds,
+// filter) or sends each to one of its outputs (fn.Router: route), fired by an immediate trigger on a bucket a JSON source feeds,
 // whose every output is a Kafka sink in JSON, sends the kept records as
 // they came — value, headers, and key unless the sink names a key column
 // (then the row's value of it, as always) — instead of encoding their rows
@@ -32,7 +33,9 @@ type rawRec struct {
 // passesThrough reports whether function f's outputs can take its input
 // records as they came.
 func passesThrough(a *app.App, f *app.Function, impl fn.Function, builtin bool) bool {
-	if _, ok := impl.(fn.Selector); !ok || !builtin || len(f.Outputs) == 0 {
+	_, sel := impl.(fn.Selector)
+	_, route := impl.(fn.Router)
+	if !(sel || route) || !builtin || len(f.Outputs) == 0 {
 		return false
 	}
 	for _, o := range f.Outputs {
@@ -80,33 +83,34 @@ func (b *bucket) rawSlices(sp triggers.Span, out [][]rawRec) ([][]rawRec, bool) 
 	return out, true
 }
 
-// passThrough runs a pass-through job: the function selects the rows, and
-// the records they came from go to every sink as they came. ok is false
-// when the selection failed (the job then runs as usual, with retries and
-// the dead-letter topic).
+// passThrough runs a pass-through job: the function selects (or routes)
+// the rows, and the records they came from go to the sinks as they came.
+// ok is false when the function failed (the job then runs as usual, with
+// retries and the dead-letter topic).
 func (n *Node) passThrough(ctx context.Context, j *job) (*result, bool) {
-	sel, err := j.fn.impl.(fn.Selector).Select(ctx, fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session})
-	if err != nil || len(sel) != len(j.raw) {
+	in := fn.Input{Records: j.input, Trigger: j.firing.Trigger, Window: j.firing.Window, Session: j.firing.Session}
+	var sel [][]int
+	var dest [][]string
+	var err error
+	if rt, ok := j.fn.impl.(fn.Router); ok {
+		dest, err = rt.Route(ctx, in)
+	} else {
+		sel, err = j.fn.impl.(fn.Selector).Select(ctx, in)
+	}
+	if err != nil || max(len(sel), len(dest)) != len(j.raw) {
 		return nil, false
 	}
-	kept := 0
-	for _, rows := range sel {
-		kept += len(rows)
-	}
 	r := &result{id: j.id, session: j.firing.Session, early: j.early || j.fn.cfg.Order == "completion"}
-	if kept == 0 {
-		return r, true
-	}
+	var kbuf []byte
 	for _, s := range j.fn.sinks {
-		rows := make([]SinkRow, 0, kept)
-		var kbuf []byte
-		for i, idx := range sel {
+		var rows []SinkRow
+		for i := range j.raw {
 			var keyCol arrow.Array
 			if s.Key != "" {
 				rec := j.input[i]
 				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
 			}
-			for _, k := range idx {
+			add := func(k int) {
 				raw := j.raw[i][k]
 				row := SinkRow{Key: raw.key, Value: raw.value, Headers: raw.headers}
 				if keyCol != nil {
@@ -116,8 +120,22 @@ func (n *Node) passThrough(ctx context.Context, j *job) (*result, bool) {
 				}
 				rows = append(rows, row)
 			}
+			if sel != nil {
+				rows = slices.Grow(rows, len(sel[i]))
+				for _, k := range sel[i] {
+					add(k)
+				}
+				continue
+			}
+			for k, d := range dest[i] {
+				if d == s.Name {
+					add(k)
+				}
+			}
 		}
-		r.rows = append(r.rows, sinkRows{sink: s.Name, rows: rows})
+		if len(rows) > 0 {
+			r.rows = append(r.rows, sinkRows{sink: s.Name, rows: rows})
+		}
 	}
 	return r, true
 }

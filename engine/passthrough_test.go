@@ -19,12 +19,16 @@ buckets: [{name: in}]
 triggers:
   - {name: each, bucket: in, primitive: immediate, function: big}
   - {name: each_keyed, bucket: in, primitive: immediate, function: big_keyed}
+  - {name: each_routed, bucket: in, primitive: immediate, function: split}
 functions:
   - {name: big, kind: filter, expr: "id > 1", outputs: [out]}
   - {name: big_keyed, kind: filter, expr: "id > 1", outputs: [keyed]}
+  - {name: split, kind: route, routes: [{when: "id > 2", to: high}], default: low, outputs: [high, low]}
 sinks:
   - {name: out, topic: out, partitions: 1}
   - {name: keyed, topic: keyed, partitions: 1, key: name}
+  - {name: high, topic: high, partitions: 1}
+  - {name: low, topic: low, partitions: 1}
 `
 
 // TestFilterPassesRecordsThrough: a filter whose sinks take JSON sends the
@@ -32,7 +36,8 @@ sinks:
 // outside the schema and spacing included), key and headers — while a
 // record that does not decode goes to the dead-letter topic without
 // shifting which bytes go with which row; a sink with a key column keys
-// them by the row's value of it.
+// them by the row's value of it. A route sends each record as it came to
+// the one output its row goes to.
 func TestFilterPassesRecordsThrough(t *testing.T) {
 	a := parseApp(t, passApp)
 	brokers := startBroker(t, a)
@@ -62,6 +67,14 @@ func TestFilterPassesRecordsThrough(t *testing.T) {
 	want = []string{`key=a value={ "id": 2, "name": "a", "extra": [1, 2] } headers=[]`, `key=c value={"name":"c","id":3} headers=[trace=t-3]`}
 	if strings.Join(keyed, "\n") != strings.Join(want, "\n") {
 		t.Errorf("a sink with a key column:\n got %q\nwant %q", keyed, want)
+	}
+	high, low := readShown(t, brokers, "high", 1), readShown(t, brokers, "low", 2)
+	if want := `key= value={"name":"c","id":3} headers=[trace=t-3]`; len(high) != 1 || high[0] != want {
+		t.Errorf("routed high:\n got %q\nwant %q", high, want)
+	}
+	want = []string{`key=k1 value={ "id": 2, "name": "a", "extra": [1, 2] } headers=[]`, `key= value={"id":1,"name":"b"} headers=[]`}
+	if strings.Join(low, "\n") != strings.Join(want, "\n") {
+		t.Errorf("routed low:\n got %q\nwant %q", low, want)
 	}
 	if dead := readAll(t, brokers, a.Kafka.DLQTopic, 1); len(dead) != 1 {
 		t.Errorf("dead letters: %q", dead)

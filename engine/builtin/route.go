@@ -74,6 +74,19 @@ func (r *route) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 	return nil
 }
 
+// Route implements fn.Router.
+func (r *route) Route(_ context.Context, in fn.Input) ([][]string, error) {
+	out := make([][]string, len(in.Records))
+	for i, rec := range in.Records {
+		dest, err := r.destinations(rec)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = dest
+	}
+	return out, nil
+}
+
 func (r *route) destinations(rec arrow.Record) ([]string, error) {
 	n := int(rec.NumRows())
 	dest := make([]string, n)

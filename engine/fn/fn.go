@@ -146,3 +146,11 @@ type Partial interface {
 type Selector interface {
 	Select(ctx context.Context, in Input) ([][]int, error)
 }
+
+// Router is implemented by functions that send each input row, unchanged,
+// to at most one of their outputs (the built-in route). Route returns, for
+// each input record, each row's output ("": none). Like a Selector's, a
+// Router's rows can pass through as the records came.
+type Router interface {
+	Route(ctx context.Context, in Input) ([][]string, error)
+}
