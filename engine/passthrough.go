@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"slices"
 	"sort"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -103,12 +102,30 @@ func (n *Node) passThrough(ctx context.Context, j *job) (*result, bool) {
 	r := &result{id: j.id, session: j.firing.Session, early: j.early || j.fn.cfg.Order == "completion"}
 	var kbuf []byte
 	for _, s := range j.fn.sinks {
-		var rows []SinkRow
+		kept := 0
+		for i := range j.raw {
+			if sel != nil {
+				kept += len(sel[i])
+				continue
+			}
+			for _, d := range dest[i] {
+				if d == s.Name {
+					kept++
+				}
+			}
+		}
+		if kept == 0 {
+			continue
+		}
+		rows := make([]SinkRow, 0, kept)
 		for i := range j.raw {
 			var keyCol arrow.Array
 			if s.Key != "" {
 				rec := j.input[i]
 				keyCol = rec.Column(rec.Schema().FieldIndices(s.Key)[0])
+				if kbuf == nil {
+					kbuf = make([]byte, 0, kept*16)
+				}
 			}
 			add := func(k int) {
 				raw := j.raw[i][k]
@@ -121,7 +138,6 @@ func (n *Node) passThrough(ctx context.Context, j *job) (*result, bool) {
 				rows = append(rows, row)
 			}
 			if sel != nil {
-				rows = slices.Grow(rows, len(sel[i]))
 				for _, k := range sel[i] {
 					add(k)
 				}
@@ -133,9 +149,7 @@ func (n *Node) passThrough(ctx context.Context, j *job) (*result, bool) {
 				}
 			}
 		}
-		if len(rows) > 0 {
-			r.rows = append(r.rows, sinkRows{sink: s.Name, rows: rows})
-		}
+		r.rows = append(r.rows, sinkRows{sink: s.Name, rows: rows})
 	}
 	return r, true
 }

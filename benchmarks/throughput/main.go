@@ -42,6 +42,7 @@ func main() {
 	inProcess := flag.Bool("in-process-broker", false, "run kfake in this process (its heap then slows the engine's GC)")
 	only := flag.String("only", "", "run only the raw loop and the app whose name contains this")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&appProfile, "app-cpuprofile", "", "write a CPU profile of each app run (not the raw loops) to this file name with .1, .2, ... appended (go tool pprof takes them all)")
 	flag.BoolVar(&consoleRuns, "console", false, "instead of the apps: the selective filter with its HTTP server, with and without a console polling every second")
 	flag.Parse()
 	onlyApp = *only
@@ -62,6 +63,12 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// appProfile, when set, is where the CPU profile of only the apps' runs goes.
+var (
+	appProfile string
+	profiled   int
+)
 
 var (
 	runs    int
@@ -133,7 +140,12 @@ func run(n, parts int) error {
 			if err != nil {
 				return err
 			}
+			stop, err := profileApp()
+			if err != nil {
+				return err
+			}
 			d, err := pheromone(ctx, brokers, n, b.fn)
+			stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", b.name, err)
 			}
@@ -168,6 +180,24 @@ func run(n, parts int) error {
 			float64(n)/median(r.raw).Seconds(), medianF(r.ratios), strings.Join(all, ", "))
 	}
 	return nil
+}
+
+// profileApp starts the CPU profile of the next app run (-app-cpuprofile);
+// stop ends it.
+func profileApp() (stop func(), err error) {
+	if appProfile == "" {
+		return func() {}, nil
+	}
+	profiled++
+	f, err := os.Create(fmt.Sprintf("%s.%d", appProfile, profiled))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func median(ds []time.Duration) time.Duration {
