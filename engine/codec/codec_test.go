@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -196,5 +197,64 @@ func TestFieldOrderChanges(t *testing.T) {
 		}
 		one.Release()
 		alone.Release()
+	}
+}
+
+// Nulls land in the right rows of every column type, whether a column's
+// first null comes at its first row, after a few rows or after many.
+func TestNullsInColumns(t *testing.T) {
+	d, _ := NewJSONDecoder(testSchema)
+	defer d.Release()
+	const n = 37
+	null := func(col, r int) bool {
+		switch col {
+		case 0:
+			return r%3 == 0
+		case 1:
+			return r%5 == 4
+		case 2:
+			return r == 17
+		case 3:
+			return r%7 == 6
+		}
+		return false
+	}
+	for round := 0; round < 2; round++ { // the second record starts from fresh columns
+		for r := 0; r < n; r++ {
+			var fields []string
+			for col, f := range []string{`"id":%d`, `"name":"n%d"`, `"score":%d.5`, `"ok":%t`, `"ts":%d`} {
+				switch {
+				case null(col, r) && r%2 == 0:
+					fields = append(fields, strings.Split(f, ":")[0]+":null")
+				case null(col, r):
+					// missing
+				case col == 3:
+					fields = append(fields, fmt.Sprintf(f, r%2 == 0))
+				default:
+					fields = append(fields, fmt.Sprintf(f, r))
+				}
+			}
+			if err := d.Append([]byte("{" + strings.Join(fields, ",") + "}")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec := d.NewRecord()
+		ids, names := rec.Column(0).(*array.Int64), rec.Column(1).(*array.String)
+		scores, oks, tss := rec.Column(2).(*array.Float64), rec.Column(3).(*array.Boolean), rec.Column(4).(*array.Timestamp)
+		for r := 0; r < n; r++ {
+			for col := 0; col < 5; col++ {
+				if got := rec.Column(col).IsNull(r); got != null(col, r) {
+					t.Fatalf("round %d row %d column %d: null %v, want %v", round, r, col, got, null(col, r))
+				}
+			}
+			if !null(0, r) && ids.Value(r) != int64(r) || !null(1, r) && names.Value(r) != fmt.Sprintf("n%d", r) ||
+				!null(2, r) && scores.Value(r) != float64(r)+0.5 || !null(3, r) && oks.Value(r) != (r%2 == 0) || tss.Value(r) != arrow.Timestamp(r) {
+				t.Fatalf("round %d row %d: wrong value", round, r)
+			}
+		}
+		if nulls := rec.Column(4).NullN(); nulls != 0 {
+			t.Errorf("ts: %d nulls", nulls)
+		}
+		rec.Release()
 	}
 }

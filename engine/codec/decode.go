@@ -1,6 +1,6 @@
 // Package codec converts between Kafka record payloads and Arrow record
 // batches: a JSON decoder that appends flat JSON objects straight into
-// reserved Arrow builders, and a JSON encoder for sinks.
+// reserved column buffers, and a JSON encoder for sinks.
 //
 // The decoder is written for the hot path: it scans each object once, keeps
 // per-column positions in reused scratch space and appends a row only once
@@ -21,7 +21,6 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/memory"
 )
 
 // DecodeError says why one record could not be decoded. Column is empty when
@@ -70,8 +69,9 @@ type JSONDecoder struct {
 	order    []orderedField
 	types    []arrow.Type
 	required []bool
-	bld      *array.RecordBuilder
+	cols     []column
 	slots    []slot
+	discard  slot
 	ints     []int64
 	floats   []float64
 	bins     [][]byte // decoded base64 of bytes columns, per column, until appended
@@ -95,7 +95,7 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 		names:      make(map[string]int, schema.NumFields()),
 		types:      make([]arrow.Type, schema.NumFields()),
 		required:   make([]bool, schema.NumFields()),
-		bld:        array.NewRecordBuilder(memory.DefaultAllocator, schema),
+		cols:       make([]column, schema.NumFields()),
 		slots:      make([]slot, schema.NumFields()),
 		dataPerRow: make([]float64, schema.NumFields()),
 		external:   -1,
@@ -111,6 +111,7 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 			return nil, fmt.Errorf("codec: column %q: unsupported type %s", f.Name, f.Type)
 		}
 		d.types[i] = f.Type.ID()
+		d.cols[i] = newColumn(f.Type)
 	}
 	for _, r := range required {
 		i, ok := d.names[r]
@@ -125,9 +126,13 @@ func NewJSONDecoder(schema *arrow.Schema, required ...string) (*JSONDecoder, err
 // Schema is the decoder's output schema.
 func (d *JSONDecoder) Schema() *arrow.Schema { return d.schema }
 
-// Reserve makes room for n more rows in the builders, including the string
+// Reserve makes room for n more rows in the columns, including the string
 // and binary bytes the last record suggests they will need.
-func (d *JSONDecoder) Reserve(n int) { ReserveRows(d.bld, d.dataPerRow, n) }
+func (d *JSONDecoder) Reserve(n int) {
+	for i := range d.cols {
+		d.cols[i].reserve(n, int(d.dataPerRow[i]*float64(n)*1.1))
+	}
+}
 
 // ReserveRows makes room for n more rows in bld, with perRow[i] string or
 // binary bytes per row for column i (as MeasureRows found them).
@@ -166,16 +171,28 @@ func MeasureRows(rec arrow.Record, perRow []float64) {
 func (d *JSONDecoder) Rows() int { return d.rows }
 
 // NewRecord returns the rows appended so far as a record and resets the
-// builders. The caller owns the record and must Release it.
+// columns. The caller owns the record and must Release it.
 func (d *JSONDecoder) NewRecord() arrow.Record {
+	arrs := make([]arrow.Array, len(d.cols))
+	for i := range d.cols {
+		arrs[i] = d.cols[i].finish(d.rows)
+	}
+	rec := array.NewRecord(d.schema, arrs, int64(d.rows))
+	for _, a := range arrs {
+		a.Release()
+	}
 	d.rows = 0
-	rec := d.bld.NewRecord()
 	MeasureRows(rec, d.dataPerRow)
 	return rec
 }
 
-// Release frees the builders.
-func (d *JSONDecoder) Release() { d.bld.Release() }
+// Release drops the rows appended since the last NewRecord.
+func (d *JSONDecoder) Release() {
+	for i := range d.cols {
+		d.cols[i] = newColumn(d.cols[i].typ)
+	}
+	d.rows = 0
+}
 
 // SetExternal makes the string column name take its value from the ext
 // argument of AppendWith instead of the JSON document.
@@ -221,33 +238,32 @@ func (d *JSONDecoder) AppendWith(b, ext []byte) error {
 		if s.start < 0 {
 			continue // external value, checked above
 		}
-		if err := d.check(i, b, s); err != nil {
+		if err := d.check(i, b, &d.slots[i]); err != nil {
 			return err
 		}
 	}
+	row := d.rows
 	for i, s := range d.slots {
-		fb := d.bld.Field(i)
+		c := &d.cols[i]
 		if s.kind == vMissing || s.kind == vNull {
-			fb.AppendNull()
+			c.null(row)
 			continue
 		}
 		switch d.types[i] {
 		case arrow.STRING:
-			fb.(*array.StringBuilder).BinaryBuilder.Append(d.str(b, s))
+			c.appendBytes(row, d.str(b, s))
 		case arrow.BINARY:
 			if s.start < 0 {
-				fb.(*array.BinaryBuilder).Append(d.extBuf) // an external value, as it came
+				c.appendBytes(row, d.extBuf) // an external value, as it came
 			} else {
-				fb.(*array.BinaryBuilder).Append(d.bins[i])
+				c.appendBytes(row, d.bins[i])
 			}
-		case arrow.INT64:
-			fb.(*array.Int64Builder).Append(d.ints[i])
+		case arrow.INT64, arrow.TIMESTAMP:
+			c.appendInt(row, d.ints[i])
 		case arrow.FLOAT64:
-			fb.(*array.Float64Builder).Append(d.floats[i])
+			c.appendFloat(row, d.floats[i])
 		case arrow.BOOL:
-			fb.(*array.BooleanBuilder).Append(s.kind == vTrue)
-		case arrow.TIMESTAMP:
-			fb.(*array.TimestampBuilder).Append(arrow.Timestamp(d.ints[i]))
+			c.appendBool(row, s.kind == vTrue)
 		}
 	}
 	d.rows++
@@ -255,26 +271,22 @@ func (d *JSONDecoder) AppendWith(b, ext []byte) error {
 }
 
 // check validates slot s for column i and parses numbers into d.ints/d.floats.
-func (d *JSONDecoder) check(i int, b []byte, s slot) error {
-	name := d.schema.Field(i).Name
-	typeErr := func(want string) error {
-		return &DecodeError{Column: name, Msg: fmt.Sprintf("want %s, got %s", want, kindName(s.kind))}
-	}
+func (d *JSONDecoder) check(i int, b []byte, s *slot) error {
 	switch d.types[i] {
 	case arrow.STRING, arrow.BINARY:
 		if s.kind != vString {
-			return typeErr("a string")
+			return d.typeErr(i, "a string", s.kind)
 		}
 		v := b[s.start:s.end]
 		if s.escaped {
 			var ok bool
 			if d.scratch, ok = unescape(d.scratch[:0], v); !ok {
-				return &DecodeError{Column: name, Msg: "bad escape in string"}
+				return &DecodeError{Column: d.schema.Field(i).Name, Msg: "bad escape in string"}
 			}
 			v = d.scratch
 		}
 		if d.types[i] == arrow.STRING && (s.escaped || s.high) && !utf8.Valid(v) {
-			return &DecodeError{Column: name, Msg: "string is not valid UTF-8"}
+			return &DecodeError{Column: d.schema.Field(i).Name, Msg: "string is not valid UTF-8"}
 		}
 		if d.types[i] == arrow.BINARY {
 			// bytes are base64 in JSON, both ways (as encoding/json does).
@@ -284,51 +296,56 @@ func (d *JSONDecoder) check(i int, b []byte, s slot) error {
 			}
 			m, err := base64.StdEncoding.Decode(d.bins[i][:n], v)
 			if err != nil {
-				return &DecodeError{Column: name, Msg: "want base64 (a bytes column), got " + fmt.Sprintf("%.40q", v)}
+				return &DecodeError{Column: d.schema.Field(i).Name, Msg: "want base64 (a bytes column), got " + fmt.Sprintf("%.40q", v)}
 			}
 			d.bins[i] = d.bins[i][:m]
 		}
 	case arrow.INT64:
 		if s.kind != vNumber {
-			return typeErr("an integer")
+			return d.typeErr(i, "an integer", s.kind)
 		}
 		v, ok := parseInt(b[s.start:s.end])
 		if !ok {
-			return &DecodeError{Column: name, Msg: fmt.Sprintf("want an integer, got %.40s", b[s.start:s.end])}
+			return &DecodeError{Column: d.schema.Field(i).Name, Msg: fmt.Sprintf("want an integer, got %.40s", b[s.start:s.end])}
 		}
 		d.ints[i] = v
 	case arrow.FLOAT64:
 		if s.kind != vNumber {
-			return typeErr("a number")
+			return d.typeErr(i, "a number", s.kind)
 		}
 		v, err := strconv.ParseFloat(unsafeString(b[s.start:s.end]), 64)
 		if err != nil {
-			return &DecodeError{Column: name, Msg: fmt.Sprintf("want a number, got %.40s", b[s.start:s.end])}
+			return &DecodeError{Column: d.schema.Field(i).Name, Msg: fmt.Sprintf("want a number, got %.40s", b[s.start:s.end])}
 		}
 		d.floats[i] = v
 	case arrow.BOOL:
 		if s.kind != vTrue && s.kind != vFalse {
-			return typeErr("true or false")
+			return d.typeErr(i, "true or false", s.kind)
 		}
 	case arrow.TIMESTAMP:
 		switch s.kind {
 		case vNumber:
 			v, ok := parseInt(b[s.start:s.end])
 			if !ok {
-				return &DecodeError{Column: name, Msg: "want milliseconds since the epoch or an RFC 3339 string"}
+				return &DecodeError{Column: d.schema.Field(i).Name, Msg: "want milliseconds since the epoch or an RFC 3339 string"}
 			}
 			d.ints[i] = v
 		case vString:
 			t, err := time.Parse(time.RFC3339Nano, unsafeString(b[s.start:s.end]))
 			if err != nil {
-				return &DecodeError{Column: name, Msg: fmt.Sprintf("want an RFC 3339 time, got %.40q", b[s.start:s.end])}
+				return &DecodeError{Column: d.schema.Field(i).Name, Msg: fmt.Sprintf("want an RFC 3339 time, got %.40q", b[s.start:s.end])}
 			}
 			d.ints[i] = t.UnixMilli()
 		default:
-			return typeErr("a timestamp")
+			return d.typeErr(i, "a timestamp", s.kind)
 		}
 	}
 	return nil
+}
+
+// typeErr says column i holds a value of kind k where want was expected.
+func (d *JSONDecoder) typeErr(i int, want string, k valKind) error {
+	return &DecodeError{Column: d.schema.Field(i).Name, Msg: fmt.Sprintf("want %s, got %s", want, kindName(k))}
 }
 
 // str returns the bytes of string slot s, unescaped into scratch if needed.
@@ -425,14 +442,14 @@ func (d *JSONDecoder) scan(b []byte) error {
 			return syntaxErr(b, i, "':'")
 		}
 		i = skipWS(b, i+1)
-		var s slot
-		var err error
-		s, i, err = scanValue(b, i, 0)
-		if err != nil {
-			return err
-		}
+		// An unknown field's value is scanned into the discard slot.
+		s := &d.discard
 		if known {
-			d.slots[col] = s
+			s = &d.slots[col]
+		}
+		var err error
+		if i, err = scanValue(b, i, 0, s); err != nil {
+			return err
 		}
 		i = skipWS(b, i)
 		if i < len(b) && b[i] == ',' {
@@ -455,48 +472,52 @@ func (d *JSONDecoder) trailing(b []byte, i int) error {
 
 const maxDepth = 64
 
-// scanValue scans the value at b[i] and returns its slot and the index after it.
-func scanValue(b []byte, i, depth int) (slot, int, error) {
+// scanValue scans the value at b[i] into *s and returns the index after it.
+func scanValue(b []byte, i, depth int, s *slot) (int, error) {
 	if i >= len(b) {
-		return slot{}, i, syntaxErr(b, i, "a value")
+		return i, syntaxErr(b, i, "a value")
 	}
 	switch c := b[i]; {
 	case c == '"':
-		s, e, esc, high, ok := scanString(b, i+1)
+		st, e, esc, high, ok := scanString(b, i+1)
 		if !ok {
-			return slot{}, i, syntaxErr(b, len(b), "end of string")
+			return i, syntaxErr(b, len(b), "end of string")
 		}
-		return slot{kind: vString, start: s, end: e, escaped: esc, high: high}, e + 1, nil
+		*s = slot{kind: vString, start: st, end: e, escaped: esc, high: high}
+		return e + 1, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		j := i + 1
 		for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
 			j++
 		}
 		if !validNumber(b[i:j]) {
-			return slot{}, i, &DecodeError{Msg: fmt.Sprintf("invalid JSON number %.40q", b[i:j])}
+			return i, &DecodeError{Msg: fmt.Sprintf("invalid JSON number %.40q", b[i:j])}
 		}
-		return slot{kind: vNumber, start: i, end: j}, j, nil
+		*s = slot{kind: vNumber, start: i, end: j}
+		return j, nil
 	case c == 't':
-		return literal(b, i, "true", vTrue)
+		return literal(b, i, "true", vTrue, s)
 	case c == 'f':
-		return literal(b, i, "false", vFalse)
+		return literal(b, i, "false", vFalse, s)
 	case c == 'n':
-		return literal(b, i, "null", vNull)
+		return literal(b, i, "null", vNull, s)
 	case c == '{' || c == '[':
 		if depth >= maxDepth {
-			return slot{}, i, &DecodeError{Msg: "nested too deeply"}
+			return i, &DecodeError{Msg: "nested too deeply"}
 		}
 		end, err := skipNested(b, i, depth)
-		return slot{kind: vNested, start: i, end: end}, end, err
+		*s = slot{kind: vNested, start: i, end: end}
+		return end, err
 	}
-	return slot{}, i, syntaxErr(b, i, "a value")
+	return i, syntaxErr(b, i, "a value")
 }
 
-func literal(b []byte, i int, lit string, k valKind) (slot, int, error) {
+func literal(b []byte, i int, lit string, k valKind, s *slot) (int, error) {
 	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
-		return slot{}, i, syntaxErr(b, i, lit)
+		return i, syntaxErr(b, i, lit)
 	}
-	return slot{kind: k, start: i, end: i + len(lit)}, i + len(lit), nil
+	*s = slot{kind: k, start: i, end: i + len(lit)}
+	return i + len(lit), nil
 }
 
 func skipNested(b []byte, i, depth int) (int, error) {
@@ -525,7 +546,8 @@ func skipNested(b []byte, i, depth int) (int, error) {
 			i = skipWS(b, i+1)
 		}
 		var err error
-		_, i, err = scanValue(b, i, depth+1)
+		var discard slot
+		i, err = scanValue(b, i, depth+1, &discard)
 		if err != nil {
 			return i, err
 		}
