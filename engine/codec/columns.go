@@ -79,8 +79,17 @@ func (c *column) null(row int) {
 	}
 }
 
+// The appends below re-slice within capacity where they can: assigning a
+// slice to itself only moves its length, without the pointer write (and
+// its GC write barrier) a growing append does.
+
 func (c *column) appendInt(row int, v int64) {
-	c.ints = append(c.ints, v)
+	if n := len(c.ints); n < cap(c.ints) {
+		c.ints = c.ints[:n+1]
+		c.ints[n] = v
+	} else {
+		c.ints = append(c.ints, v)
+	}
 	c.markValid(row)
 }
 
@@ -95,8 +104,18 @@ func (c *column) appendBool(row int, v bool) {
 }
 
 func (c *column) appendBytes(row int, v []byte) {
-	c.data = append(c.data, v...)
-	c.offs = append(c.offs, int32(len(c.data)))
+	if n := len(c.data); n+len(v) <= cap(c.data) {
+		c.data = c.data[:n+len(v)]
+		copy(c.data[n:], v)
+	} else {
+		c.data = append(c.data, v...)
+	}
+	if n := len(c.offs); n < cap(c.offs) {
+		c.offs = c.offs[:n+1]
+		c.offs[n] = int32(len(c.data))
+	} else {
+		c.offs = append(c.offs, int32(len(c.data)))
+	}
 	c.markValid(row)
 }
 
