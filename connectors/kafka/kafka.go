@@ -237,9 +237,11 @@ func (s *Source) Run(ctx context.Context) error {
 		kgo.Balancers(newCopartitioned(s.Topics[0])),
 		// A node that died is noticed within the session timeout (10 s by
 		// default; Kafka's is 45 s), so its partitions move quickly when it
-		// does not come back.
+		// does not come back. A survivor hears of the rebalance with its
+		// next heartbeat, so a heartbeat every tenth of the session timeout
+		// (at most 1 s) keeps that wait a small part of a failover.
 		kgo.SessionTimeout(s.SessionTimeout),
-		kgo.HeartbeatInterval(min(time.Second, s.SessionTimeout/3)),
+		kgo.HeartbeatInterval(min(time.Second, s.SessionTimeout/10)),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			s.Logger.Info("partitions assigned", "partitions", fmt.Sprint(m))
 			var err error
