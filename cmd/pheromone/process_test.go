@@ -96,9 +96,8 @@ sources:
   - name: events
     topic: events
     partitions: 2
-    schema: [{name: id, type: int64}, {name: user, type: string}, {name: ts, type: int64}]
+    schema: [{name: id, type: int64}, {name: user, type: string}]
     key: user
-    event_time: ts
     bucket: events
 buckets:
   - name: events
@@ -106,7 +105,6 @@ triggers:
   - {name: each, bucket: events, primitive: immediate, function: pass}
   - {name: seven, bucket: events, primitive: by_batch_size, count: 7, function: batch, incremental: false}
   - {name: seven_folded, bucket: events, primitive: by_batch_size, count: 7, function: batch_folded}
-  - {name: second, bucket: events, primitive: by_time, window: 1s, time: event, function: per_second}
 functions:
   - {name: pass, kind: emit, outputs: [copy]}
   - name: batch
@@ -117,16 +115,24 @@ functions:
     kind: aggregate
     aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
     outputs: [batches_folded]
-  - name: per_second
-    kind: aggregate
-    aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
-    outputs: [seconds]
 sinks:
   - {name: copy, topic: copy}
   - {name: batches, topic: batches}
   - {name: batches_folded, topic: batches-folded}
-  - {name: seconds, topic: seconds}
 `
+
+// hardRestartApp is restartApp with event time (ts) and an event-time
+// window that keeps only its running aggregate.
+var hardRestartApp = strings.NewReplacer(
+	"{name: user, type: string}]\n    key: user\n", "{name: user, type: string}, {name: ts, type: int64}]\n    key: user\n    event_time: ts\n",
+	"function: batch_folded}\n", "function: batch_folded}\n  - {name: second, bucket: events, primitive: by_time, window: 1s, time: event, function: per_second}\n",
+	"    outputs: [batches_folded]\n", "    outputs: [batches_folded]\n"+`  - name: per_second
+    kind: aggregate
+    aggregates: [{name: n, op: count}, {name: lo, op: min, column: id}, {name: hi, op: max, column: id}]
+    outputs: [seconds]
+`,
+	"topic: batches-folded}\n", "topic: batches-folded}\n  - {name: seconds, topic: seconds}\n",
+).Replace(restartApp)
 
 // TestHardRestart kills the node with SIGKILL mid-stream, restarts it on the
 // same data dir, and checks that every input is reflected in the output
@@ -141,8 +147,12 @@ func TestHardRestart(t *testing.T) {
 	waitPort(t, brokerAddr)
 	dir := t.TempDir()
 	appFile := filepath.Join(dir, "app.yaml")
-	if err := os.WriteFile(appFile, []byte(restartApp), 0o644); err != nil {
+	if err := os.WriteFile(appFile, []byte(hardRestartApp), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(hardRestartApp, "event_time: ts") || !strings.Contains(hardRestartApp, "function: per_second") ||
+		!strings.Contains(hardRestartApp, "outputs: [seconds]") || !strings.Contains(hardRestartApp, "topic: seconds") {
+		t.Fatalf("hardRestartApp did not take its changes:\n%s", hardRestartApp)
 	}
 	dataDir := filepath.Join(dir, "data")
 	runArgs := []string{"run", "-f", appFile, "--brokers", brokerAddr, "--data-dir", dataDir, "--http", "127.0.0.1:0"}
