@@ -25,6 +25,9 @@ type pendingCommit struct {
 	// changelog is the cycle's changelog, marker last, at-least-once: the
 	// committer writes it after acks completed without error.
 	changelog []*OutRecord
+	// sessions are the durable sessions the cycle finished (or refused):
+	// their waiters are told once it is durable.
+	sessions []sessionEvent
 }
 
 // committer commits one partition task's cycles to the store, in order,
@@ -204,6 +207,7 @@ func (c *committer) published(pc *pendingCommit) {
 		if u.offsets != nil {
 			c.n.setCommitted(c.part, u.offsets)
 		}
+		c.n.waiting.tell(u.sessions)
 	}
 	c.unsynced = c.unsynced[:0]
 	c.durable.Store(pc.seq)
@@ -211,6 +215,7 @@ func (c *committer) published(pc *pendingCommit) {
 	if pc.offsets != nil {
 		c.n.setCommitted(c.part, pc.offsets)
 	}
+	c.n.waiting.tell(pc.sessions)
 }
 
 // writeChangelog writes an at-least-once cycle's changelog (marker last)
@@ -279,6 +284,7 @@ func (t *task) commit() error {
 		batch.Set(tableKey(a, tr.table, t.part, tr.key), tr.value)
 	}
 	t.tableWrites = t.tableWrites[:0]
+	sessions := t.writeSessions(batch)
 	var offs map[string]int64
 	if len(t.pending) > 0 {
 		offs = make(map[string]int64, len(t.pending))
@@ -295,7 +301,7 @@ func (t *task) commit() error {
 		b.evict(t.n.o.MemoryBudget/int64(len(t.order)), durable)
 		t.n.o.Metrics.BucketSize(b.name, t.part, b.pending(), b.bytes)
 	}
-	pc := &pendingCommit{acks: t.cur, batch: inner, offsets: offs, seq: t.cycleSeq, marker: -1}
+	pc := &pendingCommit{acks: t.cur, batch: inner, offsets: offs, seq: t.cycleSeq, marker: -1, sessions: sessions}
 	if logged {
 		// The marker closes the cycle in the changelog: restore applies
 		// only cycles whose marker it read.

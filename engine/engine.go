@@ -191,6 +191,11 @@ type Metrics interface {
 	Late(trigger string, n int)
 	// Sessions reports how many invocation sessions are in flight.
 	Sessions(n int)
+	// DurableSessions reports how many durable sessions a partition keeps.
+	DurableSessions(partition int32, n int)
+	// SessionEvent counts durable sessions' events: started, deduplicated,
+	// refused, done, failed, timed_out, cancelled, expired.
+	SessionEvent(event string)
 }
 
 // CycleStats is what a partition task reports of one cycle.
@@ -228,6 +233,8 @@ func (NopMetrics) Commit(time.Duration, bool)                                  {
 func (NopMetrics) Transaction(time.Duration)                                   {}
 func (NopMetrics) Late(string, int)                                            {}
 func (NopMetrics) Sessions(int)                                                {}
+func (NopMetrics) DurableSessions(int32, int)                                  {}
+func (NopMetrics) SessionEvent(string)                                         {}
 
 // Headers written on dead-letter records.
 const (

@@ -220,6 +220,9 @@ func (t *task) apply(r *result) error {
 		if v := d.header(HeaderReason); v != nil {
 			reason = string(v)
 		}
+		if s := d.header(HeaderSession); t.sess != nil && len(s) > 0 {
+			t.sessionFailed(string(s), fmt.Sprintf("%s: %s", reason, d.header(HeaderError)), t.n.o.Clock.Now())
+		}
 		t.dead(d, reason)
 	}
 	for _, p := range r.puts {
@@ -232,9 +235,13 @@ func (t *task) apply(r *result) error {
 	for _, rep := range r.replies {
 		if r.early {
 			// order: completion — the first answer goes out at once (a
-			// k-of-n quorum must not wait for its straggler).
-			n.sessions.complete(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
-			continue
+			// k-of-n quorum must not wait for its straggler); a durable
+			// session also records it with the cycle (below).
+			if t.sess == nil {
+				n.sessions.complete(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
+				continue
+			}
+			n.waiting.early(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
 		}
 		// The answer is every reply of the function that replied first in
 		// this cycle (a large input is put as several chunks, each firing

@@ -12,6 +12,7 @@ import "encoding/binary"
 //	b/<bucket>\x00<partition:4>/f/<trigger>     present: the trigger's state was written folding
 //
 //	t/<table>\x00<partition:4><key>          latest JSON row of a table sink
+//	s/<partition:4><session>                   a durable invocation's record (durable.go)
 //	x/<partition:4>                            the last cycle's marker (also in the changelog)
 //	k/<partition:4>                            changelog offset the local state reflects (local only)
 //	v                                          the format version of all of it (local only; format.go)
@@ -33,6 +34,15 @@ func bucketPrefix(app, bucket string, part int32) []byte {
 	k = append(k, 0)
 	k = binary.BigEndian.AppendUint32(k, uint32(part))
 	return append(k, '/')
+}
+
+func sessionPrefix(app string, part int32) []byte {
+	k := append(appPrefix(app), 's', '/')
+	return binary.BigEndian.AppendUint32(k, uint32(part))
+}
+
+func sessionKey(app string, part int32, id string) []byte {
+	return append(sessionPrefix(app, part), id...)
 }
 
 func metaKey(prefix []byte) []byte { return append(append([]byte{}, prefix...), 'm') }

@@ -156,6 +156,7 @@ type Node struct {
 	logLimiter                          logLimiter
 
 	sessions sessionTable
+	waiting  waiters // requests held open for durable sessions (durable.go)
 	tables   *tableStore
 }
 
@@ -324,6 +325,7 @@ func compile(a *app.App, overrides map[string]fn.Function, tables builtin.Tables
 		p.sources[a.Sources[i].Topic] = &a.Sources[i]
 	}
 	repartitionSources(a, p.sources, p.repart)
+	invocationsSource(a, p.sources)
 	for i := range a.Functions {
 		f := &a.Functions[i]
 		impl, ok := overrides[f.Name]

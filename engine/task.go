@@ -33,6 +33,7 @@ import (
 type task struct {
 	n    *Node
 	part int32
+	sess *durableSessions // durable invocations' sessions (durable.go), nil without
 
 	inbox chan inbound
 	// stats gathers this cycle's CycleStats (reported at its commit).
@@ -242,6 +243,12 @@ func newTask(n *Node, part int32, w PartitionWriter, repair [][]byte, known map[
 			t.decoders[topic] = d
 		}
 	}
+	if n.plan.app.DurableInvoke() {
+		if err := t.loadSessions(); err != nil {
+			t.releaseAll()
+			return nil, err
+		}
+	}
 	// Looks started from now on compare with the offsets it starts from.
 	t.startOffsets, t.startSeq = maps.Clone(t.offsets), n.StartLook().seq
 	return t, nil
@@ -352,7 +359,7 @@ func (t *task) run() (err error) {
 }
 
 func (t *task) nextTick() time.Time {
-	var next time.Time
+	next := t.nextSessionTick()
 	for _, b := range t.order {
 		for _, tr := range b.triggers {
 			if nt := tr.t.NextTick(); !nt.IsZero() && (next.IsZero() || nt.Before(next)) {
@@ -370,7 +377,7 @@ func (t *task) tick() error {
 		return err
 	}
 	t.refreshIdle(now)
-	fired := false
+	fired := t.sweepSessions(now)
 	var out []triggers.Firing
 	for _, b := range t.order {
 		for _, tr := range b.triggers {
@@ -403,6 +410,9 @@ func (t *task) finish() error {
 		}
 	}
 	t.reportEventTime(t.n.o.Clock.Now())
+	if t.sess != nil {
+		t.sendResults(t.n.o.Clock.Now())
+	}
 	for session, reps := range t.replies {
 		t.n.sessions.complete(session, joinReplies(reps, MaxResultBytes))
 	}
@@ -443,7 +453,9 @@ func (t *task) process(in inbound) error {
 		// Control records only (or a re-delivery): the position moved.
 		return t.tick()
 	}
-	if t.n.plan.repart[in.topic] != "" {
+	if t.sess != nil && in.topic == t.n.plan.app.InvocationsTopic() {
+		t.invocations(src, in.topic, recs)
+	} else if t.n.plan.repart[in.topic] != "" {
 		t.decodeRepartitioned(src, in.topic, recs)
 	} else if err := t.decode(src, in.topic, recs); err != nil {
 		return err

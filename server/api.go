@@ -20,6 +20,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/ipc"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
+	"github.com/pheromone-go/pheromone/connectors/prom"
 	"github.com/pheromone-go/pheromone/engine"
 	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/engine/codec"
@@ -31,6 +32,10 @@ import (
 type apiHandler struct {
 	app  *app.App
 	node *engine.Node
+	// producer writes durable invocations and cancellations; metrics
+	// counts refused requests (either may be nil in tests).
+	producer engine.Producer
+	metrics  *prom.Metrics
 	// router forwards queries to the node that owns the partition; nil
 	// answers from this node only.
 	router *router
@@ -39,6 +44,8 @@ type apiHandler struct {
 func (h *apiHandler) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/apps/{app}/invoke", h.invoke)
 	mux.HandleFunc("GET /v1/sessions/{id}", h.session)
+	mux.HandleFunc("DELETE /v1/sessions/{id}", h.cancel)
+	mux.HandleFunc("GET /v1/sessions", h.list)
 	mux.HandleFunc("GET /v1/apps/{app}/buckets/{bucket}", h.bucket)
 	mux.HandleFunc("GET /v1/apps/{app}/tables/{table}", h.table)
 }
@@ -161,6 +168,9 @@ type SessionAnswer struct {
 	Truncated bool   `json:"truncated,omitempty"`
 	KeptRows  int    `json:"kept_rows,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Created and Finished (RFC 3339) are set for durable sessions.
+	Created  string `json:"created,omitempty"`
+	Finished string `json:"finished,omitempty"`
 }
 
 // doneJSON is the answer of a finished session.
@@ -212,7 +222,11 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, SessionAnswer{Error: err.Error()})
 		return
 	}
-	id := newSessionID()
+	id, err := sessionID(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, SessionAnswer{Status: "rejected", Error: err.Error()})
+		return
+	}
 	var rec arrow.Record
 	if strings.HasPrefix(r.Header.Get("Content-Type"), ArrowStream) {
 		rec, err = h.decodeArrow(body, id)
@@ -221,6 +235,10 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, SessionAnswer{Session: id, Status: "rejected", Error: err.Error()})
+		return
+	}
+	if h.app.Invoke.IsDurable() {
+		h.invokeDurable(w, r, id, rec)
 		return
 	}
 	done, err := h.node.Invoke(r.Context(), id, rec)
@@ -254,6 +272,10 @@ func (h *apiHandler) session(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		from = v
+	}
+	if h.app.Invoke != nil && h.app.Invoke.IsDurable() {
+		h.durableSession(w, r, r.PathValue("id"), from)
+		return
 	}
 	st, ok := h.node.Session(r.PathValue("id"), from)
 	if !ok {

@@ -29,6 +29,9 @@ func checkCopartitioned(ctx context.Context, a *app.App, conn kafka.Conn) error 
 			topics = append(topics, a.RepartitionTopic(b.Name))
 		}
 	}
+	if a.DurableInvoke() {
+		topics = append(topics, a.InvocationsTopic())
+	}
 	if len(topics) == 0 {
 		return nil
 	}
@@ -51,9 +54,9 @@ func checkCopartitioned(ctx context.Context, a *app.App, conn kafka.Conn) error 
 // handler serves a node's HTTP API: /healthz, /readyz, /metrics, the
 // invocation API and the live queries (routed to the owning node through
 // rt; a nil rt answers from this node only), and the console (cons).
-func handler(a *app.App, node *engine.Node, m *prom.Metrics, rt *router, cons *console) http.Handler {
+func handler(a *app.App, node *engine.Node, prod engine.Producer, m *prom.Metrics, rt *router, cons *console) http.Handler {
 	mux := http.NewServeMux()
-	(&apiHandler{app: a, node: node, router: rt}).register(mux)
+	(&apiHandler{app: a, node: node, producer: prod, metrics: m, router: rt}).register(mux)
 	if cons != nil {
 		cons.register(mux)
 	}

@@ -57,6 +57,16 @@ type invokeResp struct {
 	Error     string          `json:"error"`
 }
 
+// inMemory makes an app's invocations go straight into a task's inbox.
+func inMemory(t *testing.T, yaml string) string {
+	t.Helper()
+	out := strings.Replace(yaml, "invoke: {", "invoke: {durable: false, ", 1)
+	if out == yaml {
+		t.Fatal("no invoke section to change")
+	}
+	return out
+}
+
 func post(t *testing.T, url, body string) (int, invokeResp) {
 	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
@@ -107,7 +117,7 @@ func TestInvokeChain(t *testing.T) {
 	}
 
 	code, r = post(t, base+"/v1/apps/chain/invoke?async=true", `{"text":"later","n":1}`)
-	if code != http.StatusAccepted || r.Status != "pending" {
+	if code != http.StatusAccepted || r.Status != "accepted" {
 		t.Fatalf("async: %d %+v", code, r)
 	}
 	waitFor(t, 10*time.Second, "async session done", func() bool {
@@ -337,9 +347,11 @@ func TestInvokeBodyOverTheLimit(t *testing.T) {
 // answered done with the first 5,000 (a large input is put as several
 // chunks, each firing on its own, and the first reply completed the
 // session). Now every reply of the cycle is the answer, with its row count.
+// Requests and results this large go in memory (invoke.durable: false): a
+// durable one is one record of the invocations topic.
 func TestInvokeResultIsWhole(t *testing.T) {
 	brokers := cluster(t)
-	n := startNode(t, chainInvokeApp, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
+	n := startNode(t, inMemory(t, chainInvokeApp), brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
 	var body strings.Builder
 	body.WriteString("[")
 	const rows = 20_000
@@ -376,7 +388,7 @@ func TestInvokeResultIsWhole(t *testing.T) {
 // page after it; following them yields every row once, in order.
 func TestInvokeResultIsPaged(t *testing.T) {
 	brokers := cluster(t)
-	yaml := strings.Replace(chainInvokeApp, `expr: "text + '!'"`, `expr: "text + text + text + '!'"`, 1)
+	yaml := strings.Replace(inMemory(t, chainInvokeApp), `expr: "text + '!'"`, `expr: "text + text + text + '!'"`, 1)
 	n := startNode(t, yaml, brokers, engine.NewManualClock(time.Unix(0, 0)), t.TempDir())
 	const rows = 4000
 	pad := strings.Repeat("p", 2000)

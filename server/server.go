@@ -294,6 +294,10 @@ func access(a *app.App) kafka.Access {
 			need.Write = append(need.Write, a.RepartitionTopic(b.Name))
 		}
 	}
+	if a.DurableInvoke() {
+		need.Read = append(need.Read, a.InvocationsTopic())
+		need.Write = append(need.Write, a.InvocationsTopic())
+	}
 	return need
 }
 
@@ -422,7 +426,7 @@ func (w *wiring) run(ctx context.Context, cancel context.CancelFunc) error {
 	}
 	var srv *http.Server
 	if ln != nil {
-		srv = &http.Server{Handler: handler(a, node, w.metrics, rt, newConsole(ctx, a, node, w.metrics, rt, w.conn)), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: handler(a, node, w.producer, w.metrics, rt, newConsole(ctx, a, node, w.metrics, rt, w.conn)), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -504,6 +508,9 @@ func sourceTopics(a *app.App) []string {
 		if b.PartitionBy != "" {
 			topics = append(topics, a.RepartitionTopic(b.Name))
 		}
+	}
+	if a.DurableInvoke() {
+		topics = append(topics, a.InvocationsTopic())
 	}
 	return topics
 }

@@ -111,3 +111,24 @@ func (t *immediate) HeldSeqs() []uint64 { return nil }
 
 // HeldSeqs implements SeqHolder: by_name holds nothing.
 func (t *byName) HeldSeqs() []uint64 { return nil }
+
+// SessionDropper is implemented by triggers whose state is per session: a
+// cancelled or timed-out invocation's pending state is dropped (its held
+// objects are no longer needed). DropSession returns the panes of the
+// session's folded batch, if any, whose partial aggregates go with it.
+type SessionDropper interface {
+	DropSession(name string) (panes []uint64)
+}
+
+// DropSession implements SessionDropper.
+func (t *sessioned) DropSession(name string) []uint64 {
+	s, ok := t.sessions[name]
+	if !ok {
+		return nil
+	}
+	delete(t.sessions, name)
+	if t.spec.Fold && s.seen > 0 {
+		return []uint64{uint64(s.expect)}
+	}
+	return nil
+}

@@ -46,6 +46,9 @@ type Metrics struct {
 	txnDur       prometheus.Histogram
 	late         *prometheus.CounterVec
 	sessions     prometheus.Gauge
+	durableSess  *prometheus.GaugeVec
+	sessEvents   *prometheus.CounterVec
+	refused      prometheus.Counter
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -96,6 +99,9 @@ func New(app string) *Metrics {
 	m.changelog = f("changelog_written_bytes_total", "Key and value bytes written to the changelog topic.").WithLabelValues()
 	m.late = f("trigger_late_total", "Event-time objects that missed their windows (routed to the late bucket, or dropped).", "trigger")
 	m.sessions = g("invocation_sessions", "Invocation sessions in flight on this node.").WithLabelValues()
+	m.durableSess = g("durable_sessions", "Durable invocation sessions a partition keeps (running and finished, until session_ttl).", "partition")
+	m.sessEvents = f("session_events_total", "Durable invocation sessions' events: started, deduplicated (a retry), refused (table full), done, failed, timed_out, cancelled, expired.", "event")
+	m.refused = f("invocations_refused_total", "Invocation requests answered 429 (too many waiting, or the session table full).").WithLabelValues()
 	durations := prometheus.ExponentialBuckets(50e-6, 2, 16) // 50 µs to 1.6 s
 	m.commitDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "pheromone", Name: "commit_duration_seconds", Help: "State commits of the committers (synced=true: with an fsync).",
@@ -203,6 +209,14 @@ func (m *Metrics) Late(trigger string, n int) { m.late.WithLabelValues(trigger).
 
 // Sessions implements engine.Metrics.
 func (m *Metrics) Sessions(n int) { m.sessions.Set(float64(n)) }
+
+func (m *Metrics) DurableSessions(part int32, n int) {
+	m.durableSess.WithLabelValues(strconv.Itoa(int(part))).Set(float64(n))
+}
+func (m *Metrics) SessionEvent(event string) { m.sessEvents.WithLabelValues(event).Inc() }
+
+// InvocationRefused counts a request answered 429 (the server calls it).
+func (m *Metrics) InvocationRefused() { m.refused.Inc() }
 
 // Sample is one reading of the node's pheromone_ metrics, for the
 // console: each series by its key, the metric name without the

@@ -432,24 +432,6 @@ func (a *App) CompactedTopics() map[string]int {
 	return out
 }
 
-// Invoke configures POST /v1/apps/{app}/invoke: the request body becomes
-// objects of session S in the Entry bucket (on a partition this node owns,
-// without a Kafka round trip), and the first batch a function emits to the
-// Result sink in session S is the response.
-type Invoke struct {
-	// Entry is a bucket fed by a source, with a string session column.
-	Entry string `yaml:"entry"`
-	// Result is a sink of kind result.
-	Result string `yaml:"result"`
-	// Timeout bounds a synchronous invocation; default 30s.
-	Timeout string `yaml:"timeout"`
-
-	timeout time.Duration
-}
-
-// TimeoutDuration is the parsed Timeout (valid after Validate).
-func (iv *Invoke) TimeoutDuration() time.Duration { return iv.timeout }
-
 // EntrySource is the source that feeds the invoke entry bucket (valid
 // after Validate; nil without invoke).
 func (a *App) EntrySource() *Source {
@@ -578,6 +560,9 @@ func (a *App) Topics() map[string]int {
 		if b.PartitionBy != "" {
 			out[a.RepartitionTopic(b.Name)] = a.Partitions()
 		}
+	}
+	if a.DurableInvoke() {
+		out[a.InvocationsTopic()] = a.Partitions()
 	}
 	return out
 }

@@ -169,6 +169,11 @@ var Spec = []Section{
 		{Key: "entry", Type: "bucket", Req: true, Doc: "where invocations land (fed by a json source, with a session column)"},
 		{Key: "result", Type: "sink", Req: true, Doc: "the sink of kind result whose rows answer"},
 		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "how long POST /invoke waits before answering pending"},
+		{Key: "durable", Type: "bool", Default: "true", Doc: "write each invocation to <app>.invocations before accepting it (false: in memory, lost on a crash)"},
+		{Key: "session_timeout", Type: durs, Default: DefaultInvocationTimeout.String(), Doc: "a durable session running this long without a result is timed out"},
+		{Key: "session_ttl", Type: durs, Default: DefaultInvocationTTL.String(), Doc: "how long a durable session's status, result and idempotency key are kept"},
+		{Key: "max_sessions", Type: "int", Default: "100000", Doc: "sessions kept per partition; beyond, an invocation fails (429)"},
+		{Key: "max_waiting", Type: "int", Default: "10000", Doc: "requests a node holds open for their results; beyond, 429"},
 	}},
 }
 

@@ -399,14 +399,42 @@ func (v *validation) invoke() {
 		} else if s := a.Sink(iv.Result); s == nil || s.Kind != "result" {
 			c.add("invoke.result", "%q must be a sink of kind result", iv.Result)
 		}
-		if iv.Timeout == "" {
-			iv.timeout = DefaultTimeout
-		} else if d, err := time.ParseDuration(iv.Timeout); err != nil || d <= 0 {
-			c.add("invoke.timeout", "%q is not a positive duration", iv.Timeout)
-		} else {
-			iv.timeout = d
+		iv.timeout = positiveDuration(c, "invoke.timeout", iv.Timeout, DefaultTimeout)
+		iv.sessionTimeout = positiveDuration(c, "invoke.session_timeout", iv.SessionTimeout, DefaultInvocationTimeout)
+		iv.sessionTTL = positiveDuration(c, "invoke.session_ttl", iv.SessionTTL, max(DefaultInvocationTTL, iv.sessionTimeout))
+		if iv.sessionTTL < iv.sessionTimeout {
+			c.add("invoke.session_ttl", "%s is shorter than session_timeout %s: a running session's record would go first", iv.sessionTTL, iv.sessionTimeout)
+		}
+		switch {
+		case iv.MaxSessions < 0:
+			c.add("invoke.max_sessions", "must be positive")
+		case iv.MaxSessions == 0:
+			iv.MaxSessions = DefaultMaxSessions
+		}
+		switch {
+		case iv.MaxWaiting < 0:
+			c.add("invoke.max_waiting", "must be positive")
+		case iv.MaxWaiting == 0:
+			iv.MaxWaiting = DefaultMaxWaiting
+		}
+		if iv.IsDurable() {
+			c.topicName("invoke", a.InvocationsTopic())
 		}
 	}
+}
+
+// positiveDuration parses s (def when empty), adding a problem at path
+// when it is not a positive duration.
+func positiveDuration(c *checker, path, s string, def time.Duration) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		c.add(path, "%q is not a positive duration", s)
+		return def
+	}
+	return d
 }
 
 // checkPartitioning checks partition_by columns and that the topics a

@@ -24,6 +24,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/apache/arrow/go/v15/arrow"
+
 	"github.com/pheromone-go/pheromone/connectors/kafka"
 	"github.com/pheromone-go/pheromone/connectors/registry"
 	"github.com/pheromone-go/pheromone/engine"
@@ -501,24 +503,62 @@ func (h *harness) invoke(ctx context.Context, iv *Invoke) error {
 	if err != nil {
 		return fmt.Errorf("invoke: %w", err)
 	}
-	done, err := h.node.Invoke(ctx, session, rec)
-	if err != nil {
-		return fmt.Errorf("invoke: %w", err)
+	var result []byte
+	if h.a.Invoke.IsDurable() {
+		if result, err = h.invokeDurable(ctx, session, rec); err != nil {
+			return err
+		}
+	} else {
+		done, err := h.node.Invoke(ctx, session, rec)
+		if err != nil {
+			return fmt.Errorf("invoke: %w", err)
+		}
+		if err := h.settle(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-done:
+		default:
+			return errors.New("invoke: no answer once the node settled (does the app emit to its result sink in this session?)")
+		}
+		st, _ := h.node.Session(session, 0)
+		result = st.Result
 	}
-	if err := h.settle(ctx); err != nil {
-		return err
-	}
-	select {
-	case <-done:
-	default:
-		return errors.New("invoke: no answer once the node settled (does the app emit to its result sink in this session?)")
-	}
-	st, _ := h.node.Session(session, 0)
 	var got []map[string]any
-	if err := json.Unmarshal(st.Result, &got); err != nil {
+	if err := json.Unmarshal(result, &got); err != nil {
 		return fmt.Errorf("invoke: the answer: %w", err)
 	}
 	return compare("the invocation's answer", iv.Match, normalize(iv.Expect), got, false)
+}
+
+// invokeDurable writes the invocation to the invocations topic as POST
+// /invoke does, lets the node settle and reads the session's result.
+func (h *harness) invokeDurable(ctx context.Context, session string, rec arrow.Record) ([]byte, error) {
+	value := server.InvocationValue(rec)
+	rec.Release()
+	out := &engine.OutRecord{Topic: h.a.InvocationsTopic(), Key: []byte(session), Value: value, ToPartition: true,
+		Partition: h.node.SessionPartition(session), Headers: []engine.Header{{Key: engine.HeaderInvocation, Value: []byte(engine.InvocationRun)}}}
+	done := make(chan error, 1)
+	var off int64
+	h.prod.Writer().Produce(out, func(o int64, err error) { off = o; done <- err })
+	if err := <-done; err != nil {
+		return nil, fmt.Errorf("invoke: %w", err)
+	}
+	tp := engine.TopicPartition{Topic: out.Topic, Partition: out.Partition}
+	h.ends[tp] = max(h.ends[tp], off+1)
+	if err := h.settle(ctx); err != nil {
+		return nil, err
+	}
+	st, found, err := h.node.DurableSession(session, 0)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("invoke: %w", err)
+	case !found || st.Status == engine.StatusRunning:
+		return nil, errors.New("invoke: no answer once the node settled (does the app emit to its result sink in this session?)")
+	case st.Status != engine.StatusDone:
+		return nil, fmt.Errorf("invoke: the session ended %s: %s", st.Status, st.Error)
+	}
+	return st.Result, nil
 }
 
 func toAny(ms []map[string]any) []any {
