@@ -1,0 +1,255 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pheromone-go/pheromone/engine"
+)
+
+// durableApp answers three kinds of request: "direct" at once (and writes
+// one side effect to a Kafka sink), "moved" through a repartition topic
+// (answered on the partition its n hashes to, not the session's), and
+// "lonely" never (a by_batch_size of 2 that a session's one object never
+// fills).
+const durableApp = `
+app: durable
+kafka: {guarantee: exactly_once, commit_interval: 20ms}
+sources:
+  - name: requests
+    topic: requests
+    partitions: 4
+    schema: [{name: session, type: string}, {name: kind, type: string}, {name: n, type: int64}]
+    bucket: requests
+buckets:
+  - {name: requests, session: session}
+  - {name: waiting}
+  - {name: moved, partition_by: n}
+invoke: {entry: requests, result: reply, timeout: 10s, session_timeout: 1m, session_ttl: 10m}
+triggers:
+  - {name: t_direct, bucket: requests, primitive: immediate, function: direct}
+  - {name: t_lonely, bucket: requests, primitive: immediate, function: lonely}
+  - {name: t_move, bucket: requests, primitive: immediate, function: move}
+  - {name: pairs, bucket: waiting, primitive: by_batch_size, count: 2, function: pair}
+  - {name: t_moved, bucket: moved, primitive: immediate, function: answer_moved}
+functions:
+  - {name: direct, kind: filter, expr: 'kind == "direct"', outputs: [reply, effects]}
+  - {name: lonely, kind: filter, expr: 'kind == "lonely"', outputs: [waiting]}
+  - {name: move, kind: filter, expr: 'kind == "moved"', outputs: [moved]}
+  - {name: pair, kind: project, columns: [{name: n}], outputs: [reply]}
+  - {name: answer_moved, kind: project, columns: [{name: kind, expr: "kind + '!'"}, {name: n, expr: "n * 10"}], outputs: [reply]}
+sinks:
+  - {name: reply, kind: result}
+  - {name: effects, topic: effects, partitions: 1}
+`
+
+// call sends a request to url and decodes the session answer.
+func call(t *testing.T, method, url, body string, hdr ...string) (int, invokeResp) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r invokeResp
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("%s %s: response %q: %v", method, url, raw, err)
+	}
+	return resp.StatusCode, r
+}
+
+// TestDurableInvocations: an accepted invocation is a record of the
+// invocations topic, run by the partition that owns its session:
+//   - a retry with the same Idempotency-Key gets the same session and
+//     result, and its side effect (read_committed) happens once;
+//   - chains through a repartition topic answer, on either node, and GET
+//     /v1/sessions/{id} answers on either node;
+//   - a session that never replies can be cancelled: its pending trigger
+//     state is dropped;
+//   - 2,000 sessions that never reply time out after session_timeout
+//     (their held objects dropped) and are gone after session_ttl: the
+//     table is empty again.
+func TestDurableInvocations(t *testing.T) {
+	brokers := cluster(t)
+	clock := engine.NewManualClock(time.Unix(1_000_000, 0))
+	a := startNode(t, durableApp, brokers, clock, t.TempDir())
+	b := startNode(t, durableApp, brokers, clock, t.TempDir())
+	waitFor(t, 30*time.Second, "two nodes share the 4 partitions", func() bool {
+		return len(a.info.Node.Partitions()) > 0 && len(b.info.Node.Partitions()) > 0 &&
+			len(a.info.Node.Partitions())+len(b.info.Node.Partitions()) == 4
+	})
+	urlA, urlB := "http://"+a.info.HTTPAddr, "http://"+b.info.HTTPAddr
+	// Exactly-once transactions end by the injected clock: keep it moving
+	// (twice as fast as real time) until the timeout phase steps it.
+	ticking := make(chan struct{})
+	tickDone := make(chan struct{})
+	go func() {
+		defer close(tickDone)
+		for {
+			select {
+			case <-ticking:
+				return
+			case <-time.After(10 * time.Millisecond):
+				clock.Advance(20 * time.Millisecond)
+			}
+		}
+	}()
+	stopTicking := sync.OnceFunc(func() { close(ticking); <-tickDone })
+	defer stopTicking()
+
+	// Idempotency: two POSTs with one key, one run.
+	code, first := call(t, "POST", urlA+"/v1/apps/durable/invoke", `{"kind":"direct","n":7}`, "Idempotency-Key", "order-1")
+	if code != http.StatusOK || first.Status != "done" || string(first.Result) != `[{"session":"`+first.Session+`","kind":"direct","n":7}]` {
+		t.Fatalf("direct: %d %+v %s", code, first, first.Result)
+	}
+	code, again := call(t, "POST", urlB+"/v1/apps/durable/invoke", `{"kind":"direct","n":8}`, "Idempotency-Key", "order-1")
+	if code != http.StatusOK || again.Session != first.Session || string(again.Result) != string(first.Result) {
+		t.Fatalf("retry: %d %+v %s, want the first answer %s", code, again, again.Result, first.Result)
+	}
+	effects := newCommittedReader(t, brokers, "effects")
+	effects.until(t, "one side effect", []string{`{"session":"` + first.Session + `","kind":"direct","n":7}`}, 500*time.Millisecond)
+
+	// Through a repartition topic, from both nodes.
+	moved := 0
+	for i := 0; i < 12; i++ {
+		url := []string{urlA, urlB}[i%2]
+		code, r := call(t, "POST", url+"/v1/apps/durable/invoke", fmt.Sprintf(`{"kind":"moved","n":%d}`, i))
+		if want := fmt.Sprintf(`[{"kind":"moved!","n":%d}]`, 10*i); code != http.StatusOK || string(r.Result) != want {
+			t.Fatalf("moved %d: %d %+v %s, want %s", i, code, r, r.Result, want)
+		}
+		if engine.PartitionOf([]byte(r.Session), 4) != engine.PartitionOf(fmt.Appendf(nil, "%d", i), 4) {
+			moved++
+		}
+		// Any node answers GET, from the owner.
+		code, st := call(t, "GET", []string{urlB, urlA}[i%2]+"/v1/sessions/"+r.Session, "")
+		if code != http.StatusOK || st.Status != "done" || string(st.Result) != string(r.Result) {
+			t.Fatalf("GET moved %d: %d %+v", i, code, st)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no answer came from another partition than its session's: the test proves nothing")
+	}
+
+	// Cancel a session that waits for a second object.
+	code, lonely := call(t, "POST", urlA+"/v1/apps/durable/invoke?async=true", `{"kind":"lonely","n":1}`)
+	if code != http.StatusAccepted || lonely.Status != "accepted" {
+		t.Fatalf("async: %d %+v", code, lonely)
+	}
+	waitFor(t, 10*time.Second, "the lonely session running", func() bool {
+		_, st := call(t, "GET", urlB+"/v1/sessions/"+lonely.Session, "")
+		return st.Status == "running"
+	})
+	if held := pendingIn(t, a, b, "pairs"); held != 1 {
+		t.Fatalf("before the cancel: %d objects pending in pairs, want 1", held)
+	}
+	if code, r := call(t, "DELETE", urlB+"/v1/sessions/"+lonely.Session, ""); code != http.StatusAccepted {
+		t.Fatalf("DELETE: %d %+v", code, r)
+	}
+	waitFor(t, 10*time.Second, "the session cancelled", func() bool {
+		_, st := call(t, "GET", urlA+"/v1/sessions/"+lonely.Session+"?wait=1s", "")
+		return st.Status == "cancelled"
+	})
+	waitFor(t, 10*time.Second, "its pending object dropped", func() bool { return pendingIn(t, a, b, "pairs") == 0 })
+
+	// Many sessions that never reply: timed out, then gone.
+	const many = 2000
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if code, _ := call(t, "POST", []string{urlA, urlB}[i%2]+"/v1/apps/durable/invoke?async=true", fmt.Sprintf(`{"kind":"lonely","n":%d}`, i)); code != http.StatusAccepted {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < many; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d async invocations not accepted", failed.Load())
+	}
+	count := func(status string) int {
+		n := 0
+		after := ""
+		for {
+			resp, err := http.Get(urlA + "/v1/sessions?limit=1000&status=" + status + "&after=" + after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var l SessionList
+			err = json.NewDecoder(resp.Body).Decode(&l)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(l.Sessions)
+			if l.Next == "" {
+				return n
+			}
+			after = l.Next
+		}
+	}
+	waitFor(t, 30*time.Second, "every lonely session running", func() bool { return count("running") == many })
+	if held := pendingIn(t, a, b, "pairs"); held != many {
+		t.Fatalf("%d objects pending in pairs, want %d", held, many)
+	}
+	stopTicking()
+	advanceUntil(t, clock, 10*time.Second, "the sessions timed out", func() bool { return count("timed_out") == many })
+	if held := pendingIn(t, a, b, "pairs"); held != 0 {
+		t.Errorf("after the timeout: %d objects pending in pairs, want 0", held)
+	}
+	advanceUntil(t, clock, time.Minute, "the sessions dropped after their TTL", func() bool { return count("") == 0 })
+	code, gone := call(t, "GET", urlB+"/v1/sessions/"+first.Session, "")
+	if code != http.StatusNotFound {
+		t.Errorf("a session past its TTL: %d %+v, want 404", code, gone)
+	}
+}
+
+// pendingIn sums the objects trigger holds over both nodes' partitions.
+func pendingIn(t *testing.T, a, b *runningNode, trigger string) int {
+	t.Helper()
+	n := 0
+	for _, node := range []*runningNode{a, b} {
+		resp, err := http.Get("http://" + node.info.HTTPAddr + "/v1/apps/durable/buckets/waiting?routed=all&limit=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v engine.BucketView
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range v.Partitions {
+			for _, tr := range p.Triggers {
+				if tr.Name == trigger {
+					n += tr.Pending
+				}
+			}
+		}
+	}
+	return n
+}
