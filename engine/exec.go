@@ -452,7 +452,7 @@ func (n *Node) bisect(ctx context.Context, j *job, in fn.Input, rec arrow.Record
 // err, into r.
 func (n *Node) deadRows(j *job, r *result, rec arrow.Record, err error) {
 	d := deadLetter{reason: ReasonFunction, err: err, partition: j.task.part,
-		function: j.fn.cfg.Name, trigger: j.firing.Trigger, bucket: j.bucket}
+		function: j.fn.cfg.Name, trigger: j.firing.Trigger, bucket: j.bucket, session: j.firing.Session}
 	var tl *TooLargeError
 	if errors.As(err, &tl) {
 		d.reason = ReasonTooLarge

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,13 +14,14 @@ import (
 	"time"
 
 	"github.com/pheromone-go/pheromone/engine"
+	"github.com/pheromone-go/pheromone/engine/fn"
 )
 
-// durableApp answers three kinds of request: "direct" at once (and writes
+// durableApp answers four kinds of request: "direct" at once (and writes
 // one side effect to a Kafka sink), "moved" through a repartition topic
-// (answered on the partition its n hashes to, not the session's), and
-// "lonely" never (a by_batch_size of 2 that a session's one object never
-// fills).
+// (answered on the partition its n hashes to, not the session's), "boom"
+// by failing (a Go function that always errs), and "lonely" never (a
+// by_batch_size of 2 that a session's one object never fills).
 const durableApp = `
 app: durable
 kafka: {guarantee: exactly_once, commit_interval: 20ms}
@@ -32,6 +35,7 @@ buckets:
   - {name: requests, session: session}
   - {name: waiting}
   - {name: moved, partition_by: n}
+  - {name: doomed}
 invoke: {entry: requests, result: reply, timeout: 10s, session_timeout: 1m, session_ttl: 10m}
 triggers:
   - {name: t_direct, bucket: requests, primitive: immediate, function: direct}
@@ -39,11 +43,15 @@ triggers:
   - {name: t_move, bucket: requests, primitive: immediate, function: move}
   - {name: pairs, bucket: waiting, primitive: by_batch_size, count: 2, function: pair}
   - {name: t_moved, bucket: moved, primitive: immediate, function: answer_moved}
+  - {name: t_boom, bucket: requests, primitive: immediate, function: boom}
+  - {name: t_doomed, bucket: doomed, primitive: immediate, function: explode}
 functions:
   - {name: direct, kind: filter, expr: 'kind == "direct"', outputs: [reply, effects]}
   - {name: lonely, kind: filter, expr: 'kind == "lonely"', outputs: [waiting]}
   - {name: move, kind: filter, expr: 'kind == "moved"', outputs: [moved]}
   - {name: pair, kind: project, columns: [{name: n}], outputs: [reply]}
+  - {name: boom, kind: filter, expr: 'kind == "boom"', outputs: [doomed]}
+  - {name: explode, kind: go, retries: 1, schema: [{name: n, type: int64}], outputs: [reply]}
   - {name: answer_moved, kind: project, columns: [{name: kind, expr: "kind + '!'"}, {name: n, expr: "n * 10"}], outputs: [reply]}
 sinks:
   - {name: reply, kind: result}
@@ -88,8 +96,11 @@ func call(t *testing.T, method, url, body string, hdr ...string) (int, invokeRes
 func TestDurableInvocations(t *testing.T) {
 	brokers := cluster(t)
 	clock := engine.NewManualClock(time.Unix(1_000_000, 0))
-	a := startNode(t, durableApp, brokers, clock, t.TempDir())
-	b := startNode(t, durableApp, brokers, clock, t.TempDir())
+	explode := map[string]fn.Function{"explode": fn.Func(func(context.Context, fn.Input, fn.Output) error {
+		return errors.New("exploded")
+	})}
+	a := startNode(t, durableApp, brokers, clock, t.TempDir(), explode)
+	b := startNode(t, durableApp, brokers, clock, t.TempDir(), explode)
 	waitFor(t, 30*time.Second, "two nodes share the 4 partitions", func() bool {
 		return len(a.info.Node.Partitions()) > 0 && len(b.info.Node.Partitions()) > 0 &&
 			len(a.info.Node.Partitions())+len(b.info.Node.Partitions()) == 4
@@ -144,6 +155,12 @@ func TestDurableInvocations(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Fatal("no answer came from another partition than its session's: the test proves nothing")
+	}
+
+	// A failing function fails its session (its input is dead-lettered).
+	code, boom := call(t, "POST", urlB+"/v1/apps/durable/invoke", `{"kind":"boom","n":1}`)
+	if code != http.StatusOK || boom.Status != "failed" || !strings.Contains(boom.Error, "exploded") {
+		t.Fatalf("boom: %d %+v", code, boom)
 	}
 
 	// Cancel a session that waits for a second object.
