@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,4 +270,80 @@ func pendingIn(t *testing.T, a, b *runningNode, trigger string) int {
 		}
 	}
 	return n
+}
+
+// TestDurableInvocationBounds: a partition keeps at most max_sessions
+// sessions — a finished one makes room, but when all are running a new
+// invocation is refused with 429 and stored nowhere — and a node holds at
+// most max_waiting requests open (429 beyond).
+func TestDurableInvocationBounds(t *testing.T) {
+	yaml := strings.NewReplacer("partitions: 4", "partitions: 1",
+		"session_ttl: 10m}", "session_ttl: 10m, max_sessions: 3, max_waiting: 1}").Replace(durableApp)
+	brokers := cluster(t)
+	node := startNode(t, yaml, brokers, nil, t.TempDir(), map[string]fn.Function{"explode": fn.Func(func(context.Context, fn.Input, fn.Output) error {
+		return errors.New("exploded")
+	})})
+	url := "http://" + node.info.HTTPAddr
+
+	if code, r := call(t, "POST", url+"/v1/apps/durable/invoke", `{"kind":"direct","n":1}`); code != http.StatusOK || r.Status != "done" {
+		t.Fatalf("direct: %d %+v", code, r)
+	}
+
+	// One request held open (a session that never replies) is the limit:
+	// a second waiter is refused at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		for ctx.Err() == nil { // again if it met the other request waiting
+			req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/apps/durable/invoke?session=held", strings.NewReader(`{"kind":"lonely","n":1}`))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, 10*time.Second, "the held session running", func() bool {
+		_, st := call(t, "GET", url+"/v1/sessions/held", "")
+		return st.Status == "running"
+	})
+	waitFor(t, 10*time.Second, "a second request refused while one waits", func() bool {
+		code, r := call(t, "POST", url+"/v1/apps/durable/invoke?session=second", `{"kind":"direct","n":1}`)
+		return code == http.StatusTooManyRequests && strings.Contains(r.Error, "too many requests waiting")
+	})
+	cancel()
+	<-held
+
+	// Sessions: direct (done), held and one more lonely are three; the
+	// next lonely one makes room by dropping the finished one; with three
+	// running, a new invocation is refused.
+	var lonely []string
+	for i := 0; i < 2; i++ {
+		code, r := call(t, "POST", url+"/v1/apps/durable/invoke?async=true", `{"kind":"lonely","n":1}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("lonely %d: %d %+v", i, code, r)
+		}
+		lonely = append(lonely, r.Session)
+	}
+	waitFor(t, 10*time.Second, "three sessions running", func() bool {
+		for _, id := range append(lonely, "held") {
+			if _, st := call(t, "GET", url+"/v1/sessions/"+id, ""); st.Status != "running" {
+				return false
+			}
+		}
+		return true
+	})
+	code, r := call(t, "POST", url+"/v1/apps/durable/invoke", `{"kind":"direct","n":2}`)
+	if code != http.StatusTooManyRequests || r.Status != "refused" {
+		t.Fatalf("a fourth session with three running: %d %+v, want 429", code, r)
+	}
+	if code, st := call(t, "GET", url+"/v1/sessions/"+r.Session, ""); code != http.StatusNotFound {
+		t.Errorf("the refused session: %d %+v, want 404 (stored nowhere)", code, st)
+	}
+	// The refusals above, counted (the held request may have met the
+	// other one waiting once more).
+	if m, err := strconv.Atoi(scrape(t, node.info.HTTPAddr, "pheromone_invocations_refused_total")); err != nil || m < 2 {
+		t.Errorf("refused requests counted: %d (%v), want at least 2", m, err)
+	}
 }
