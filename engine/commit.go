@@ -152,8 +152,10 @@ func (c *committer) run() {
 			// Group commit: when more cycles are already queued, or the
 			// last sync is more recent than SyncInterval, the commit is not
 			// synced; a sync makes every earlier commit durable too.
-			// Offsets are published only after a sync.
-			sync := !c.n.o.NoSync && len(c.in) == 0 && time.Since(lastSync) >= c.n.o.SyncInterval
+			// Offsets are published only after a sync. A cycle that
+			// finished durable sessions syncs at once (unless more cycles
+			// are queued): a client waits for its answer.
+			sync := !c.n.o.NoSync && len(c.in) == 0 && (time.Since(lastSync) >= c.n.o.SyncInterval || len(pc.sessions) > 0)
 			if pc.marker >= 0 {
 				pc.batch.Set(checkpointKey(c.n.plan.app.Name, c.part), binary.BigEndian.AppendUint64(nil, uint64(pc.marker+1)))
 			}

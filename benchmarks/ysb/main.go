@@ -438,7 +438,7 @@ func microbenchmarks(brokers []string, md *strings.Builder) error {
 	md.WriteString("| benchmark | p50 | p99 | baseline: plain Go | baseline: through Kafka (p50) |\n|---|---|---|---|---|\n")
 	for i, length := range []int{1, 10, 100} {
 		bench.Progress("chain latency", int64(i), 3)
-		lat, err := bench.InvokeChain(brokers, length, 50)
+		lat, err := bench.InvokeChain(brokers, length, 50, false)
 		if err != nil {
 			return err
 		}

@@ -24,19 +24,22 @@ import (
 	"github.com/pheromone-go/pheromone/server"
 )
 
-func ChainApp(length int) string {
+// ChainApp is a chain of length emit functions, invoked durably or in
+// memory (invoke.durable).
+func ChainApp(length int, durable bool) string {
 	var b strings.Builder
-	b.WriteString(`app: chain
+	fmt.Fprintf(&b, `app: chain%d%s
+kafka: {commit_interval: 1ms}
 sources:
   - name: requests
     topic: requests
     partitions: 1
     schema: [{name: session, type: string}, {name: x, type: int64}]
     bucket: b0
-invoke: {entry: b0, result: reply}
+invoke: {entry: b0, result: reply, durable: %v}
 buckets:
   - {name: b0, session: session}
-`)
+`, length, map[bool]string{true: "d", false: "m"}[durable], durable)
 	for i := 1; i < length; i++ {
 		fmt.Fprintf(&b, "  - {name: b%d}\n", i)
 	}
@@ -56,15 +59,16 @@ buckets:
 	return b.String()
 }
 
-func InvokeChain(brokers []string, length, n int) ([]time.Duration, error) {
-	a, err := app.Parse([]byte(ChainApp(length)))
+// InvokeChain measures n synchronous invocations of ChainApp(length,
+// durable) after 20 of warm-up.
+func InvokeChain(brokers []string, length, n int, durable bool) ([]time.Duration, error) {
+	a, err := app.Parse([]byte(ChainApp(length, durable)))
 	if err != nil {
 		return nil, err
 	}
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	a.Kafka.Group = fmt.Sprintf("chain-%d", length)
 	nd, err := StartNode(context.Background(), a, brokers, server.HTTPAddr("127.0.0.1:0"))
 	if err != nil {
 		return nil, err
@@ -74,7 +78,7 @@ func InvokeChain(brokers []string, length, n int) ([]time.Duration, error) {
 	for !info.Node.Ready() {
 		time.Sleep(time.Millisecond)
 	}
-	url := "http://" + info.HTTPAddr + "/v1/apps/chain/invoke"
+	url := "http://" + info.HTTPAddr + "/v1/apps/" + a.Name + "/invoke"
 	client := &http.Client{}
 	var lat []time.Duration
 	for i := 0; i < n+20; i++ {
