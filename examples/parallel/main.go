@@ -9,8 +9,9 @@ import (
 	"os"
 
 	"github.com/pheromone-go/pheromone/cmd/pheromone/cli"
+	"github.com/pheromone-go/pheromone/examples/parallel/tasks"
 )
 
 func main() {
-	os.Exit(cli.MainWith(Functions(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.MainWith(tasks.Functions(), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"testing"
 
+	"github.com/pheromone-go/pheromone/examples/parallel/tasks"
 	"github.com/pheromone-go/pheromone/server/apptest"
 )
 
 // TestAppTestFile runs app_test.yaml with this binary's functions, as
 // `go run ./examples/parallel test examples/parallel` does.
 func TestAppTestFile(t *testing.T) {
-	res, err := apptest.Run(context.Background(), "app_test.yaml", apptest.Options{Functions: Functions().Functions()})
+	res, err := apptest.Run(context.Background(), "app_test.yaml", apptest.Options{Functions: tasks.Functions().Functions()})
 	if err != nil {
 		t.Fatal(err)
 	}

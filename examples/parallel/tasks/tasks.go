@@ -1,4 +1,6 @@
-package main
+// Package tasks holds the Go functions of examples/parallel: fan_out and
+// sleep (also used by benchmarks/parallel).
+package tasks
 
 import (
 	"context"
