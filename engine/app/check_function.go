@@ -137,6 +137,8 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 		return a.checkLookup(c, p, f, in)
 	case "route":
 		return a.checkRoute(c, p, f, in)
+	case "sort":
+		return a.checkSort(c, p, f, in)
 	case "go":
 		return a.checkGoFunction(c, p, f, in)
 	case "split":
@@ -146,9 +148,9 @@ func (a *App) checkFunction(c *checker, p string, f *Function, in *arrow.Schema,
 	case "aggregate":
 		return a.checkAggregate(c, p, f, in, windowed)
 	case "":
-		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, lookup, emit, go)")
+		c.add(p+".kind", "must be set (filter, project, aggregate, split, route, lookup, sort, emit, go)")
 	default:
-		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, lookup, emit, go)", f.Kind)
+		c.add(p+".kind", "unknown function kind %q (filter, project, aggregate, split, route, lookup, sort, emit, go)", f.Kind)
 	}
 	return nil
 }
@@ -214,6 +216,25 @@ func (a *App) checkLookup(c *checker, p string, f *Function, in *arrow.Schema) *
 }
 
 // checkRoute checks a route: the column it routes by and the outputs it routes to.
+// checkSort checks a sort: its rows ordered by one column (by).
+func (a *App) checkSort(c *checker, p string, f *Function, in *arrow.Schema) *arrow.Schema {
+	if f.By == "" {
+		c.add(p+".by", "a sort needs by: the column its rows are ordered by")
+		return nil
+	}
+	idx := in.FieldIndices(f.By)
+	if len(idx) == 0 {
+		c.add(p+".by", "unknown column %q%s", f.By, suggest(f.By, columnNames(in)))
+		return nil
+	}
+	switch in.Field(idx[0]).Type.ID() {
+	case arrow.STRING, arrow.BINARY, arrow.INT64, arrow.FLOAT64, arrow.TIMESTAMP:
+		return in
+	}
+	c.add(p+".by", "column %q is %s: sort takes string, bytes, int64, float64 and timestamp columns", f.By, in.Field(idx[0]).Type)
+	return nil
+}
+
 func (a *App) checkRoute(c *checker, p string, f *Function, in *arrow.Schema) *arrow.Schema {
 	switch {
 	case f.By == "" && len(f.Routes) == 0:

@@ -128,7 +128,7 @@ var Spec = []Section{
 	}},
 	{Path: "functions[]", KindKey: "kind", Fields: []Field{
 		{Key: "name", Type: "string", Req: true, Doc: "unique among functions"},
-		{Key: "kind", Type: "kind", Req: true, Doc: "filter, project, aggregate, split, route, lookup, emit, go"},
+		{Key: "kind", Type: "kind", Req: true, Doc: "filter, project, aggregate, split, route, lookup, sort, emit, go"},
 		{Key: "outputs", Type: "list of buckets and sinks", Req: true, Doc: "each gets the whole result (route: by its routes)"},
 		{Key: "retries", Type: "int", Default: fmt.Sprint(DefaultRetries), Doc: "attempts after a failure before the input goes to the dead-letter topic"},
 		{Key: "timeout", Type: durs, Default: DefaultTimeout.String(), Doc: "kind: go: an attempt longer than this fails (built-in kinds cannot hang and run without it)"},
@@ -145,7 +145,7 @@ var Spec = []Section{
 		{Key: "on", Type: "column", Kinds: []string{"lookup"}, Doc: "the input column matched with the table's key"},
 		{Key: "table_columns", Type: "list of columns", Default: "all but the key", Kinds: []string{"lookup"}, Doc: "the table columns added"},
 		{Key: "keep_unmatched", Type: "bool", Default: "false", Kinds: []string{"lookup"}, Doc: "true: a left join (nulls); false: rows without a match are dropped and counted"},
-		{Key: "by", Type: "column", Kinds: []string{"route"}, Doc: "the column routes look at"},
+		{Key: "by", Type: "column", Kinds: []string{"route", "sort"}, Doc: "route: the column routes look at; sort: the column rows are ordered by"},
 		{Key: "routes", Type: "list of {when, to}", Kinds: []string{"route"}, Doc: "rows whose column equals when go to the output to"},
 		{Key: "default", Type: "output", Kinds: []string{"route"}, Doc: "where rows no route takes go (default: dropped)"},
 	}},

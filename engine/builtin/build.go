@@ -1,5 +1,5 @@
 // Package builtin implements the function kinds of the app file: filter,
-// project, aggregate, split, route, lookup and emit. The engine builds them
+// project, aggregate, split, route, lookup, sort and emit. The engine builds them
 // from their declarations (Build); Go functions (`kind: go`) implement the
 // same fn.Function contract in the user's binary.
 package builtin
@@ -26,6 +26,8 @@ func Build(f *app.Function, tables Tables) (fn.Function, error) {
 		return newSplit(f), nil
 	case "route":
 		return newRoute(f)
+	case "sort":
+		return sorter{by: f.By}, nil
 	case "lookup":
 		return newLookup(f, tables)
 	case "emit":

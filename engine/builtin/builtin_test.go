@@ -32,6 +32,7 @@ triggers:
   - {name: t3, bucket: in, primitive: immediate, function: keep}
   - {name: t4, bucket: in, primitive: immediate, function: words}
   - {name: t5, bucket: in, primitive: immediate, function: split_by_amount}
+  - {name: t6, bucket: in, primitive: immediate, function: by_user}
 functions:
   - name: shape
     kind: project
@@ -63,6 +64,7 @@ functions:
     routes: [{when: "amount > 10", to: big}, {when: "amount > 0", to: small}]
     default: other
     outputs: [big, small, other]
+  - {name: by_user, kind: sort, by: user, outputs: [out]}
 sinks: [{name: out, topic: out}, {name: big, topic: big}, {name: small, topic: small}, {name: other, topic: other}]
 `
 
@@ -231,5 +233,21 @@ func TestRoute(t *testing.T) {
 	}
 	if strings.Join(out.rows, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(out.rows, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSort orders the rows of both input batches by user: nulls first,
+// equal users in input order.
+func TestSort(t *testing.T) {
+	got := run(t, "by_user", fn.Input{Records: input(t, rows...)})
+	want := []string{
+		`{"id":4,"user":null,"amount":20,"ts":null}`,
+		`{"id":1,"user":"ann","amount":10.5,"ts":"1970-01-01T00:00:03.000Z"}`,
+		`{"id":3,"user":"ann","amount":2,"ts":"1970-01-01T00:00:02.000Z"}`,
+		`{"id":2,"user":"bob","amount":null,"ts":"1970-01-01T00:00:01.000Z"}`,
+		`{"id":5,"user":"zed","amount":null,"ts":null}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("sorted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
