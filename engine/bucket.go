@@ -311,7 +311,29 @@ func int64Column(rec arrow.Record, name string) []int64 {
 	return nil
 }
 
-func recordSize(rec arrow.Record) int64 { return util.TotalRecordSize(rec) }
+// recordSize is the bytes rec's rows take: for a slice of a larger batch,
+// its rows' share (a count of the whole buffers would charge every slice
+// the batch — a repartition puts its local rows as many small slices).
+func recordSize(rec arrow.Record) int64 {
+	var n int64
+	for _, col := range rec.Columns() {
+		rows := int64(col.Len())
+		n += (rows + 7) / 8 // validity
+		switch a := col.(type) {
+		case *array.String:
+			n += int64(len(a.ValueBytes())) + 4*(rows+1)
+		case *array.Binary:
+			n += int64(len(a.ValueBytes())) + 4*(rows+1)
+		default:
+			if fw, ok := col.DataType().(arrow.FixedWidthDataType); ok {
+				n += (int64(fw.BitWidth())*rows + 7) / 8
+			} else {
+				n += util.TotalArraySize(col)
+			}
+		}
+	}
+	return n
+}
 
 // maxChunkBytes bounds the in-memory size of one chunk; larger puts are
 // split (see append).

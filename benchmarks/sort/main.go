@@ -39,12 +39,15 @@ const (
 func main() {
 	bench.ServeBrokerIfChild()
 	mb := flag.Int("mb", 100, "MB of 100-byte records to sort")
+	flag.StringVar(&httpAddr, "http", "", "serve the node's HTTP API here (to watch it: /v1/apps/sort/buckets/ranged)")
 	flag.Parse()
 	if err := run(*mb); err != nil {
 		fmt.Fprintln(os.Stderr, "sort:", err)
 		os.Exit(1)
 	}
 }
+
+var httpAddr string
 
 type record struct{ key, payload string }
 
@@ -117,18 +120,26 @@ func run(mb int) error {
 	}
 	defer out.Close()
 	start = time.Now()
-	nd, err := bench.StartNode(context.Background(), a, brokers)
+	var opts []server.Opt
+	if httpAddr != "" {
+		opts = append(opts, server.HTTPAddr(httpAddr))
+	}
+	nd, err := bench.StartNode(context.Background(), a, brokers, opts...)
 	if err != nil {
 		return err
 	}
 	defer nd.Stop()
 	v := newVerifier()
 	for v.n < n {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		fs := out.PollFetches(ctx)
 		cancel()
 		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("reading the output after %d of %d records: %w", v.n, n, err)
+			ranges := map[string]int{}
+			for name, s := range v.ranges {
+				ranges[name] = s.n
+			}
+			return fmt.Errorf("reading the output after %d of %d records (per range: %v): %w", v.n, n, ranges, err)
 		}
 		var verr error
 		fs.EachRecord(func(r *kgo.Record) {
