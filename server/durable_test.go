@@ -91,7 +91,7 @@ func call(t *testing.T, method, url, body string, hdr ...string) (int, invokeRes
 //     /v1/sessions/{id} answers on either node;
 //   - a session that never replies can be cancelled: its pending trigger
 //     state is dropped;
-//   - 2,000 sessions that never reply time out after session_timeout
+//   - 10,000 sessions that never reply time out after session_timeout
 //     (their held objects dropped) and are gone after session_ttl: the
 //     table is empty again.
 func TestDurableInvocations(t *testing.T) {
@@ -186,11 +186,11 @@ func TestDurableInvocations(t *testing.T) {
 	waitFor(t, 10*time.Second, "its pending object dropped", func() bool { return pendingIn(t, a, b, "pairs") == 0 })
 
 	// Many sessions that never reply: timed out, then gone.
-	const many = 2000
+	const many = 10_000
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	work := make(chan int)
-	for w := 0; w < 16; w++ {
+	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

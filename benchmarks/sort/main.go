@@ -131,7 +131,8 @@ func run(mb int) error {
 	defer nd.Stop()
 	v := newVerifier()
 	for v.n < n {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// The first output comes once every mapper is done: wait long.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		fs := out.PollFetches(ctx)
 		cancel()
 		if err := fs.Err0(); err != nil {
