@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
 )
@@ -183,7 +184,11 @@ func (n *Node) Invoke(ctx context.Context, session string, rec arrow.Record) (<-
 	h := fnv.New32a()
 	h.Write([]byte(session))
 	part := parts[int(h.Sum32()%uint32(len(parts)))]
-	done := n.sessions.start(session)
+	done, err := n.sessions.start(session, n.o.Clock.Now(), iv.SessionTimeoutDuration(), iv.MaxWaiting)
+	if err != nil {
+		rec.Release()
+		return nil, err
+	}
 	n.mu.Lock()
 	t := n.tasks[part]
 	n.mu.Unlock()
@@ -214,27 +219,48 @@ func (n *Node) Session(id string, from int) (SessionStatus, bool) { return n.ses
 // finished ones (bounded by count and by MaxResultBytes).
 type sessionTable struct {
 	mu       sync.Mutex
-	pending  map[string]chan struct{}
+	pending  map[string]pendingSession
 	finished map[string]answer
 	order    []string
 	bytes    int       // of the finished answers
 	report   func(int) // the number pending, after each change (Metrics.Sessions)
+	swept    time.Time // when pending sessions past their timeout were last dropped
 }
 
 const keepFinished = 10_000
 
-func (s *sessionTable) start(id string) <-chan struct{} {
+// pendingSession is an in-memory session waiting for its answer.
+type pendingSession struct {
+	done    chan struct{}
+	started time.Time
+}
+
+// start records a pending session. Sessions pending longer than timeout
+// are forgotten (a chain that never answers must not stay for good), and
+// at most max are pending: beyond, ErrTooManyWaiting.
+func (s *sessionTable) start(id string, now time.Time, timeout time.Duration, max int) (<-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending == nil {
-		s.pending, s.finished = map[string]chan struct{}{}, map[string]answer{}
+		s.pending, s.finished = map[string]pendingSession{}, map[string]answer{}
+	}
+	if len(s.pending) >= max || now.Sub(s.swept) >= time.Second {
+		s.swept = now
+		for k, p := range s.pending {
+			if now.Sub(p.started) >= timeout {
+				delete(s.pending, k)
+			}
+		}
+	}
+	if len(s.pending) >= max {
+		return nil, ErrTooManyWaiting
 	}
 	ch := make(chan struct{})
-	s.pending[id] = ch
+	s.pending[id] = pendingSession{done: ch, started: now}
 	if s.report != nil {
 		s.report(len(s.pending))
 	}
-	return ch
+	return ch, nil
 }
 
 // complete records the first result of a pending session; later results
@@ -242,10 +268,11 @@ func (s *sessionTable) start(id string) <-chan struct{} {
 func (s *sessionTable) complete(id string, result answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.pending[id]
+	p, ok := s.pending[id]
 	if !ok {
 		return
 	}
+	ch := p.done
 	delete(s.pending, id)
 	if s.report != nil {
 		s.report(len(s.pending))

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestResultPagesSplitWholeRows: pages cut a large answer between rows,
@@ -67,7 +69,7 @@ func TestFinishedResultsAreBounded(t *testing.T) {
 	big := []byte("[" + strings.Repeat(" ", MaxResultBytes/3) + "]")
 	for i := 0; i < 5; i++ {
 		id := fmt.Sprint(i)
-		s.start(id)
+		_, _ = s.start(id, time.Unix(0, 0), time.Minute, 100)
 		s.complete(id, answer{body: big, rows: 1, kept: 1})
 	}
 	if s.bytes > MaxResultBytes {
@@ -90,12 +92,36 @@ func TestJoinedRepliesSayWhatTheyKeep(t *testing.T) {
 		t.Fatalf("joined %s rows %d kept %d", a.body, a.rows, a.kept)
 	}
 	var s sessionTable
-	s.start("x")
+	_, _ = s.start("x", time.Unix(0, 0), time.Minute, 100)
 	s.complete("x", a)
 	if st, _ := s.get("x", 0); !st.Truncated || st.Rows != 4 || st.Kept != 3 || st.Next != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	if a := joinReplies(reps, 1<<20); string(a.body) != `[{"a":1},{"a":2},{"a":3},{"a":4}]` || a.kept != 4 {
 		t.Fatalf("joined %s kept %d", a.body, a.kept)
+	}
+}
+
+// TestPendingSessionsAreBounded: in-memory sessions that never answer are
+// forgotten after their timeout, and at most max are pending.
+func TestPendingSessionsAreBounded(t *testing.T) {
+	var s sessionTable
+	t0 := time.Unix(0, 0)
+	for i := 0; i < 3; i++ {
+		if _, err := s.start(fmt.Sprint(i), t0, time.Minute, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.start("3", t0.Add(time.Second), time.Minute, 3); !errors.Is(err, ErrTooManyWaiting) {
+		t.Fatalf("a fourth pending session: %v, want ErrTooManyWaiting", err)
+	}
+	if _, err := s.start("4", t0.Add(time.Minute), time.Minute, 3); err != nil {
+		t.Fatalf("after the timeout: %v", err)
+	}
+	if len(s.pending) != 1 {
+		t.Fatalf("%d pending, want 1 (the three timed out)", len(s.pending))
+	}
+	if _, ok := s.get("0", 0); ok {
+		t.Fatal("a timed-out session is still known")
 	}
 }

@@ -244,6 +244,10 @@ func (h *apiHandler) invoke(w http.ResponseWriter, r *http.Request) {
 	done, err := h.node.Invoke(r.Context(), id, rec)
 	if err != nil {
 		code := http.StatusServiceUnavailable
+		if errors.Is(err, engine.ErrTooManyWaiting) {
+			code = http.StatusTooManyRequests
+			h.refused()
+		}
 		writeJSON(w, code, SessionAnswer{Session: id, Status: "rejected", Error: err.Error()})
 		return
 	}
