@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ const (
 func main() {
 	bench.ServeBrokerIfChild()
 	mb := flag.Int("mb", 100, "MB of 100-byte records to sort")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the sort (node start to the last output record) to this file")
 	flag.StringVar(&httpAddr, "http", "", "serve the node's HTTP API here (to watch it: /v1/apps/sort/buckets/ranged)")
 	flag.Parse()
 	if err := run(*mb); err != nil {
@@ -47,7 +49,7 @@ func main() {
 	}
 }
 
-var httpAddr string
+var httpAddr, cpuProfile string
 
 type record struct{ key, payload string }
 
@@ -119,6 +121,17 @@ func run(mb int) error {
 		return err
 	}
 	defer out.Close()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start = time.Now()
 	var opts []server.Opt
 	if httpAddr != "" {

@@ -250,4 +250,10 @@ func TestSort(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("sorted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// Without nulls the keys are compared as strings: the same order.
+	got = run(t, "by_user", fn.Input{Records: input(t, rows[4], rows[0], rows[1], rows[2])})
+	want = []string{want[1], want[2], want[3], want[4]}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("sorted without nulls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

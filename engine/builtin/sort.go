@@ -5,10 +5,10 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	"github.com/pheromone-go/pheromone/engine/fn"
 	"github.com/pheromone-go/pheromone/internal/arrowx"
@@ -41,18 +41,49 @@ func (s sorter) Invoke(_ context.Context, in fn.Input, out fn.Output) error {
 			refs = append(refs, rowRef{i, j})
 		}
 	}
-	slices.SortStableFunc(refs, func(a, b rowRef) int { return compareRows(cols[a.rec], a.row, cols[b.rec], b.row) })
+	if keys, ok := stringKeys(cols, n); ok {
+		// The common case, a string key: compare the keys, not the arrays.
+		perm := make([]int32, n)
+		for k := range perm {
+			perm[k] = int32(k)
+		}
+		slices.SortStableFunc(perm, func(a, b int32) int { return strings.Compare(keys[a], keys[b]) })
+		sorted := make([]rowRef, n)
+		for k, p := range perm {
+			sorted[k] = refs[p]
+		}
+		refs = sorted
+	} else {
+		slices.SortStableFunc(refs, func(a, b rowRef) int { return compareRows(cols[a.rec], a.row, cols[b.rec], b.row) })
+	}
 	schema := in.Records[0].Schema()
-	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-	defer b.Release()
-	b.Reserve(n)
-	for c := range schema.NumFields() {
-		fb := b.Field(c)
-		for _, r := range refs {
-			arrowx.AppendFrom(fb, in.Records[r.rec].Column(c), r.row)
+	arrs := make([]arrow.Array, schema.NumFields())
+	for c := range arrs {
+		arrs[c] = arrowx.TakeRefs(schema.Field(c).Type, n, func(k int) (arrow.Array, int) {
+			return in.Records[refs[k].rec].Column(c), refs[k].row
+		})
+	}
+	rec := array.NewRecord(schema, arrs, int64(n))
+	for _, a := range arrs {
+		a.Release()
+	}
+	return out.Emit(rec)
+}
+
+// stringKeys returns the sort column's values in row order when it is a
+// string column without nulls (ok false otherwise).
+func stringKeys(cols []arrow.Array, n int) ([]string, bool) {
+	keys := make([]string, 0, n)
+	for _, c := range cols {
+		a, ok := c.(*array.String)
+		if !ok || a.NullN() > 0 {
+			return nil, false
+		}
+		for i := 0; i < a.Len(); i++ {
+			keys = append(keys, a.Value(i))
 		}
 	}
-	return out.Emit(b.NewRecord())
+	return keys, true
 }
 
 // compareRows orders two values of one column type, nulls first.

@@ -14,20 +14,64 @@ import (
 func Take(rec arrow.Record, idx []int) arrow.Record {
 	cols := make([]arrow.Array, rec.NumCols())
 	for c := range cols {
-		b := array.NewBuilder(memory.DefaultAllocator, rec.Column(c).DataType())
-		b.Reserve(len(idx))
-		col := rec.Column(c)
-		for _, i := range idx {
-			AppendFrom(b, col, i)
-		}
-		cols[c] = b.NewArray()
-		b.Release()
+		cols[c] = TakeRefs(rec.Column(c).DataType(), len(idx), func(k int) (arrow.Array, int) { return rec.Column(c), idx[k] })
 	}
 	out := array.NewRecord(rec.Schema(), cols, int64(len(idx)))
 	for _, c := range cols {
 		c.Release()
 	}
 	return out
+}
+
+// TakeRefs builds an array of type dt from n rows, row k being row i of
+// col as ref(k) returns them (rows may come from several arrays of that
+// type). The common types are copied with one type switch per array, not
+// per value.
+func TakeRefs(dt arrow.DataType, n int, ref func(k int) (arrow.Array, int)) arrow.Array {
+	b := array.NewBuilder(memory.DefaultAllocator, dt)
+	defer b.Release()
+	b.Reserve(n)
+	switch sb := b.(type) {
+	case *array.StringBuilder:
+		size := 0
+		for k := 0; k < n; k++ {
+			col, i := ref(k)
+			size += col.(*array.String).ValueLen(i)
+		}
+		sb.ReserveData(size)
+		for k := 0; k < n; k++ {
+			col, i := ref(k)
+			if a := col.(*array.String); a.IsNull(i) {
+				sb.AppendNull()
+			} else {
+				sb.Append(a.Value(i))
+			}
+		}
+	case *array.Int64Builder:
+		for k := 0; k < n; k++ {
+			col, i := ref(k)
+			if a := col.(*array.Int64); a.IsNull(i) {
+				sb.AppendNull()
+			} else {
+				sb.UnsafeAppend(a.Value(i))
+			}
+		}
+	case *array.Float64Builder:
+		for k := 0; k < n; k++ {
+			col, i := ref(k)
+			if a := col.(*array.Float64); a.IsNull(i) {
+				sb.AppendNull()
+			} else {
+				sb.UnsafeAppend(a.Value(i))
+			}
+		}
+	default:
+		for k := 0; k < n; k++ {
+			col, i := ref(k)
+			AppendFrom(b, col, i)
+		}
+	}
+	return b.NewArray()
 }
 
 // AppendFrom appends col[i] to b; b must be a builder of col's type.
