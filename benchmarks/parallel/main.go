@@ -26,7 +26,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/examples/parallel/tasks"
 	"github.com/pheromone-go/pheromone/server"
 )
@@ -48,15 +47,8 @@ func run(widthList string, sleep time.Duration, n int) error {
 		return err
 	}
 	defer c.Close()
-	raw, err := os.ReadFile("examples/parallel/app.yaml")
+	a, err := bench.LoadExample("examples/parallel/app.yaml")
 	if err != nil {
-		return fmt.Errorf("run from the repository root: %w", err)
-	}
-	a, err := app.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if err := a.ValidateWith(server.Connectors()); err != nil {
 		return err
 	}
 	nd, err := bench.StartNode(context.Background(), a, c.ListenAddrs(), server.HTTPAddr("127.0.0.1:0"),

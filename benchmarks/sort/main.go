@@ -27,7 +27,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pheromone-go/pheromone/benchmarks/internal/bench"
-	"github.com/pheromone-go/pheromone/engine/app"
 	"github.com/pheromone-go/pheromone/server"
 )
 
@@ -104,15 +103,8 @@ func run(mb int) error {
 	}
 	recs = nil
 	runtime.GC()
-	raw, err := os.ReadFile("examples/sort/app.yaml")
+	a, err := bench.LoadExample("examples/sort/app.yaml")
 	if err != nil {
-		return fmt.Errorf("run from the repository root: %w", err)
-	}
-	a, err := app.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if err := a.ValidateWith(server.Connectors()); err != nil {
 		return err
 	}
 	out, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("sorted"),

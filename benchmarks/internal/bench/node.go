@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -65,4 +66,21 @@ func (n *Node) WaitCommitted(topic string, total int64) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// LoadExample reads and validates an example's app file (path relative to
+// the repository root, where the benchmarks run).
+func LoadExample(path string) (*app.App, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("run from the repository root: %w", err)
+	}
+	a, err := app.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.ValidateWith(server.Connectors()); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
