@@ -133,7 +133,12 @@ func (h *apiHandler) lastKnown(id string, part int32) (string, bool) {
 func (h *apiHandler) await(ctx context.Context, id string, part int32) (int, SessionAnswer) {
 	for ctx.Err() == nil {
 		if h.router == nil || h.node.Owns(part) {
-			switch st, found, err := h.node.WaitSession(ctx, id); {
+			// A second at a time: a partition this node loses meanwhile
+			// is noticed, and the new owner asked.
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			st, found, err := h.node.WaitSession(wctx, id)
+			cancel()
+			switch {
 			case err == nil && found && st.Status != engine.StatusRunning:
 				return http.StatusOK, durableJSON(st)
 			case errors.Is(err, engine.ErrSessionsFull), errors.Is(err, engine.ErrTooManyWaiting):
@@ -141,6 +146,8 @@ func (h *apiHandler) await(ctx context.Context, id string, part int32) (int, Ses
 				return http.StatusTooManyRequests, SessionAnswer{Session: id, Status: "refused", Error: err.Error()}
 			case ctx.Err() != nil:
 				return 0, SessionAnswer{}
+			case err == nil:
+				continue // still running: wait again (the wait paced the loop)
 			}
 		} else if base, err := h.router.owner(ctx, part); err == nil {
 			if code, ans, ok := h.pollOwner(ctx, base, id); ok {
