@@ -37,7 +37,7 @@ buckets:
   - {name: waiting}
   - {name: moved, partition_by: n}
   - {name: doomed}
-invoke: {entry: requests, result: reply, timeout: 10s, session_timeout: 1m, session_ttl: 10m}
+invoke: {entry: requests, result: reply, timeout: 10s, session_timeout: 1h, session_ttl: 2h}
 triggers:
   - {name: t_direct, bucket: requests, primitive: immediate, function: direct}
   - {name: t_lonely, bucket: requests, primitive: immediate, function: lonely}
@@ -234,16 +234,45 @@ func TestDurableInvocations(t *testing.T) {
 	if held := pendingIn(t, a, b, "pairs"); held != many {
 		t.Fatalf("%d objects pending in pairs, want %d", held, many)
 	}
-	stopTicking()
-	advanceUntil(t, clock, 10*time.Second, "the sessions timed out", func() bool { return count("timed_out") == many })
+	// Past session_timeout (the ticking goes on: exactly-once commits end
+	// by the clock), then past session_ttl.
+	clock.Advance(time.Hour)
+	waitFor(t, 90*time.Second, "the sessions timed out", func() bool { return count("timed_out") == many })
 	if held := pendingIn(t, a, b, "pairs"); held != 0 {
 		t.Errorf("after the timeout: %d objects pending in pairs, want 0", held)
 	}
-	advanceUntil(t, clock, time.Minute, "the sessions dropped after their TTL", func() bool { return count("") == 0 })
+	clock.Advance(time.Hour)
+	waitFor(t, 90*time.Second, "the sessions dropped after their TTL", func() bool { return count("") == 0 })
+	if n := metricSum(t, "pheromone_durable_sessions{", a, b); n != 0 {
+		t.Errorf("pheromone_durable_sessions: %v, want 0", n)
+	}
 	code, gone := call(t, "GET", urlB+"/v1/sessions/"+first.Session, "")
 	if code != http.StatusNotFound {
 		t.Errorf("a session past its TTL: %d %+v, want 404", code, gone)
 	}
+}
+
+// metricSum adds up the values of the metric lines that start with prefix
+// on every node.
+func metricSum(t *testing.T, prefix string, nodes ...*runningNode) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n.info.HTTPAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, prefix) {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 // pendingIn sums the objects trigger holds over both nodes' partitions.
@@ -278,7 +307,7 @@ func pendingIn(t *testing.T, a, b *runningNode, trigger string) int {
 // most max_waiting requests open (429 beyond).
 func TestDurableInvocationBounds(t *testing.T) {
 	yaml := strings.NewReplacer("partitions: 4", "partitions: 1",
-		"session_ttl: 10m}", "session_ttl: 10m, max_sessions: 3, max_waiting: 1}").Replace(durableApp)
+		"session_ttl: 2h}", "session_ttl: 2h, max_sessions: 3, max_waiting: 1}").Replace(durableApp)
 	brokers := cluster(t)
 	node := startNode(t, yaml, brokers, nil, t.TempDir(), map[string]fn.Function{"explode": fn.Func(func(context.Context, fn.Input, fn.Output) error {
 		return errors.New("exploded")
