@@ -157,11 +157,14 @@ func (a answer) page(from int) (body []byte, next int) {
 	return out, next
 }
 
-// Invoke puts rec (rows of the invoke entry bucket's schema, session column
-// set to session) into the entry bucket on a partition this node owns,
-// chosen by the session, without a Kafka round trip. The returned channel
-// is closed when a function emits to the result sink in that session; read
-// the outcome with Session. The engine owns rec after the call.
+// Invoke is the in-memory invocation (invoke.durable: false; durable ones
+// are records of the invocations topic, durable.go): it puts rec (rows of
+// the invoke entry bucket's schema, session column set to session) into
+// the entry bucket on a partition this node owns, chosen by the session,
+// without a Kafka round trip. The returned channel is closed when a
+// function emits to the result sink in that session; read the outcome with
+// Session. ErrTooManyWaiting when invoke.max_waiting sessions are pending.
+// The engine owns rec after the call.
 func (n *Node) Invoke(ctx context.Context, session string, rec arrow.Record) (<-chan struct{}, error) {
 	iv := n.plan.app.Invoke
 	if iv == nil {
