@@ -52,6 +52,7 @@ type config struct {
 	functions      map[string]fn.Function
 	executors      int
 	minFreeBytes   int64
+	memoryBudget   int64
 	started        func(Info)
 	sources        []sourceKind
 	sinks          []sinkKind
@@ -113,6 +114,11 @@ func Executors(n int) Opt { return func(c *config) { c.executors = n } }
 // state commits pause until space returns. Default
 // engine.DefaultMinFreeBytes; negative never pauses.
 func MinFreeBytes(n int64) Opt { return func(c *config) { c.minFreeBytes = n } }
+
+// MemoryBudget bounds the decoded bucket chunks a partition task keeps in
+// memory once they are durable (beyond, they are read back from Pebble when
+// a trigger fires); default engine's (32 MiB).
+func MemoryBudget(n int64) Opt { return func(c *config) { c.memoryBudget = n } }
 
 // ProbeInterval is how often the node looks at its partitions' log ends
 // (default 250 ms); `pheromone test` looks every few milliseconds.
@@ -340,7 +346,7 @@ func build(ctx context.Context, a *app.App, cfg *config, conn kafka.Conn) (_ *wi
 	eos := a.Kafka.ExactlyOnce()
 	opts := engine.Options{App: a, Store: w.store, Producer: w.producer, Clock: cfg.clock, Metrics: w.metrics, Logger: cfg.logger,
 		Reset: cfg.reset, ResetAll: cfg.resetAll,
-		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, SinkKinds: map[string]engine.SinkKind{},
+		Functions: cfg.functions, Executors: cfg.executors, MinFreeBytes: cfg.minFreeBytes, MemoryBudget: cfg.memoryBudget, SinkKinds: map[string]engine.SinkKind{},
 		CommitInterval: a.Kafka.CommitIntervalDuration(), FencedWait: a.Kafka.SessionTimeoutDuration(),
 		Writers: func(int32) (engine.PartitionWriter, error) { return w.producer.Writer(), nil }}
 	for _, k := range cfg.sinks {

@@ -40,6 +40,7 @@ func main() {
 	bench.ServeBrokerIfChild()
 	mb := flag.Int("mb", 100, "MB of 100-byte records to sort")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the sort (node start to the last output record) to this file")
+	flag.Int64Var(&budgetMB, "memory-budget", 0, "MiB of held chunks a partition keeps decoded (0: the engine's default, 32)")
 	flag.StringVar(&httpAddr, "http", "", "serve the node's HTTP API here (to watch it: /v1/apps/sort/buckets/ranged)")
 	flag.Parse()
 	if err := run(*mb); err != nil {
@@ -48,7 +49,10 @@ func main() {
 	}
 }
 
-var httpAddr, cpuProfile string
+var (
+	httpAddr, cpuProfile string
+	budgetMB             int64
+)
 
 type record struct{ key, payload string }
 
@@ -125,7 +129,7 @@ func run(mb int) error {
 		defer pprof.StopCPUProfile()
 	}
 	start = time.Now()
-	var opts []server.Opt
+	opts := []server.Opt{server.MemoryBudget(budgetMB << 20)}
 	if httpAddr != "" {
 		opts = append(opts, server.HTTPAddr(httpAddr))
 	}

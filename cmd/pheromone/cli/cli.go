@@ -26,7 +26,7 @@ const usage = `pheromone: data-centric stream processing on Kafka
 
 Usage:
   pheromone run -f app.yaml [--data-dir DIR] [--http ADDR] [--advertise URL] [--brokers LIST] [--embedded-broker ADDR]
-                [--embedded-registry ADDR] [--executors N] [--reset NAME]... [--reset-all]
+                [--embedded-registry ADDR] [--executors N] [--memory-budget MiB] [--reset NAME]... [--reset-all]
   pheromone validate -f app.yaml
   pheromone test [FILES|DIRS] [-run REGEX] [--junit FILE] [-v]
   pheromone plan -f new.yaml [--data-dir DIR | --addr URL] [--reset NAME]... [--reset-all]
@@ -145,6 +145,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 	var resets list
 	fs.Var(&resets, "reset", "drop the state of this trigger, bucket or table sink when the app changed in a way it cannot follow (docs/upgrades.md); repeatable")
 	resetAll := fs.Bool("reset-all", false, "drop all of the app's state when it changed in a way the state cannot follow (the input is read again)")
+	memBudget := fs.Int64("memory-budget", 0, "MiB of durable bucket chunks a partition keeps decoded in memory; beyond, a firing reads them back from disk (default 32)")
 	minFree := fs.Int64("min-free-disk", engine.DefaultMinFreeBytes>>20, "MiB of disk kept free under the data dir: below it state commits pause until space returns (0: never pause)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -162,7 +163,7 @@ func cmdRun(ctx context.Context, reg *fn.Registry, args []string, stdout, stderr
 		*minFree = -1 // never pause
 	}
 	opts := []server.Opt{server.DataDir(*dataDir), server.HTTPAddr(*httpAddr), server.Advertise(*advertise),
-		server.EmbeddedBroker(*embedded), server.Executors(*executors), server.MinFreeBytes(*minFree << 20),
+		server.EmbeddedBroker(*embedded), server.Executors(*executors), server.MinFreeBytes(*minFree << 20), server.MemoryBudget(*memBudget << 20),
 		server.Functions(reg.Functions()), server.Banner(stdout), server.Progress(stdout),
 		server.Logger(slog.New(slog.NewTextHandler(stderr, nil)))}
 	if *brokers != "" {
