@@ -25,8 +25,9 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 	data := fs.String("data", "", "file with the JSON input (default: standard input)")
 	addr := fs.String("addr", "http://127.0.0.1:8080", "the node's HTTP address")
 	async := fs.Bool("async", false, "return the session id at once")
+	key := fs.String("idempotency-key", "", "a retry with the same key returns the first answer instead of running again (durable invocations)")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, "pheromone invoke: usage: pheromone invoke APP [--data FILE] [--addr URL] [--async]")
+		fmt.Fprintln(stderr, "pheromone invoke: usage: pheromone invoke APP [--data FILE] [--addr URL] [--async] [--idempotency-key K]")
 		return usageExit(args, fs)
 	}
 	appName := args[0]
@@ -61,6 +62,9 @@ func cmdInvoke(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if *key != "" {
+		req.Header.Set("Idempotency-Key", *key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return printResponse("invoke", resp, err, stdout, stderr)

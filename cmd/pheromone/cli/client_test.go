@@ -78,7 +78,8 @@ sinks: [{name: reply, kind: result}]
 `
 
 // TestInvokeCommand: `pheromone invoke` posts the input and prints the
-// answer (of a durable invocation); an answer larger than a page (16 MiB)
+// answer (of a durable invocation; with --idempotency-key a retry gets the
+// first answer); an answer larger than a page (16 MiB)
 // is printed whole: the command follows the pages.
 func TestInvokeCommand(t *testing.T) {
 	base, _ := startNode(t, shoutApp)
@@ -86,6 +87,15 @@ func TestInvokeCommand(t *testing.T) {
 	if code := Main([]string{"invoke", "shout", "--addr", base, "--data", writeFile(t, t.TempDir(), "in.json", `{"text":"cli","n":5}`)}, &out, &errb); code != 0 ||
 		!strings.Contains(out.String(), `"result":[{"answer":"CLICLICLI!","n":10}]`) {
 		t.Fatalf("pheromone invoke: exit %d, %s %s", code, out.String(), errb.String())
+	}
+	// With an idempotency key, a second call with other input returns the
+	// first answer: it does not run again.
+	for i, in := range []string{`{"text":"once","n":1}`, `{"text":"twice","n":2}`} {
+		out.Reset()
+		if code := Main([]string{"invoke", "shout", "--addr", base, "--idempotency-key", "k1", "--data", writeFile(t, t.TempDir(), "in.json", in)}, &out, &errb); code != 0 ||
+			!strings.Contains(out.String(), `"result":[{"answer":"ONCEONCEONCE!","n":2}]`) {
+			t.Fatalf("pheromone invoke --idempotency-key, call %d: exit %d, %s %s", i+1, code, out.String(), errb.String())
+		}
 	}
 
 	// An answer this large goes through an in-memory invocation (a
