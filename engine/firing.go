@@ -241,7 +241,11 @@ func (t *task) apply(r *result) error {
 				n.sessions.complete(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
 				continue
 			}
-			n.waiting.early(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
+			if m := t.sess.metas[rep.session]; m != nil && m.status == sRunning {
+				// Only a session of this partition: its waiters are here,
+				// and its cycle's commit clears the kept answer.
+				n.waiting.earlyAnswer(rep.session, newAnswer(rep.body, rep.rows, rep.rows))
+			}
 		}
 		// The answer is every reply of the function that replied first in
 		// this cycle (a large input is put as several chunks, each firing

@@ -74,6 +74,10 @@ type waiters struct {
 	mu sync.Mutex
 	m  map[string][]chan waitResult
 	n  int
+	// early holds the order: completion answers given before their cycle
+	// is durable, until it is (tell): a request that starts waiting after
+	// the answer came still gets it.
+	early map[string]answer
 }
 
 // waitResult wakes a waiter: closed when the session finished durably;
@@ -122,6 +126,7 @@ func (w *waiters) tell(evs []sessionEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range evs {
+		delete(w.early, e.id)
 		for _, ch := range w.m[e.id] {
 			if e.refused {
 				ch <- waitResult{refused: true}
@@ -134,11 +139,19 @@ func (w *waiters) tell(evs []sessionEvent) {
 	}
 }
 
-// early hands an answer of order: completion to the session's waiters
-// before its cycle is durable (task goroutine).
-func (w *waiters) early(id string, a answer) {
+// earlyAnswer hands an answer of order: completion to the session's
+// waiters before its cycle is durable, and keeps it for later ones until
+// the cycle is (task goroutine).
+func (w *waiters) earlyAnswer(id string, a answer) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.early == nil {
+		w.early = map[string]answer{}
+	}
+	if _, first := w.early[id]; first {
+		return // the first answer stands
+	}
+	w.early[id] = a
 	for _, ch := range w.m[id] {
 		ch <- waitResult{early: &a}
 		w.n--
@@ -230,6 +243,12 @@ func (n *Node) WaitSession(ctx context.Context, id string) (DurableStatus, bool,
 	}
 	defer n.waiting.remove(id, ch)
 	// Registered first, so a session finishing now is not missed.
+	n.waiting.mu.Lock()
+	a, early := n.waiting.early[id]
+	n.waiting.mu.Unlock()
+	if early {
+		return earlyStatus(id, &a), true, nil
+	}
 	st, found, err := n.DurableSession(id, 0)
 	if err != nil || (found && st.Status != StatusRunning) {
 		return st, found, err
@@ -240,12 +259,17 @@ func (n *Node) WaitSession(ctx context.Context, id string) (DurableStatus, bool,
 		case ok && res.refused:
 			return DurableStatus{}, false, ErrSessionsFull
 		case ok && res.early != nil:
-			body, next := res.early.page(0)
-			return DurableStatus{Session: id, Status: StatusDone, Result: body, Next: next, Rows: res.early.rows,
-				Kept: res.early.kept, Truncated: res.early.kept < res.early.rows, Done: true}, true, nil
+			return earlyStatus(id, res.early), true, nil
 		}
 		return n.DurableSession(id, 0)
 	case <-ctx.Done():
 		return n.DurableSession(id, 0)
 	}
+}
+
+// earlyStatus is a session answered early (order: completion).
+func earlyStatus(id string, a *answer) DurableStatus {
+	body, next := a.page(0)
+	return DurableStatus{Session: id, Status: StatusDone, Result: body, Next: next, Rows: a.rows,
+		Kept: a.kept, Truncated: a.kept < a.rows, Done: true}
 }
