@@ -215,13 +215,15 @@ func (t *task) apply(r *result) error {
 		return &restartError{r.unavailable}
 	}
 	n.invocations.Add(1)
+	var failed string // the session last failed: a job's dead rows share theirs
 	for _, d := range r.dead {
 		reason := ReasonFunction
 		if v := d.header(HeaderReason); v != nil {
 			reason = string(v)
 		}
-		if s := d.header(HeaderSession); t.sess != nil && len(s) > 0 {
-			t.sessionFailed(string(s), fmt.Sprintf("%s: %s", reason, d.header(HeaderError)), t.n.o.Clock.Now())
+		if s := d.header(HeaderSession); t.sess != nil && len(s) > 0 && string(s) != failed {
+			failed = string(s)
+			t.sessionFailed(failed, fmt.Sprintf("%s: %s", reason, d.header(HeaderError)), t.n.o.Clock.Now())
 		}
 		t.dead(d, reason)
 	}

@@ -48,23 +48,9 @@ func TakeRefs(dt arrow.DataType, n int, ref func(k int) (arrow.Array, int)) arro
 			}
 		}
 	case *array.Int64Builder:
-		for k := 0; k < n; k++ {
-			col, i := ref(k)
-			if a := col.(*array.Int64); a.IsNull(i) {
-				sb.AppendNull()
-			} else {
-				sb.UnsafeAppend(a.Value(i))
-			}
-		}
+		takeFixed[int64, *array.Int64](sb, n, ref)
 	case *array.Float64Builder:
-		for k := 0; k < n; k++ {
-			col, i := ref(k)
-			if a := col.(*array.Float64); a.IsNull(i) {
-				sb.AppendNull()
-			} else {
-				sb.UnsafeAppend(a.Value(i))
-			}
-		}
+		takeFixed[float64, *array.Float64](sb, n, ref)
 	default:
 		for k := 0; k < n; k++ {
 			col, i := ref(k)
@@ -72,6 +58,24 @@ func TakeRefs(dt arrow.DataType, n int, ref func(k int) (arrow.Array, int)) arro
 		}
 	}
 	return b.NewArray()
+}
+
+// takeFixed copies n fixed-width values into b (TakeRefs).
+func takeFixed[T any, A interface {
+	IsNull(int) bool
+	Value(int) T
+}](b interface {
+	AppendNull()
+	UnsafeAppend(T)
+}, n int, ref func(k int) (arrow.Array, int)) {
+	for k := 0; k < n; k++ {
+		col, i := ref(k)
+		if a := col.(A); a.IsNull(i) {
+			b.AppendNull()
+		} else {
+			b.UnsafeAppend(a.Value(i))
+		}
+	}
 }
 
 // AppendFrom appends col[i] to b; b must be a builder of col's type.
